@@ -1,0 +1,228 @@
+"""EAT (Efficient Audio Transformer) model configuration."""
+
+from huggingface_hub.dataclasses import strict
+from transformers.configuration_utils import PreTrainedConfig
+
+
+# Sizes and pre-training recipes of the official checkpoints (EAT.md §2.4, §2.5, §3); `tiny` is ours, for tests and
+# demos: the width and depth of the reference fixtures, and a faster EMA schedule so a short run moves the teacher.
+PRESETS = {
+    "base": {},
+    "large": {
+        "hidden_size": 1024,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+        "intermediate_size": 4096,
+        "decoder_hidden_size": 1024,
+        "decoder_kernel_size": 5,
+        "decoder_num_layers": 3,
+        "mask_ratio": 0.75,
+        "mask_prob_adjust": 0.1,
+        "ema_anneal_end_step": 150000,
+        "average_top_k_layers": 24,
+    },
+    "tiny": {
+        "hidden_size": 64,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "intermediate_size": 256,
+        "decoder_hidden_size": 64,
+        "decoder_num_layers": 2,
+        "average_top_k_layers": 3,
+        "ema_decay": 0.999,
+        "ema_end_decay": 0.9999,
+        "ema_anneal_end_step": 1000,
+        "maskspec_decoder_hidden_size": 64,
+        "maskspec_decoder_intermediate_size": 128,
+        "maskspec_decoder_num_attention_heads": 4,
+    },
+}
+
+# The two pre-training objectives differ in how they mask by default: EAT hides 80% in 5x5 blocks and trains on 16
+# clones of each clip; MaskSpec hides 75% of the patches uniformly at random, one mask per clip.
+# Every class a saved folder can be loaded as with `trust_remote_code=True`. transformers itself writes only the
+# saved object's own entry, so a folder saved from EATForPreTraining could not be opened with AutoModel.
+AUTO_MAP = {
+    "AutoConfig": "configuration_eat.EATConfig",
+    "AutoFeatureExtractor": "feature_extraction_eat.EATFeatureExtractor",
+    "AutoModel": "modeling_eat.EATModel",
+    "AutoModelForAudioClassification": "modeling_eat.EATForAudioClassification",
+    "AutoModelForPreTraining": "modeling_eat.EATForPreTraining",
+}
+
+OBJECTIVE_MASKING_DEFAULTS = {
+    "eat": {"mask_strategy": "inverse_block", "mask_ratio": 0.8, "clone_batch": 16},
+    "maskspec": {"mask_strategy": "random", "mask_ratio": 0.75, "clone_batch": 1},
+}
+
+
+@strict
+class EATConfig(PreTrainedConfig):
+    r"""
+    Configuration of an EAT model. The defaults build EAT-Base (768 wide, 12 post-LN blocks of 12 heads) with the
+    pre-training recipe of the official AudioSet-2M run. `EATConfig.from_preset("large")` and `from_preset("tiny")`
+    give the other sizes.
+
+    Args:
+        hidden_size (`int`, *optional*, defaults to 768): width of the encoder.
+        num_hidden_layers (`int`, *optional*, defaults to 12): number of Transformer blocks.
+        num_attention_heads (`int`, *optional*, defaults to 12): attention heads per block.
+        intermediate_size (`int`, *optional*, defaults to 3072): width of the feed-forward layer.
+        hidden_act (`str`, *optional*, defaults to `"gelu"`): feed-forward activation (exact erf GELU).
+        hidden_dropout_prob (`float`, *optional*, defaults to 0.0): dropout on block outputs.
+        attention_probs_dropout_prob (`float`, *optional*, defaults to 0.0): dropout on attention weights.
+        initializer_range (`float`, *optional*, defaults to 0.02): std of the normal init of linear layers.
+        layer_norm_eps (`float`, *optional*, defaults to 1e-6): epsilon of every encoder LayerNorm.
+        qkv_bias (`bool`, *optional*, defaults to `True`): bias on the fused query/key/value projection.
+        patch_size (`int`, *optional*, defaults to 16): square patch size (frames x mel bins), also the stride.
+        num_mel_bins (`int`, *optional*, defaults to 128): mel bins of the input spectrogram.
+        max_length (`int`, *optional*, defaults to 1024): frames of the default input (10 s at 100 frames/s).
+        max_time_patches (`int`, *optional*, defaults to 768): rows of patches covered by the fixed sin-cos
+            positional table, i.e. the longest input is `max_time_patches * patch_size` frames (about 2 min).
+        drop_path_rate (`float`, *optional*, defaults to 0.0): stochastic depth, linear over the blocks up to this.
+        classifier_pooling (`str`, *optional*, defaults to `"cls"`): `"cls"` or `"mean"` (of the patch tokens).
+        use_fc_norm (`bool`, *optional*, defaults to `True`): LayerNorm before the classification head.
+        pretraining_objective (`str`, *optional*, defaults to `"eat"`): `"eat"` (EMA teacher, CNN decoder,
+            utterance-frame objective) or `"maskspec"` (random masking, Transformer decoder, spectrogram MSE).
+        mask_strategy (`str`, *optional*): `"inverse_block"` or `"random"`; defaults by objective.
+        mask_ratio (`float`, *optional*): fraction of patches hidden from the student; defaults by objective
+            (0.8 for EAT, 0.75 for MaskSpec).
+        mask_prob_adjust (`float`, *optional*, defaults to 0.07): extra keep probability for block centres.
+        mask_block_size (`int`, *optional*, defaults to 5): side of the square blocks of the inverse block mask.
+        clone_batch (`int`, *optional*): independent masks per clip; defaults by objective (16 for EAT, 1 MaskSpec).
+        decoder_hidden_size (`int`, *optional*, defaults to 768): channels of the CNN decoder.
+        decoder_kernel_size (`int`, *optional*, defaults to 3): kernel of its grouped 2-D convolutions (odd).
+        decoder_groups (`int`, *optional*, defaults to 16): groups of those convolutions.
+        decoder_num_layers (`int`, *optional*, defaults to 6): convolution blocks in the decoder.
+        mask_noise_std (`float`, *optional*, defaults to 0.01): std of the noise that stands in for masked tokens.
+        ema_decay (`float`, *optional*, defaults to 0.9998): EMA teacher decay at the first update.
+        ema_end_decay (`float`, *optional*, defaults to 0.99999): decay reached after `ema_anneal_end_step` updates.
+        ema_anneal_end_step (`int`, *optional*, defaults to 100000): updates over which the decay is annealed.
+        average_top_k_layers (`int`, *optional*, defaults to 12): teacher layers averaged into the targets.
+        utterance_loss_weight (`float`, *optional*, defaults to 1.0): weight of the CLS (utterance) loss.
+        maskspec_decoder_hidden_size (`int`, *optional*, defaults to 512): width of the MaskSpec decoder.
+        maskspec_decoder_num_layers (`int`, *optional*, defaults to 2): its Transformer blocks.
+        maskspec_decoder_num_attention_heads (`int`, *optional*, defaults to 8): its attention heads.
+        maskspec_decoder_intermediate_size (`int`, *optional*, defaults to 2048): its feed-forward width.
+        maskspec_norm_patch_loss (`bool`, *optional*, defaults to `False`): normalise each target patch to zero
+            mean and unit variance before the MSE.
+
+    Example:
+
+    ```python
+    >>> from modeling_eat import EATConfig, EATModel
+
+    >>> config = EATConfig.from_preset("base")
+    >>> model = EATModel(config)
+    ```"""
+
+    model_type = "eat"
+
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float | int = 0.0
+    attention_probs_dropout_prob: float | int = 0.0
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-6
+    qkv_bias: bool = True
+    patch_size: int = 16
+    num_mel_bins: int = 128
+    max_length: int = 1024
+    max_time_patches: int = 768
+    drop_path_rate: float | int = 0.0
+
+    classifier_pooling: str = "cls"
+    use_fc_norm: bool = True
+
+    pretraining_objective: str = "eat"
+    mask_strategy: str | None = None
+    mask_ratio: float | None = None
+    mask_prob_adjust: float = 0.07
+    mask_block_size: int = 5
+    clone_batch: int | None = None
+    decoder_hidden_size: int = 768
+    decoder_kernel_size: int = 3
+    decoder_groups: int = 16
+    decoder_num_layers: int = 6
+    mask_noise_std: float = 0.01
+    ema_decay: float = 0.9998
+    ema_end_decay: float = 0.99999
+    ema_anneal_end_step: int = 100000
+    average_top_k_layers: int = 12
+    utterance_loss_weight: float | int = 1.0
+
+    maskspec_decoder_hidden_size: int = 512
+    maskspec_decoder_num_layers: int = 2
+    maskspec_decoder_num_attention_heads: int = 8
+    maskspec_decoder_intermediate_size: int = 2048
+    maskspec_norm_patch_loss: bool = False
+
+    def __post_init__(self, **kwargs):
+        if self.pretraining_objective in OBJECTIVE_MASKING_DEFAULTS:
+            for name, value in OBJECTIVE_MASKING_DEFAULTS[self.pretraining_objective].items():
+                if getattr(self, name) is None:
+                    setattr(self, name, value)
+        super().__post_init__(**kwargs)
+        self.auto_map = {**AUTO_MAP, **(getattr(self, "auto_map", None) or {})}
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "EATConfig":
+        """Builds the configuration of a named size (`base`, `large`, `tiny`); keyword arguments override fields."""
+        if name not in PRESETS:
+            raise ValueError(f"Unknown EAT preset {name!r}: choose one of {sorted(PRESETS)}.")
+        return cls(**{**PRESETS[name], **overrides})
+
+    @property
+    def num_freq_patches(self) -> int:
+        return self.num_mel_bins // self.patch_size
+
+    def validate_architecture(self):
+        """Rejects settings no EAT model can be built or trained with, naming the field at fault."""
+        checks = [
+            (self.hidden_size % self.num_attention_heads == 0,
+             f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
+             f"({self.num_attention_heads})"),
+            (self.num_mel_bins % self.patch_size == 0,
+             f"num_mel_bins ({self.num_mel_bins}) must be a multiple of patch_size ({self.patch_size})"),
+            (self.max_length % self.patch_size == 0 and self.max_length > 0,
+             f"max_length ({self.max_length}) must be a positive multiple of patch_size ({self.patch_size})"),
+            (self.max_length <= self.max_time_patches * self.patch_size,
+             f"max_length ({self.max_length}) exceeds the positional table: max_time_patches * patch_size = "
+             f"{self.max_time_patches * self.patch_size} frames"),
+            (self.hidden_dropout_prob >= 0 and self.attention_probs_dropout_prob >= 0 and self.drop_path_rate >= 0,
+             "hidden_dropout_prob, attention_probs_dropout_prob and drop_path_rate must be >= 0"),
+            (self.classifier_pooling in ("cls", "mean"),
+             f"classifier_pooling must be 'cls' or 'mean', got {self.classifier_pooling!r}"),
+            (self.pretraining_objective in OBJECTIVE_MASKING_DEFAULTS,
+             f"pretraining_objective must be one of {sorted(OBJECTIVE_MASKING_DEFAULTS)}, "
+             f"got {self.pretraining_objective!r}"),
+            (self.mask_strategy in ("inverse_block", "random"),
+             f"mask_strategy must be 'inverse_block' or 'random', got {self.mask_strategy!r}"),
+            (self.mask_ratio is not None and 0.0 < self.mask_ratio < 1.0,
+             f"mask_ratio must lie strictly between 0 and 1, got {self.mask_ratio}"),
+            (self.clone_batch is not None and self.clone_batch >= 1,
+             f"clone_batch must be >= 1, got {self.clone_batch}"),
+            (self.mask_block_size >= 1, f"mask_block_size must be >= 1, got {self.mask_block_size}"),
+            (self.decoder_kernel_size % 2 == 1,
+             f"decoder_kernel_size must be odd so the decoder keeps the patch grid, got {self.decoder_kernel_size}"),
+            (self.decoder_hidden_size % self.decoder_groups == 0 and self.hidden_size % self.decoder_groups == 0,
+             f"decoder_groups ({self.decoder_groups}) must divide hidden_size ({self.hidden_size}) and "
+             f"decoder_hidden_size ({self.decoder_hidden_size})"),
+            (0.0 <= self.ema_decay <= 1.0 and 0.0 <= self.ema_end_decay <= 1.0,
+             f"ema_decay ({self.ema_decay}) and ema_end_decay ({self.ema_end_decay}) must lie in [0, 1]"),
+            (1 <= self.average_top_k_layers <= self.num_hidden_layers,
+             f"average_top_k_layers ({self.average_top_k_layers}) must lie in [1, num_hidden_layers = "
+             f"{self.num_hidden_layers}]"),
+            (self.maskspec_decoder_hidden_size % self.maskspec_decoder_num_attention_heads == 0,
+             f"maskspec_decoder_hidden_size ({self.maskspec_decoder_hidden_size}) must be a multiple of "
+             f"maskspec_decoder_num_attention_heads ({self.maskspec_decoder_num_attention_heads})"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+__all__ = ["EATConfig"]

@@ -1,0 +1,749 @@
+"""PyTorch EAT (Efficient Audio Transformer, Chen et al. 2024, arXiv 2401.03497).
+
+An audio ViT over 16x16 patches of a Kaldi log-mel spectrogram, pre-trained data2vec-2.0 style: a student sees the
+visible patches of an inverse-block-masked clip, a lightweight CNN decoder predicts the targets an EMA teacher computes
+from the whole clip (frame loss), and the student's CLS token predicts their mean (utterance loss).
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs
+from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+
+from .configuration_eat import EATConfig
+from .masking_eat import EATMaskGenerator
+
+
+def sincos_position_table(num_time_patches: int, num_freq_patches: int, dim: int) -> torch.Tensor:
+    """Fixed 2-D sin-cos positions `[num_time_patches * num_freq_patches, dim]`, row index `t * num_freq + f`.
+
+    As in EAT (MAE style): the first half of the channels encodes the frequency index, the second half the time
+    index; within each half, sines come before cosines.
+    """
+    if dim % 4 != 0:
+        raise ValueError(f"hidden_size must be a multiple of 4 for 2-D sin-cos positions, got {dim}")
+    half = dim // 2
+    omega = 1.0 / 10000 ** (torch.arange(half // 2, dtype=torch.float64) / (half / 2))
+    time_index = torch.arange(num_time_patches, dtype=torch.float64).repeat_interleave(num_freq_patches)
+    freq_index = torch.arange(num_freq_patches, dtype=torch.float64).repeat(num_time_patches)
+
+    def encode(positions):
+        angles = positions[:, None] * omega[None, :]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    return torch.cat([encode(freq_index), encode(time_index)], dim=1).float()
+
+
+def patch_attention_mask(attention_mask: torch.Tensor, patch_size: int, num_freq_patches: int) -> torch.Tensor:
+    """Frame mask `[batch, frames]` → patch mask `[batch, patches]`: a patch row counts if any of its frames is real."""
+    batch_size, num_frames = attention_mask.shape
+    rows = attention_mask.view(batch_size, num_frames // patch_size, patch_size).any(dim=-1)
+    return rows.repeat_interleave(num_freq_patches, dim=1)
+
+
+def drop_masked_tokens(tokens: torch.Tensor, bool_masked_pos: torch.Tensor) -> torch.Tensor:
+    """Keeps the visible tokens of each row, in their original order. Every row must hide the same number."""
+    num_visible = tokens.shape[1] - int(bool_masked_pos[0].sum())
+    visible_index = torch.argsort(bool_masked_pos.to(torch.int8), dim=1, stable=True)[:, :num_visible]
+    if tokens.dim() == 3:
+        visible_index = visible_index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1])
+    return torch.gather(tokens, 1, visible_index)
+
+
+class EATPatchEmbeddings(nn.Module):
+    """Non-overlapping 16x16 convolution over `(batch, frames, mel)`; token index is `time_patch * 8 + freq_patch`."""
+
+    def __init__(self, config: EATConfig):
+        super().__init__()
+        self.projection = nn.Conv2d(1, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size)
+
+    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+        return self.projection(input_values.unsqueeze(1)).flatten(2).transpose(1, 2)
+
+
+class EATEmbeddings(nn.Module):
+    """Patches + fixed positions, (optionally) masked patches dropped, CLS prepended, then the embedding LayerNorm."""
+
+    def __init__(self, config: EATConfig):
+        super().__init__()
+        self.config = config
+        self.patch_embeddings = EATPatchEmbeddings(config)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        # Not a weight: recomputed at init, so checkpoints stay small and any table length loads.
+        self.register_buffer(
+            "position_embeddings",
+            sincos_position_table(config.max_time_patches, config.num_freq_patches, config.hidden_size)[None],
+            persistent=False,
+        )
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def embed_patches(self, input_values: torch.Tensor) -> torch.Tensor:
+        patches = self.patch_embeddings(input_values)
+        return patches + self.position_embeddings[:, : patches.shape[1]]
+
+    def forward(self, input_values: torch.Tensor, bool_masked_pos: torch.Tensor | None = None) -> torch.Tensor:
+        patches = self.embed_patches(input_values)
+        if bool_masked_pos is not None:
+            # Patch embedding runs once per clip; the clip's clones (rows of the mask) share it.
+            clones = bool_masked_pos.shape[0] // patches.shape[0]
+            patches = drop_masked_tokens(patches.repeat_interleave(clones, dim=0), bool_masked_pos)
+        cls_tokens = self.cls_token.expand(patches.shape[0], -1, -1)
+        return self.layer_norm(torch.cat([cls_tokens, patches], dim=1))
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs: Unpack[TransformersKwargs],
+):
+    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    # fp32 softmax as in the official blocks, so bf16/fp16 runs match them.
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+class EATAttention(nn.Module):
+    """Multi-head self-attention with one fused qkv projection (rows ordered q | k | v, as in the checkpoints)."""
+
+    def __init__(self, config: EATConfig):
+        super().__init__()
+        self.config = config
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = config.attention_probs_dropout_prob
+        self.is_causal = False
+        self.qkv_proj = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
+        self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        input_shape = hidden_states.shape[:-1]
+        qkv = self.qkv_proj(hidden_states).view(*input_shape, 3, -1, self.head_dim).permute(2, 0, 3, 1, 4)
+        query_states, key_states, value_states = qkv.unbind(0)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attn_output, attn_weights = attention_interface(
+            self,
+            query_states,
+            key_states,
+            value_states,
+            attention_mask,
+            dropout=0.0 if not self.training else self.attention_dropout,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        attn_output = self.o_proj(attn_output.reshape(*input_shape, -1).contiguous())
+        return attn_output, attn_weights
+
+
+class EATMLP(nn.Module):
+    def __init__(self, config: EATConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation_fn = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation_fn(self.fc1(hidden_states)))
+
+
+class EATDropPath(nn.Module):
+    """Stochastic depth: drops a sample's whole residual branch, rescaling the kept ones."""
+
+    def __init__(self, drop_prob: float):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return hidden_states
+        keep_prob = 1.0 - self.drop_prob
+        shape = (hidden_states.shape[0],) + (1,) * (hidden_states.dim() - 1)
+        keep = hidden_states.new_empty(shape).bernoulli_(keep_prob)
+        return hidden_states * keep / keep_prob
+
+
+class EATLayer(GradientCheckpointingLayer):
+    """Post-LN block: `x = norm1(x + attn(x)); x = norm2(x + mlp(x))`. Its MLP output is the teacher's target."""
+
+    def __init__(self, config: EATConfig, drop_path_rate: float = 0.0):
+        super().__init__()
+        self.attention = EATAttention(config)
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = EATMLP(config)
+        self.output_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.drop_path = EATDropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
+        # Self Attention
+        residual = hidden_states
+        hidden_states, _ = self.attention(hidden_states, attention_mask, **kwargs)
+        hidden_states = self.attention_norm(residual + self.drop_path(self.dropout(hidden_states)))
+
+        # Fully Connected
+        residual = hidden_states
+        hidden_states = self.mlp(hidden_states)
+        hidden_states = self.output_norm(residual + self.drop_path(self.dropout(hidden_states)))
+        return hidden_states
+
+
+@dataclass
+class EATModelOutput(BaseModelOutputWithPooling):
+    r"""
+    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, 1 + num_patches, hidden_size)`):
+        Output of the last block, CLS first. EAT has no final LayerNorm.
+    pooler_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+        The CLS token of the last block (the utterance-level embedding).
+    ffn_outputs (`tuple(torch.FloatTensor)`, *optional*, returned when `output_ffn_outputs=True`):
+        Each block's feed-forward output before its residual and LayerNorm: what the EMA teacher's targets are made of.
+    """
+
+    ffn_outputs: tuple[torch.FloatTensor, ...] | None = None
+
+
+class EATPreTrainedModel(PreTrainedModel):
+    config: EATConfig
+    base_model_prefix = "eat"
+    main_input_name = "input_values"
+    input_modalities = ("audio",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["EATEmbeddings", "EATLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = False
+    _can_record_outputs = {
+        "hidden_states": EATLayer,
+        "attentions": EATAttention,
+        "ffn_outputs": OutputRecorder(EATMLP, index=0),
+    }
+    # A pre-training folder holds the teacher and decoder beside the student: loading the encoder (or a
+    # classifier) from it takes the student and leaves those on purpose.
+    _keys_to_ignore_on_load_unexpected = [r"^teacher\.", r"^decoder\."]
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, EATPatchEmbeddings):
+            # As the official init: xavier on the conv seen as a (hidden, 256) matrix.
+            weight = module.projection.weight
+            bound = math.sqrt(6.0 / (weight.shape[0] + weight[0].numel()))
+            init.uniform_(weight, -bound, bound)
+        elif isinstance(module, EATEmbeddings):
+            init.normal_(module.cls_token, std=1.0)
+            config = module.config
+            init.copy_(
+                module.position_embeddings,
+                sincos_position_table(config.max_time_patches, config.num_freq_patches, config.hidden_size)[None],
+            )
+        elif isinstance(module, EATMaskSpecDecoder):
+            init.normal_(module.mask_token, std=self.config.initializer_range)
+            init.copy_(
+                module.position_embeddings,
+                sincos_position_table(
+                    self.config.max_time_patches, self.config.num_freq_patches, module.position_embeddings.shape[-1]
+                )[None],
+            )
+        elif isinstance(module, EATForAudioClassification):
+            init.trunc_normal_(module.classifier.weight, std=0.02)
+
+
+class EATModel(EATPreTrainedModel):
+    def __init__(self, config: EATConfig):
+        super().__init__(config)
+        self.config = config
+        self.embeddings = EATEmbeddings(config)
+        drop_path_rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers).tolist()
+        self.layers = nn.ModuleList([EATLayer(config, rate) for rate in drop_path_rates])
+        self.post_init()
+
+    def get_input_embeddings(self) -> EATPatchEmbeddings:
+        return self.embeddings.patch_embeddings
+
+    def check_input_values(self, input_values: torch.Tensor) -> torch.Tensor:
+        """Accepts `(batch, frames, mel)` or the official `(batch, 1, frames, mel)`; rejects shapes EAT cannot take."""
+        if input_values.dim() == 4 and input_values.shape[1] == 1:
+            input_values = input_values.squeeze(1)
+        if input_values.dim() != 3:
+            raise ValueError(
+                f"input_values must have shape (batch, frames, num_mel_bins), got {tuple(input_values.shape)}: "
+                "compute it with EATFeatureExtractor."
+            )
+        _, num_frames, num_mel_bins = input_values.shape
+        patch_size, max_frames = self.config.patch_size, self.config.max_time_patches * self.config.patch_size
+        if num_mel_bins != self.config.num_mel_bins:
+            raise ValueError(f"input_values has {num_mel_bins} mel bins; this model takes {self.config.num_mel_bins}.")
+        if num_frames % patch_size != 0 or num_frames == 0:
+            raise ValueError(
+                f"input_values has {num_frames} frames, not a positive multiple of the patch size {patch_size}: pad "
+                f"or crop to a multiple of {patch_size} (EATFeatureExtractor(max_length=...) does this)."
+            )
+        if num_frames > max_frames:
+            raise ValueError(
+                f"input_values has {num_frames} frames, more than the positional table covers ({max_frames} frames, "
+                f"about {max_frames // 100} s): split the audio into shorter windows."
+            )
+        return input_values
+
+    @merge_with_config_defaults
+    @capture_outputs(tie_last_hidden_states=False)
+    def forward(
+        self,
+        input_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        bool_masked_pos: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> EATModelOutput:
+        r"""
+        input_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_mel_bins)`):
+            Normalised Kaldi log-mel frames from [`EATFeatureExtractor`]; `num_frames` a multiple of 16.
+        attention_mask (`torch.LongTensor` of shape `(batch_size, num_frames)`, *optional*):
+            1 for real frames, 0 for padding; patch rows made only of padding are hidden from attention.
+        bool_masked_pos (`torch.BoolTensor` of shape `(batch_size * clones, num_patches)`, *optional*):
+            True for patches to drop before the blocks (the student's view during pre-training). Every row must mask
+            the same number of patches; each clip is repeated `clones` times.
+        """
+        input_values = self.check_input_values(input_values)
+        hidden_states = self.embeddings(input_values, bool_masked_pos)
+
+        if attention_mask is not None:
+            token_mask = patch_attention_mask(attention_mask, self.config.patch_size, self.config.num_freq_patches)
+            if bool_masked_pos is not None:
+                clones = bool_masked_pos.shape[0] // token_mask.shape[0]
+                token_mask = drop_masked_tokens(token_mask.repeat_interleave(clones, dim=0), bool_masked_pos)
+            token_mask = F.pad(token_mask, (1, 0), value=True)
+            attention_mask = create_bidirectional_mask(
+                config=self.config, inputs_embeds=hidden_states, attention_mask=token_mask
+            )
+
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, attention_mask, **kwargs)
+        return EATModelOutput(last_hidden_state=hidden_states, pooler_output=hidden_states[:, 0])
+
+
+class EATForAudioClassification(EATPreTrainedModel):
+    """EAT with a classification head: CLS (or mean of patches) → LayerNorm → Linear, as the official fine-tuning."""
+
+    def __init__(self, config: EATConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.eat = EATModel(config)
+        self.fc_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.use_fc_norm else nn.Identity()
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def freeze_feature_encoder(self):
+        """Freezes the patch embedding, so transformers' `run_audio_classification.py` (which calls this) runs."""
+        self.eat.embeddings.patch_embeddings.requires_grad_(False)
+
+    def pool(self, last_hidden_state: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        if self.config.classifier_pooling == "cls":
+            return last_hidden_state[:, 0]
+        patches = last_hidden_state[:, 1:]
+        if attention_mask is None:
+            return patches.mean(dim=1)
+        weights = patch_attention_mask(attention_mask, self.config.patch_size, self.config.num_freq_patches)
+        weights = weights.to(patches.dtype).unsqueeze(-1)
+        return (patches * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> SequenceClassifierOutput:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size,)` or `torch.FloatTensor` of shape `(batch_size, num_labels)`):
+            Class indices (cross-entropy) or multi-hot floats (binary cross-entropy, e.g. AudioSet).
+        """
+        outputs = self.eat(input_values, attention_mask=attention_mask, **kwargs)
+        logits = self.classifier(self.fc_norm(self.pool(outputs.last_hidden_state, attention_mask)))
+        loss = self.loss_function(labels, logits, self.config, **kwargs) if labels is not None else None
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+
+
+def visible_token_index(bool_masked_pos: torch.Tensor, num_visible: int) -> torch.Tensor:
+    """Positions of the visible patches of each row, ascending: the inverse of `drop_masked_tokens`."""
+    return torch.argsort(bool_masked_pos.to(torch.int8), dim=1, stable=True)[:, :num_visible]
+
+
+def restore_masked_positions(visible: torch.Tensor, bool_masked_pos: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """Puts the visible tokens `[rows, visible, dim]` back on the full patch grid; masked slots take `fill`."""
+    index = visible_token_index(bool_masked_pos, visible.shape[1]).unsqueeze(-1).expand(-1, -1, visible.shape[-1])
+    return fill.scatter(1, index, visible)
+
+
+def patchify(input_values: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """`(batch, frames, mel)` → `(batch, patches, patch_size**2)`, patches in the order of the patch embedding."""
+    batch_size, num_frames, num_mel_bins = input_values.shape
+    patches = input_values.reshape(
+        batch_size, num_frames // patch_size, patch_size, num_mel_bins // patch_size, patch_size
+    )
+    return patches.permute(0, 1, 3, 2, 4).reshape(batch_size, -1, patch_size * patch_size)
+
+
+def utterance_frame_loss(
+    frame_predictions: torch.Tensor,
+    frame_targets: torch.Tensor,
+    utterance_predictions: torch.Tensor,
+    utterance_targets: torch.Tensor,
+    utterance_loss_weight: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """EAT's Utterance-Frame Objective. Returns `(loss, frame_loss, utterance_loss)`.
+
+    Both terms are squared errors summed over the channels and scaled by `1/sqrt(hidden_size)`, as in EAT. The
+    reduction is a mean over rows for both: the frame loss averages over the masked patches of the batch, the
+    utterance loss over the `batch * clones` CLS predictions.
+
+    The official fairseq run reduces differently: its frame term is the same mean over masked patches, but its
+    utterance term ends up a *sum* over the `batch * clones` rows (it is multiplied by the number of masked patches
+    before fairseq divides every gradient by that number). Its effective objective is therefore
+    `frame_loss + rows * utterance_loss` in our terms, with `rows = 12 * 16 = 192` per GPU in the AS-2M recipe.
+    We keep the mean so the balance does not change with the batch size; set `utterance_loss_weight` to the rows
+    per device to reproduce the official weighting.
+    """
+    scale = frame_targets.shape[-1] ** -0.5
+    frame_loss = (frame_predictions.float() - frame_targets.float()).pow(2).sum(dim=-1).mean() * scale
+    utterance_error = utterance_predictions.float() - utterance_targets.float()
+    utterance_loss = utterance_error.pow(2).sum(dim=-1).mean() * scale
+    return frame_loss + utterance_loss_weight * utterance_loss, frame_loss, utterance_loss
+
+
+class EATTeacher(nn.Module):
+    """The EMA teacher: a frozen full copy of the student encoder that turns whole clips into regression targets.
+
+    Its weights are fp32 master weights (kept fp32 under `from_pretrained(dtype=...)`), moved towards the student's
+    by `update()` after every optimizer step with a decay annealed linearly from `ema_decay` to `ema_end_decay`
+    over `ema_anneal_end_step` updates. The update count is a buffer, so it is saved and resumed with the weights.
+    """
+
+    def __init__(self, config: EATConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = EATModel(config)
+        self.encoder.requires_grad_(False)
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+
+    def train(self, mode: bool = True):
+        # Dropout or drop-path in the teacher would make the targets noisy: it always runs in eval mode.
+        return super().train(False)
+
+    def decay_at(self, step: int) -> float:
+        config = self.config
+        if step >= config.ema_anneal_end_step:
+            return config.ema_end_decay
+        return config.ema_decay + (config.ema_end_decay - config.ema_decay) * step / config.ema_anneal_end_step
+
+    @property
+    def decay(self) -> float:
+        """The decay the next `update()` applies."""
+        return self.decay_at(int(self.num_updates))
+
+    @torch.no_grad()
+    def update(self, student: EATModel) -> float:
+        """`teacher = decay * teacher + (1 - decay) * student` over all weights; returns the decay used."""
+        decay = self.decay
+        teacher_params = list(self.encoder.parameters())
+        student_params = [p.detach().to(t.dtype) for t, p in zip(teacher_params, student.parameters())]
+        if len(teacher_params) != len(list(student.parameters())):
+            raise ValueError("the student and the teacher have different parameter lists; they must be the same EAT")
+        torch._foreach_lerp_(teacher_params, student_params, 1.0 - decay)
+        self.num_updates += 1
+        return decay
+
+    @torch.no_grad()
+    def forward(
+        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns frame targets `(batch, patches, hidden)` and utterance targets `(batch, hidden)`.
+
+        Each of the top-K blocks' feed-forward outputs (CLS dropped) is instance-normalised over the patches, the K
+        are averaged, and the average is layer-normalised; the utterance target is its mean over the patches.
+        """
+        outputs = self.encoder(input_values, attention_mask=attention_mask, output_ffn_outputs=True)
+        top_layers = outputs.ffn_outputs[-self.config.average_top_k_layers :]
+        targets = sum(
+            F.instance_norm(layer[:, 1:].float().transpose(1, 2)).transpose(1, 2) for layer in top_layers
+        ) / len(top_layers)
+        targets = F.layer_norm(targets, targets.shape[-1:])
+        return targets, targets.mean(dim=1)
+
+
+class EATDecoderBlock(nn.Module):
+    """Grouped 2-D convolution over the patch grid → LayerNorm over channels (no affine) → GELU."""
+
+    def __init__(self, config: EATConfig, in_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(
+            in_channels,
+            config.decoder_hidden_size,
+            kernel_size=config.decoder_kernel_size,
+            padding=config.decoder_kernel_size // 2,
+            groups=config.decoder_groups,
+        )
+        self.activation = nn.GELU()
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.conv(hidden_states)
+        hidden_states = F.layer_norm(hidden_states.movedim(1, -1), hidden_states.shape[1:2]).movedim(-1, 1)
+        return self.activation(hidden_states)
+
+
+class EATCNNDecoder(nn.Module):
+    """EAT's lightweight decoder: conv blocks on the `(time, frequency)` patch grid, each with a residual.
+
+    Position reaches it only through the grid layout: masked slots hold noise, not a learned token.
+    """
+
+    def __init__(self, config: EATConfig):
+        super().__init__()
+        self.config = config
+        channels = [config.hidden_size] + [config.decoder_hidden_size] * config.decoder_num_layers
+        self.layers = nn.ModuleList([EATDecoderBlock(config, channels[i]) for i in range(config.decoder_num_layers)])
+        self.projection = nn.Linear(config.decoder_hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor, num_time_patches: int) -> torch.Tensor:
+        """`(batch, patches, hidden)` in grid order → predictions of the same shape."""
+        batch_size, num_patches, channels = hidden_states.shape
+        grid = hidden_states.transpose(1, 2).reshape(batch_size, channels, num_time_patches, -1)
+        for layer in self.layers:
+            residual = grid
+            grid = layer(grid)
+            if grid.shape == residual.shape:
+                grid = grid + residual
+        return self.projection(grid.flatten(2).transpose(1, 2))
+
+
+class EATMaskSpecDecoder(nn.Module):
+    """MaskSpec's light Transformer decoder: visible tokens + a learned mask token, learned positions, EAT blocks,
+    and a linear map to the `patch_size**2` spectrogram values of every patch."""
+
+    def __init__(self, config: EATConfig):
+        super().__init__()
+        hidden_size = config.maskspec_decoder_hidden_size
+        decoder_config = EATConfig(
+            hidden_size=hidden_size,
+            num_hidden_layers=config.maskspec_decoder_num_layers,
+            num_attention_heads=config.maskspec_decoder_num_attention_heads,
+            intermediate_size=config.maskspec_decoder_intermediate_size,
+            hidden_act=config.hidden_act,
+            layer_norm_eps=config.layer_norm_eps,
+            qkv_bias=config.qkv_bias,
+            average_top_k_layers=config.maskspec_decoder_num_layers,
+            decoder_hidden_size=hidden_size,
+            decoder_groups=1,
+            maskspec_decoder_hidden_size=hidden_size,
+            maskspec_decoder_num_attention_heads=config.maskspec_decoder_num_attention_heads,
+        )
+        decoder_config._attn_implementation = config._attn_implementation
+        self.embed = nn.Linear(config.hidden_size, hidden_size)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, hidden_size))
+        self.position_embeddings = nn.Parameter(
+            torch.zeros(1, config.max_time_patches * config.num_freq_patches, hidden_size)
+        )
+        self.layers = nn.ModuleList([EATLayer(decoder_config) for _ in range(config.maskspec_decoder_num_layers)])
+        self.prediction = nn.Linear(hidden_size, config.patch_size * config.patch_size)
+
+    def forward(self, student_hidden_states: torch.Tensor, bool_masked_pos: torch.Tensor) -> torch.Tensor:
+        """Student output `(rows, 1 + visible, hidden)` → predicted patches `(rows, patches, patch_size**2)`."""
+        visible = self.embed(student_hidden_states[:, 1:])
+        fill = self.mask_token.expand(bool_masked_pos.shape[0], bool_masked_pos.shape[1], -1).to(visible.dtype)
+        hidden_states = restore_masked_positions(visible, bool_masked_pos, fill)
+        hidden_states = hidden_states + self.position_embeddings[:, : hidden_states.shape[1]]
+        for layer in self.layers:
+            hidden_states = layer(hidden_states)
+        return self.prediction(hidden_states)
+
+
+@dataclass
+class EATForPreTrainingOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`):
+        The training objective: `frame_loss + utterance_loss_weight * utterance_loss` (EAT), or the masked patch
+        MSE (MaskSpec).
+    frame_loss (`torch.FloatTensor` of shape `()`):
+        Frame-level regression loss over the masked patches.
+    utterance_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        CLS-vs-mean-target loss (EAT only).
+    logits (`torch.FloatTensor` of shape `(batch_size * clones, num_patches, dim)`):
+        Decoder predictions for every patch position (teacher space for EAT, spectrogram patches for MaskSpec).
+    bool_masked_pos (`torch.BoolTensor` of shape `(batch_size * clones, num_patches)`):
+        The mask used, True where the student did not see the patch.
+    target_var (`torch.FloatTensor` of shape `()`):
+        Mean over channels of the targets' standard deviation across masked patches; a collapse shows as ~0.
+    prediction_var (`torch.FloatTensor` of shape `()`):
+        The same statistic for the predictions.
+    """
+
+    loss: torch.FloatTensor | None = None
+    frame_loss: torch.FloatTensor | None = None
+    utterance_loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    bool_masked_pos: torch.BoolTensor | None = None
+    target_var: torch.FloatTensor | None = None
+    prediction_var: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+def spread(values: torch.Tensor) -> torch.Tensor:
+    """Mean over channels of the standard deviation across rows: the statistic data2vec logs to spot collapse."""
+    values = values.detach().float().reshape(-1, values.shape[-1])
+    return torch.sqrt(values.var(dim=0) + 1e-6).mean()
+
+
+class EATForPreTraining(EATPreTrainedModel):
+    """EAT pre-training: the student encoder, its decoder and (for the EAT objective) the EMA teacher.
+
+    Call `update_teacher()` after each optimizer step. With `pretraining_objective="maskspec"` the same student is
+    trained MaskSpec style instead: no teacher, a Transformer decoder, MSE on the masked spectrogram patches.
+    """
+
+    _keys_to_ignore_on_load_unexpected = None
+    _keep_in_fp32_modules_strict = ["teacher"]
+
+    def __init__(self, config: EATConfig):
+        super().__init__(config)
+        self.eat = EATModel(config)
+        self.mask_generator = EATMaskGenerator(config)
+        if config.pretraining_objective == "eat":
+            self.teacher = EATTeacher(config)
+            self.decoder = EATCNNDecoder(config)
+        else:
+            self.teacher = None
+            self.decoder = EATMaskSpecDecoder(config)
+        self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        # The teacher starts as a copy of the student. This runs after the student is initialised or loaded (children
+        # first), and only when the checkpoint did not hold a teacher: a loaded one keeps its weights.
+        if isinstance(module, EATTeacher):
+            init.zeros_(module.num_updates)
+            for teacher_param, student_param in zip(module.encoder.parameters(), self.eat.parameters()):
+                init.copy_(teacher_param, student_param)
+
+    def update_teacher(self) -> float | None:
+        """Moves the EMA teacher towards the student; returns the decay used (None for MaskSpec, which has none)."""
+        return self.teacher.update(self.eat) if self.teacher is not None else None
+
+    def forward(
+        self,
+        input_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        bool_masked_pos: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> EATForPreTrainingOutput:
+        r"""
+        bool_masked_pos (`torch.BoolTensor` of shape `(batch_size * clones, num_patches)`, *optional*):
+            The student's masks, True = hidden (the pre-training collator draws them). Drawn here when omitted.
+        generator (`torch.Generator`, *optional*):
+            Makes the drawn masks and the decoder's mask noise reproducible.
+        """
+        input_values = self.eat.check_input_values(input_values)
+        num_time_patches = input_values.shape[1] // self.config.patch_size
+        if bool_masked_pos is None:
+            bool_masked_pos = self.mask_generator(
+                input_values.shape[0], num_time_patches, self.config.num_freq_patches, generator, input_values.device
+            )
+        clones = bool_masked_pos.shape[0] // input_values.shape[0]
+        student = self.eat(input_values, attention_mask=attention_mask, bool_masked_pos=bool_masked_pos, **kwargs)
+        num_masked = bool_masked_pos.shape[1] - (student.last_hidden_state.shape[1] - 1)
+        masked_index = torch.argsort(bool_masked_pos.to(torch.int8), dim=1, descending=True, stable=True)
+        masked_index = masked_index[:, :num_masked]
+
+        def masked(values):
+            return torch.gather(values, 1, masked_index.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
+
+        if self.teacher is not None:
+            frame_targets, utterance_targets = self.teacher(input_values, attention_mask)
+            frame_targets = frame_targets.repeat_interleave(clones, dim=0)
+            utterance_targets = utterance_targets.repeat_interleave(clones, dim=0)
+            visible = student.last_hidden_state[:, 1:]
+            noise = torch.randn(
+                visible.shape[0], bool_masked_pos.shape[1], visible.shape[-1],
+                generator=generator, device=visible.device, dtype=visible.dtype,
+            )
+            decoder_input = restore_masked_positions(visible, bool_masked_pos, noise * self.config.mask_noise_std)
+            predictions = self.decoder(decoder_input, num_time_patches)
+            loss, frame_loss, utterance_loss = utterance_frame_loss(
+                masked(predictions), masked(frame_targets), student.pooler_output, utterance_targets,
+                self.config.utterance_loss_weight,
+            )
+        else:
+            predictions = self.decoder(student.last_hidden_state, bool_masked_pos)
+            frame_targets = patchify(input_values, self.config.patch_size).repeat_interleave(clones, dim=0)
+            if self.config.maskspec_norm_patch_loss:
+                frame_targets = F.layer_norm(frame_targets, frame_targets.shape[-1:], eps=1e-6)
+            frame_loss = (masked(predictions).float() - masked(frame_targets).float()).pow(2).mean()
+            loss, utterance_loss = frame_loss, None
+
+        return EATForPreTrainingOutput(
+            loss=loss,
+            frame_loss=frame_loss,
+            utterance_loss=utterance_loss,
+            logits=predictions,
+            bool_masked_pos=bool_masked_pos,
+            target_var=spread(masked(frame_targets)),
+            prediction_var=spread(masked(predictions)),
+            last_hidden_state=student.last_hidden_state,
+            hidden_states=student.hidden_states,
+            attentions=student.attentions,
+        )
+
+
+__all__ = [
+    "EATModel",
+    "EATForAudioClassification",
+    "EATForPreTraining",
+    "EATPreTrainedModel",
+    "EATTeacher",
+    "EATCNNDecoder",
+    "EATMaskSpecDecoder",
+    "utterance_frame_loss",
+    "sincos_position_table",
+]
