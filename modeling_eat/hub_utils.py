@@ -1,0 +1,406 @@
+"""Model cards and Hub uploads for saved EAT folders (converted, pre-trained or fine-tuned checkpoints).
+
+`write_model_card` renders the `model_card.md` template at the repository root into `folder/README.md`;
+`publish_folder` checks that the folder loads with `trust_remote_code=True` anywhere, then uploads it.
+Not shipped to the Hub: this module may use huggingface_hub freely.
+"""
+
+import json
+import string
+from pathlib import Path
+
+from huggingface_hub import EvalResult, HfApi, ModelCardData
+from safetensors import safe_open
+
+from .configuration_eat import AUTO_MAP, PRESETS, EATConfig
+
+
+MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_card.md"
+
+# The files `trust_remote_code=True` imports: the modeling file reaches the others through relative imports.
+CODE_FILES = ("configuration_eat.py", "modeling_eat.py", "masking_eat.py", "feature_extraction_eat.py")
+CLASSIFICATION_ARCHITECTURE = "EATForAudioClassification"
+PRETRAINING_ARCHITECTURE = "EATForPreTraining"
+
+# Trainer output folders hold resumable checkpoints, TensorBoard logs and pickled arguments that a model repo should
+# not carry.
+HUB_IGNORE_PATTERNS = ["checkpoint-*/", "runs/", "__pycache__/", "*.pyc", "training_args.bin", ".ipynb_checkpoints/"]
+
+# Keys Trainer.evaluate() adds next to the metrics proper.
+_NON_METRIC_KEYS = {"loss", "runtime", "samples_per_second", "steps_per_second", "epoch"}
+_METRIC_DISPLAY_NAMES = {"accuracy": "Accuracy", "map": "mAP", "f1": "F1", "top5_accuracy": "Top-5 accuracy"}
+# Parameters of these sub-modules are not part of the encoder a user embeds with or fine-tunes.
+_NON_ENCODER_PREFIXES = ("teacher.", "decoder.", "classifier.", "fc_norm.")
+
+# Both snippets load the checkpoint and run one second of audio through it; they differ in the head and the output.
+_USAGE_SNIPPET = '''```python
+import numpy as np
+import torch
+from transformers import AutoFeatureExtractor, {imports}
+
+model_id = "{model_id}"
+feature_extractor = AutoFeatureExtractor.from_pretrained(model_id, trust_remote_code=True)
+model = {auto_class}.from_pretrained(model_id, trust_remote_code=True)
+
+waveform = np.random.default_rng(0).uniform(-0.1, 0.1, 16000).astype(np.float32)  # 1 s of 16 kHz mono audio
+inputs = feature_extractor(waveform, sampling_rate=16000, return_tensors="pt")
+with torch.no_grad():
+{outputs}
+```'''
+
+_CLASSIFIER_OUTPUTS = '''    logits = model(**inputs).logits
+print(model.config.id2label[int(logits.argmax(-1))])
+
+# The pipeline reads files with ffmpeg and applies softmax, or sigmoid for multi-label checkpoints.
+classifier = pipeline("audio-classification", model=model_id, trust_remote_code=True)
+print(classifier("sound.wav", top_k=5))'''
+
+_ENCODER_OUTPUTS = '''    outputs = model(**inputs)
+clip_embedding = outputs.pooler_output  # [batch, hidden_size]: the CLS token
+patch_embeddings = outputs.last_hidden_state[:, 1:]  # [batch, num_patches, hidden_size], time-major'''
+
+_ENCODER_FINE_TUNING_NOTE = """
+To fine-tune it, load it with `AutoModelForAudioClassification.from_pretrained(model_id, trust_remote_code=True,
+num_labels=...)`: the classification head is new and must be trained."""
+
+
+def write_model_card(
+    folder,
+    *,
+    base_model: str | None = None,
+    datasets: list[str] | None = None,
+    eval_results: dict | None = None,
+    tags: list[str] | None = None,
+    description: str | None = None,
+    license: str = "apache-2.0",
+    model_id: str | None = None,
+    eval_dataset: str | None = None,
+    eval_split: str = "test",
+) -> Path:
+    """
+    Writes `folder/README.md` (replacing any) for a saved EAT folder from `model_card.md`, the folder's config and
+    its weights.
+
+    Args:
+        folder: a folder written by `save_pretrained` (config.json, weights, preprocessor_config.json).
+        base_model: Hub id of the checkpoint this one was fine-tuned or converted from.
+        datasets: Hub ids of the training data sets.
+        eval_results: metrics as `Trainer.evaluate()` returns them (`eval_accuracy`, `eval_map`, ...); see
+            `eval_results_from_folder`. Bookkeeping keys (loss, runtime, epoch) are left out of the card.
+        tags: extra Hub tags.
+        description: first paragraph of the card; a default names the kind of checkpoint.
+        license: Hub license identifier.
+        model_id: the repo id the folder will be published as; used in the snippets and the model-index.
+            Defaults to the folder name.
+        eval_dataset: Hub id of the evaluation data set; defaults to the first of `datasets`.
+        eval_split: split the metrics were computed on.
+
+    Returns:
+        The path of the written README.md.
+    """
+    folder = Path(folder)
+    config = _read_json(folder / "config.json", fix="save the model into it with `model.save_pretrained(folder)`")
+    preprocessor_path = folder / "preprocessor_config.json"
+    preprocessor = json.loads(preprocessor_path.read_text()) if preprocessor_path.is_file() else None
+    if not MODEL_CARD_TEMPLATE.is_file():
+        raise FileNotFoundError(
+            f"The model card template {MODEL_CARD_TEMPLATE} is missing: run from a checkout of the modeling_eat "
+            "repository (pip install -e .), which keeps model_card.md at its root."
+        )
+
+    architectures = config.get("architectures") or []
+    is_classifier = CLASSIFICATION_ARCHITECTURE in architectures
+    is_pretraining = PRETRAINING_ARCHITECTURE in architectures
+    model_id = model_id or folder.resolve().name
+    metrics = _metrics_of(eval_results)
+    eval_dataset = eval_dataset or (datasets[0] if datasets else None)
+    eval_entries = _eval_result_entries(metrics, eval_dataset, eval_split)
+    card_data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="audio-classification" if is_classifier else "feature-extraction",
+        license=license,
+        tags=_card_tags(is_classifier, tags),
+        datasets=list(datasets) if datasets else None,
+        metrics=list(metrics) or None,
+        base_model=base_model,
+        # ModelCardData keeps `model_name` as a stray key unless it becomes the model-index name.
+        model_name=model_id if eval_entries else None,
+        eval_results=eval_entries or None,
+    )
+    num_labels = len(config.get("id2label") or {})
+    if description is None:
+        description = _default_description(is_classifier, is_pretraining, num_labels)
+    if base_model is not None:
+        description += f"\n\nBase model: [{base_model}](https://huggingface.co/{base_model})."
+
+    if is_classifier:
+        usage = _USAGE_SNIPPET.format(
+            imports="AutoModelForAudioClassification, pipeline",
+            model_id=model_id,
+            auto_class="AutoModelForAudioClassification",
+            outputs=_CLASSIFIER_OUTPUTS,
+        )
+    else:
+        usage = _USAGE_SNIPPET.format(
+            imports="AutoModel", model_id=model_id, auto_class="AutoModel", outputs=_ENCODER_OUTPUTS
+        )
+        usage += "\n" + _ENCODER_FINE_TUNING_NOTE
+    card = string.Template(MODEL_CARD_TEMPLATE.read_text()).substitute(
+        front_matter=card_data.to_yaml(),
+        title=model_id.split("/")[-1],
+        description=description,
+        details=_details_table(folder, config, preprocessor, datasets),
+        intended_use=_intended_use(is_classifier, is_pretraining, num_labels),
+        usage=usage,
+        results=_results_section(metrics, eval_dataset, eval_split),
+    )
+    readme = folder / "README.md"
+    readme.write_text(card)
+    return readme
+
+
+def eval_results_from_folder(folder) -> dict | None:
+    """The metrics in `folder/eval_results.json` (written by `Trainer.save_metrics("eval", ...)`), or None."""
+    path = Path(folder) / "eval_results.json"
+    if not path.is_file():
+        return None
+    results = _read_json(path, fix="re-run the evaluation or delete the file")
+    if not isinstance(results, dict):
+        raise ValueError(f"{path} must hold a JSON object of metric names to values, got {type(results).__name__}.")
+    return results
+
+
+def check_folder_for_hub(folder) -> list[str]:
+    """Problems that would stop `folder` from loading with `trust_remote_code=True` from the Hub; empty when ready."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return [f"{folder} is not a directory: pass the folder written by `save_pretrained`."]
+    problems = []
+    config_path = folder / "config.json"
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text())
+        except json.JSONDecodeError as error:
+            return [f"config.json is not valid JSON ({error}): save the model again with `save_pretrained`."]
+        if config.get("model_type") != EATConfig.model_type:
+            problems.append(
+                f"config.json has model_type {config.get('model_type')!r}, not {EATConfig.model_type!r}: "
+                "this is not an EAT checkpoint; convert it first."
+            )
+        missing_classes = sorted(set(AUTO_MAP) - set(config.get("auto_map") or {}))
+        if missing_classes:
+            problems.append(
+                f"config.json auto_map lacks {', '.join(missing_classes)}: load the folder and save it again with "
+                "the modeling_eat package imported (EATConfig writes the full map), or copy the entries of "
+                "modeling_eat.configuration_eat.AUTO_MAP into it."
+            )
+    else:
+        problems.append("config.json is missing: save the model with `model.save_pretrained(folder)`.")
+    missing_code = [name for name in CODE_FILES if not (folder / name).is_file()]
+    if missing_code:
+        problems.append(
+            f"code files {', '.join(missing_code)} are missing: `import modeling_eat` before `save_pretrained`, "
+            "which registers the classes for remote code and copies their files into the folder."
+        )
+    if not (folder / "preprocessor_config.json").is_file():
+        problems.append(
+            "preprocessor_config.json is missing: save the feature extractor too, e.g. "
+            "`EATFeatureExtractor.from_preset('audioset').save_pretrained(folder)`."
+        )
+    problems.extend(_weight_problems(folder))
+    readme = folder / "README.md"
+    if not readme.is_file():
+        problems.append(
+            "README.md is missing: write the model card with `modeling_eat.hub_utils.write_model_card(folder, ...)`."
+        )
+    elif not readme.read_text().startswith("---\n"):
+        problems.append(
+            "README.md has no YAML front matter, so the Hub will not know its pipeline or library: "
+            "regenerate it with `modeling_eat.hub_utils.write_model_card(folder, ...)`."
+        )
+    return problems
+
+
+def publish_folder(
+    folder,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    commit_message: str = "Upload EAT model",
+) -> str:
+    """
+    Uploads a saved EAT folder to the Hub model repo `repo_id`, creating it if needed, and returns the commit URL.
+
+    The folder is checked with `check_folder_for_hub` before anything is sent; Trainer leftovers matching
+    `HUB_IGNORE_PATTERNS` (checkpoint-*/, runs/, ...) are not uploaded.
+    """
+    problems = check_folder_for_hub(folder)
+    if problems:
+        raise ValueError(
+            f"{folder} is not ready to publish as {repo_id}:\n" + "\n".join(f"- {problem}" for problem in problems)
+        )
+    api = HfApi(token=token)
+    repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
+    commit = api.upload_folder(
+        repo_id=repo_url.repo_id,
+        folder_path=folder,
+        commit_message=commit_message,
+        ignore_patterns=HUB_IGNORE_PATTERNS,
+    )
+    return commit.commit_url
+
+
+def _read_json(path: Path, fix: str):
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: {fix}.")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}): {fix}.") from error
+
+
+def _metrics_of(eval_results: dict | None) -> dict[str, float]:
+    metrics = {}
+    for key, value in (eval_results or {}).items():
+        name = key.removeprefix("eval_")
+        if name not in _NON_METRIC_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics[name] = float(value)
+    return metrics
+
+
+def _eval_result_entries(metrics: dict[str, float], dataset: str | None, split: str) -> list[EvalResult]:
+    # Local audiofolder data has no Hub id; the model-index still needs a dataset type.
+    dataset_type = dataset or "audiofolder"
+    return [
+        EvalResult(
+            task_type="audio-classification",
+            task_name="Audio Classification",
+            dataset_type=dataset_type,
+            dataset_name=dataset or "local audiofolder data set",
+            dataset_split=split,
+            metric_type=name,
+            metric_value=value,
+            metric_name=_METRIC_DISPLAY_NAMES.get(name, name),
+        )
+        for name, value in metrics.items()
+    ]
+
+
+def _card_tags(is_classifier: bool, extra_tags: list[str] | None) -> list[str]:
+    tags = ["audio", "eat", "custom_code"]
+    tags.append("audio-classification" if is_classifier else "self-supervised-learning")
+    return list(dict.fromkeys(tags + list(extra_tags or [])))
+
+
+def _default_description(is_classifier: bool, is_pretraining: bool, num_labels: int) -> str:
+    if is_classifier:
+        return f"An EAT audio classifier over {num_labels} labels, fine-tuned from a self-supervised EAT encoder."
+    if is_pretraining:
+        return (
+            "A self-supervised EAT checkpoint with everything needed to continue pre-training: the student "
+            "encoder, its EMA teacher and the decoder."
+        )
+    return "A self-supervised pre-trained EAT encoder, for audio embeddings or as a starting point for fine-tuning."
+
+
+def _intended_use(is_classifier: bool, is_pretraining: bool, num_labels: int) -> str:
+    if is_classifier:
+        return (
+            f"Tag or classify short audio clips into the {num_labels} labels listed in `config.id2label`, or start "
+            "a fine-tuning run on a related task from it."
+        )
+    use = (
+        "Extract clip embeddings (the CLS token) or patch embeddings for downstream audio tasks, or fine-tune the "
+        "encoder for audio classification; it has no classification head of its own."
+    )
+    if is_pretraining:
+        use += " `AutoModelForPreTraining` loads the full pre-training state to continue the self-supervised run."
+    return use
+
+
+def _details_table(folder: Path, config: dict, preprocessor: dict | None, datasets: list[str] | None) -> str:
+    rows = [("Architecture", ", ".join(config.get("architectures") or ["unknown"]))]
+    hidden, layers = config.get("hidden_size"), config.get("num_hidden_layers")
+    size = next(
+        (
+            name
+            for name, preset in PRESETS.items()
+            if (preset.get("hidden_size", 768), preset.get("num_hidden_layers", 12)) == (hidden, layers)
+        ),
+        "custom",
+    )
+    rows.append(
+        (
+            "Encoder",
+            f"EAT-{size}: {layers} Transformer layers, hidden size {hidden}, "
+            f"{config.get('num_attention_heads')} attention heads, "
+            f"feed-forward size {config.get('intermediate_size')}",
+        )
+    )
+    encoder_parameters, total_parameters = _parameter_counts(folder)
+    if total_parameters:
+        rows.append(
+            ("Parameters", f"{encoder_parameters / 1e6:.3g} M in the encoder, {total_parameters / 1e6:.3g} M stored")
+        )
+    patch, mel_bins = config.get("patch_size"), config.get("num_mel_bins")
+    rows.append(("Patches", f"{patch}x{patch} over {mel_bins} mel bins ({mel_bins // patch} frequency patches)"))
+    if preprocessor is not None:
+        frames = preprocessor.get("max_length")
+        rows.append(
+            (
+                "Input",
+                f"{preprocessor.get('sampling_rate')} Hz mono audio, {preprocessor.get('num_mel_bins')}-bin Kaldi "
+                f"log-mel filterbank, padded or cut to {frames} frames ({frames / 100:g} s), normalized with mean "
+                f"{preprocessor.get('mean')} and std {preprocessor.get('std')}",
+            )
+        )
+    if CLASSIFICATION_ARCHITECTURE in (config.get("architectures") or []):
+        problem_type = config.get("problem_type") or "single_label_classification"
+        rows.append(("Labels", f"{len(config.get('id2label') or {})} ({problem_type})"))
+        rows.append(("Pooling", f"{config.get('classifier_pooling')}, fc_norm: {config.get('use_fc_norm')}"))
+    if PRETRAINING_ARCHITECTURE in (config.get("architectures") or []):
+        rows.append(("Pre-training objective", str(config.get("pretraining_objective"))))
+    if datasets:
+        rows.append(("Training data", ", ".join(f"`{name}`" for name in datasets)))
+    return "| | |\n|---|---|\n" + "\n".join(f"| {name} | {value} |" for name, value in rows)
+
+
+def _parameter_counts(folder: Path) -> tuple[int, int]:
+    encoder = total = 0
+    for weights in sorted(folder.glob("*.safetensors")):
+        with safe_open(weights, framework="pt") as tensors:
+            for name in tensors.keys():
+                count = 1
+                for dim in tensors.get_slice(name).get_shape():
+                    count *= dim
+                total += count
+                if not name.startswith(_NON_ENCODER_PREFIXES):
+                    encoder += count
+    return encoder, total
+
+
+def _results_section(metrics: dict[str, float], dataset: str | None, split: str) -> str:
+    if not metrics:
+        return "No evaluation results are recorded for this checkpoint."
+    source = f"`{dataset}`" if dataset else "a local data set"
+    rows = "\n".join(f"| {_METRIC_DISPLAY_NAMES.get(name, name)} | {value:.4f} |" for name, value in metrics.items())
+    return f"Measured on the `{split}` split of {source}.\n\n| Metric | Value |\n|---|---|\n{rows}"
+
+
+def _weight_problems(folder: Path) -> list[str]:
+    index_path = folder / "model.safetensors.index.json"
+    if index_path.is_file():
+        shards = sorted(set(json.loads(index_path.read_text()).get("weight_map", {}).values()))
+        missing = [shard for shard in shards if not (folder / shard).is_file()]
+        if missing:
+            return [f"weight shards {', '.join(missing)} listed in model.safetensors.index.json are missing."]
+        return []
+    if (folder / "model.safetensors").is_file():
+        return []
+    if (folder / "pytorch_model.bin").is_file():
+        return [
+            "the weights are a pickled pytorch_model.bin: load the model and save it again with "
+            "`save_pretrained`, which writes model.safetensors."
+        ]
+    return ["model.safetensors is missing: save the model with `model.save_pretrained(folder)`."]
