@@ -92,7 +92,8 @@ class EATEmbeddings(nn.Module):
 
     def embed_patches(self, input_values: torch.Tensor) -> torch.Tensor:
         patches = self.patch_embeddings(input_values)
-        return patches + self.position_embeddings[:, : patches.shape[1]]
+        # The table is built in fp32 at init and `from_pretrained(dtype=...)` does not cast non-persistent buffers.
+        return patches + self.position_embeddings[:, : patches.shape[1]].to(patches.dtype)
 
     def forward(self, input_values: torch.Tensor, bool_masked_pos: torch.Tensor | None = None) -> torch.Tensor:
         patches = self.embed_patches(input_values)
@@ -288,7 +289,8 @@ class EATModel(EATPreTrainedModel):
         super().__init__(config)
         self.config = config
         self.embeddings = EATEmbeddings(config)
-        drop_path_rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers).tolist()
+        # On the CPU explicitly: under `with torch.device("meta")` a meta tensor could not be read back.
+        drop_path_rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers, device="cpu").tolist()
         self.layers = nn.ModuleList([EATLayer(config, rate) for rate in drop_path_rates])
         self.post_init()
 
@@ -467,6 +469,9 @@ class EATTeacher(nn.Module):
 
     def train(self, mode: bool = True):
         # Dropout or drop-path in the teacher would make the targets noisy: it always runs in eval mode.
+        # `from_pretrained` loads weights as trainable Parameters and then calls `eval()`: freeze them again here,
+        # or optimizers (DeepSpeed's ZeRO above all) would take the teacher as trainable.
+        self.encoder.requires_grad_(False)
         return super().train(False)
 
     def decay_at(self, step: int) -> float:
@@ -501,6 +506,8 @@ class EATTeacher(nn.Module):
         Each of the top-K blocks' feed-forward outputs (CLS dropped) is instance-normalised over the patches, the K
         are averaged, and the average is layer-normalised; the utterance target is its mean over the patches.
         """
+        # The weights stay fp32 when the student is loaded in bf16/fp16; under autocast this cast changes nothing.
+        input_values = input_values.to(self.encoder.dtype)
         outputs = self.encoder(input_values, attention_mask=attention_mask, output_ffn_outputs=True)
         top_layers = outputs.ffn_outputs[-self.config.average_top_k_layers :]
         targets = sum(
@@ -670,6 +677,7 @@ class EATForPreTraining(EATPreTrainedModel):
         """Moves the EMA teacher towards the student; returns the decay used (None for MaskSpec, which has none)."""
         return self.teacher.update(self.eat) if self.teacher is not None else None
 
+    @can_return_tuple
     def forward(
         self,
         input_values: torch.Tensor | None = None,

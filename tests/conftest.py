@@ -1,6 +1,12 @@
 from pathlib import Path
 
 import pytest
+import torch
+
+
+def pytest_configure(config):
+    # pytest-xdist runs one worker per core; intra-op threads on top of that oversubscribe the CPU many times over.
+    torch.set_num_threads(1)
 
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
