@@ -1,0 +1,365 @@
+"""Checkpoint conversion against the reference fixtures (../shared/fixtures/eat_reference, see its README)."""
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoModelForAudioClassification
+
+from modeling_eat import EATForAudioClassification, EATForPreTraining, EATModel, conversion
+from modeling_eat.conversion import (
+    CODE_FILES,
+    FAIRSEQ_PRETRAINING,
+    ConversionError,
+    SourceCheckpoint,
+    UnsafeCheckpointError,
+    audioset_id2label,
+    build_converted_model,
+    config_for,
+    convert_checkpoint,
+    load_source_checkpoint,
+    plan_conversion,
+)
+
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CLI = PROJECT_ROOT / "conversion" / "convert_eat_to_hf.py"
+TOLERANCE = 1e-4
+POSITIONS = "modality_encoders.IMAGE.fixed_positional_encoder.positions"
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def eat_reference(fixtures_dir) -> Path:
+    return fixtures_dir / "eat_reference"
+
+
+@pytest.fixture(scope="module")
+def reference(eat_reference) -> dict[str, torch.Tensor]:
+    return load_file(eat_reference / "reference_outputs.safetensors")
+
+
+@pytest.fixture(scope="module")
+def pretraining_checkpoint(eat_reference) -> dict:
+    return torch.load(eat_reference / "fairseq_pretrain_tiny.pt", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def convert(eat_reference, tmp_path_factory):
+    """Converts each (checkpoint, options) once per module; returns (folder, report)."""
+    done = {}
+
+    def converted(checkpoint: str, **options):
+        key = (checkpoint, tuple(sorted(options.items())))
+        if key not in done:
+            folder = tmp_path_factory.mktemp("converted")
+            done[key] = folder, convert_checkpoint(eat_reference / checkpoint, folder, **options)
+        return done[key]
+
+    return converted
+
+
+def max_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((actual - expected).abs().max())
+
+
+def save_variant(checkpoint: dict, path: Path, edit) -> Path:
+    """Writes a copy of a fixture checkpoint with `edit(state_dict)` applied."""
+    variant = {**checkpoint, "model": dict(checkpoint["model"])}
+    edit(variant["model"])
+    torch.save(variant, path)
+    return path
+
+
+STUDENT = {
+    "last_hidden_state": "student_last_hidden_state",
+    "last_hidden_state_short": "student_last_hidden_state_short",
+}
+
+
+# Measured (float32, CPU): student 1.2e-6 (short input 9.5e-7), teacher 1.2e-6, logits 6.0e-8 for both fine-tuned
+# layouts; the fixtures were made with the official math, so these are float32 rounding only.
+@pytest.mark.parametrize(
+    "checkpoint, options, model_class, expected",
+    [
+        ("fairseq_pretrain_tiny.pt", {}, EATModel, STUDENT),
+        ("fairseq_pretrain_tiny.pt", {"use_ema": True}, EATModel, {"last_hidden_state": "teacher_last_hidden_state"}),
+        ("fairseq_finetune_tiny.pt", {}, EATForAudioClassification, {**STUDENT, "logits": "student_logits"}),
+        ("hub_port_finetune_tiny", {}, EATForAudioClassification, {**STUDENT, "logits": "student_logits"}),
+    ],
+)
+def test_converted_checkpoint_reproduces_reference(convert, reference, checkpoint, options, model_class, expected):
+    folder, report = convert(checkpoint, **options)
+    assert all(value <= TOLERANCE for value in report.max_abs_differences.values()), report
+
+    model = model_class.from_pretrained(folder).eval()
+    encoder = model.eat if model_class is EATForAudioClassification else model
+    with torch.no_grad():
+        outputs = {
+            "last_hidden_state": encoder(reference["input"]).last_hidden_state,
+            "last_hidden_state_short": encoder(reference["input_short"]).last_hidden_state,
+        }
+        if model_class is EATForAudioClassification:
+            outputs["logits"] = model(reference["input"]).logits
+    for output, reference_name in expected.items():
+        error = max_error(outputs[output], reference[reference_name])
+        assert error < TOLERANCE, f"{output} vs {reference_name}: {error}"
+
+    assert all((folder / name).is_file() for name in CODE_FILES + ("README.md",))
+    preprocessor = json.loads((folder / "preprocessor_config.json").read_text())
+    assert (preprocessor["max_length"], preprocessor["mean"], preprocessor["std"]) == (256, -4.268, 4.569)
+    if model_class is EATForAudioClassification:
+        assert model.config.id2label == {index: f"LABEL_{index}" for index in range(10)}
+
+
+def test_hub_port_reports_fc_norm_eps_difference(convert):
+    _, report = convert("hub_port_finetune_tiny")
+    # Measured 1.4e-6 on the tiny random-weight model: the port's eps 1e-5 vs the official 1e-6 we keep.
+    note = next(note for note in report.notes if "eps" in note)
+    assert "1e-05" in note and "1e-06" in note
+
+
+def test_pretraining_target_reproduces_decoder_and_teacher(convert, reference):
+    folder, report = convert("fairseq_pretrain_tiny.pt", target="pretraining")
+    assert "teacher.num_updates = 0 (the checkpoint records no update count)" in report.notes
+
+    model = EATForPreTraining.from_pretrained(folder).eval()
+    with torch.no_grad():
+        decoder_output = model.decoder(reference["decoder_input"], num_time_patches=16)
+        frame_targets, utterance_targets = model.teacher(reference["input"].squeeze(1))
+        student = model.eat(reference["input"]).last_hidden_state
+    # Measured: decoder 7.2e-7, frame targets 2.1e-6, utterance targets 5.3e-7, student 1.2e-6.
+    assert max_error(decoder_output, reference["decoder_output"]) < TOLERANCE
+    assert max_error(frame_targets, reference["teacher_targets"]) < TOLERANCE
+    assert max_error(utterance_targets, reference["teacher_utterance_targets"]) < TOLERANCE
+    assert max_error(student, reference["student_last_hidden_state"]) < TOLERANCE
+    assert int(model.teacher.num_updates) == 0
+
+
+def test_pretraining_target_takes_the_update_count(eat_reference, pretraining_checkpoint, tmp_path):
+    checkpoint = {**pretraining_checkpoint, "optimizer_history": [{"num_updates": 1234}]}
+    torch.save(checkpoint, tmp_path / "with_updates.pt")
+    source = load_source_checkpoint(tmp_path / "with_updates.pt")
+    assert source.num_updates == 1234 and "optimizer_history" in source.num_updates_origin
+    _, converted, _ = plan_conversion(source, "pretraining")
+    assert converted["teacher.num_updates"].item() == 1234
+
+
+def manifest_source(path: Path) -> SourceCheckpoint:
+    """The key manifest as meta tensors, with the `_ema` teacher (student keys without the decoder) the README names."""
+    shapes = json.loads(path.read_text())
+    state_dict = {key: torch.empty(shape, device="meta") for key, shape in shapes.items()}
+    teacher_shapes = {key: shape for key, shape in shapes.items() if ".decoder." not in key}
+    state_dict |= {f"_ema.{key}": torch.empty(shape, device="meta") for key, shape in teacher_shapes.items()}
+    return SourceCheckpoint(path, FAIRSEQ_PRETRAINING, state_dict)
+
+
+@pytest.mark.parametrize(
+    "size, dims",
+    [
+        ("base", {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
+                  "decoder_num_layers": 6, "decoder_kernel_size": 3, "decoder_groups": 16}),
+        ("large", {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096,
+                   "decoder_num_layers": 3, "decoder_kernel_size": 5, "decoder_groups": 16}),
+    ],
+)
+def test_official_key_manifests_map_completely(eat_reference, size, dims):
+    source = manifest_source(eat_reference / f"fairseq_pretrain_{size}_shapes.json")
+    num_source_keys = len(source.state_dict)
+    for target, use_ema in (("pretraining", False), ("encoder", False), ("encoder", True)):
+        config, converted, left_out = plan_conversion(source, target, use_ema)
+        assert {name: getattr(config, name) for name in dims} == dims
+        with torch.device("meta"):
+            model_shapes = {key: value.shape for key, value in
+                            (EATForPreTraining if target == "pretraining" else EATModel)(config).state_dict().items()}
+        assert {key: value.shape for key, value in converted.items()} == model_shapes
+        # Every source key is either converted, a positional table (checked, then recomputed) or left out on purpose.
+        num_positions = 2
+        converted_from_source = len(converted) - (target == "pretraining")  # teacher.num_updates is not a source key
+        assert converted_from_source + sum(left_out.values()) + num_positions == num_source_keys
+
+
+@pytest.mark.parametrize(
+    "edit, offending",
+    [
+        (lambda sd: sd.update({"blocks.0.attn.extra.weight": torch.zeros(3)}), ["blocks.0.attn.extra.weight"]),
+        (lambda sd: sd.pop("blocks.1.mlp.fc2.bias"), ["layers.1.mlp.fc2.bias"]),
+        (lambda sd: sd.update({"blocks.2.norm1.weight": torch.ones(63)}), ["layers.2.attention_norm.weight", "(63,)"]),
+    ],
+    ids=["extra key", "missing key", "wrong shape"],
+)
+def test_refuses_key_problems_and_writes_nothing(pretraining_checkpoint, tmp_path, edit, offending):
+    checkpoint = save_variant(pretraining_checkpoint, tmp_path / "bad.pt", edit)
+    with pytest.raises(ConversionError) as error:
+        convert_checkpoint(checkpoint, tmp_path / "out")
+    assert all(text in str(error.value) for text in offending), str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_lists_every_key_problem_at_once(pretraining_checkpoint, tmp_path):
+    def break_three_ways(state_dict):
+        state_dict["blocks.0.attn.extra.weight"] = torch.zeros(3)
+        del state_dict["blocks.1.mlp.fc2.bias"]
+        state_dict["blocks.2.norm1.weight"] = torch.ones(63)
+
+    checkpoint = save_variant(pretraining_checkpoint, tmp_path / "bad.pt", break_three_ways)
+    with pytest.raises(ConversionError, match="3 problem") as error:
+        build_converted_model(load_source_checkpoint(checkpoint))
+    message = str(error.value)
+    assert "blocks.0.attn.extra.weight" in message
+    assert "missing key (the checkpoint does not provide it): layers.1.mlp.fc2.bias" in message
+    assert "shape mismatch for layers.2.attention_norm.weight: checkpoint (63,), model (64,)" in message
+
+
+def test_refuses_corrupted_positional_table(pretraining_checkpoint, tmp_path):
+    def corrupt(state_dict):
+        positions = state_dict[POSITIONS].clone()
+        positions[0, 100] += 0.01
+        state_dict[POSITIONS] = positions
+
+    checkpoint = save_variant(pretraining_checkpoint, tmp_path / "bad_positions.pt", corrupt)
+    with pytest.raises(ConversionError) as error:
+        convert_checkpoint(checkpoint, tmp_path / "out")
+    assert POSITIONS in str(error.value) and "1 of 6144 rows (first rows [100])" in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_accepts_a_512_row_positional_table(pretraining_checkpoint, reference, tmp_path):
+    def shorten(state_dict):  # checkpoints made before the official code grew the table (EAT.md §2.3)
+        state_dict[POSITIONS] = state_dict[POSITIONS][:, :512].clone()
+
+    checkpoint = save_variant(pretraining_checkpoint, tmp_path / "old.pt", shorten)
+    model, report = build_converted_model(load_source_checkpoint(checkpoint))
+    assert f"positional table {POSITIONS} (512 rows)" in report.max_abs_differences
+    with torch.no_grad():
+        hidden = model(reference["input"]).last_hidden_state
+    assert max_error(hidden, reference["student_last_hidden_state"]) < TOLERANCE
+
+
+def test_pickle_needs_trust(pretraining_checkpoint, reference, tmp_path):
+    cfg = {**pretraining_checkpoint["cfg"], "common": argparse.Namespace(seed=1)}
+    checkpoint = {**pretraining_checkpoint, "cfg": cfg}
+    torch.save(checkpoint, tmp_path / "pickled.pt")
+    with pytest.raises(UnsafeCheckpointError, match="--trust_pickle") as error:
+        convert_checkpoint(tmp_path / "pickled.pt", tmp_path / "out")
+    assert "runs whatever code" in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+    source = load_source_checkpoint(tmp_path / "pickled.pt", trust_pickle=True)
+    assert source.fairseq_cfg["common"] == {"seed": 1}  # the Namespace, made plain
+    model, _ = build_converted_model(source)
+    with torch.no_grad():
+        hidden = model(reference["input"]).last_hidden_state
+    assert max_error(hidden, reference["student_last_hidden_state"]) < TOLERANCE
+
+
+def test_audioset_head_gets_audioset_labels(eat_reference, tmp_path):
+    checkpoint = torch.load(eat_reference / "fairseq_finetune_tiny.pt", weights_only=True)
+
+    def widen_head(state_dict):
+        generator = torch.Generator().manual_seed(0)
+        state_dict["head.weight"] = torch.randn(527, 64, generator=generator) * 0.02
+        state_dict["head.bias"] = torch.zeros(527)
+
+    source = load_source_checkpoint(save_variant(checkpoint, tmp_path / "as.pt", widen_head))
+    config = config_for(source, "classification")
+    assert config.num_labels == 527
+    assert config.id2label[0] == "Speech" and config.id2label[526] == "Field recording"
+    assert config.problem_type == "multi_label_classification"
+    assert audioset_id2label() == config.id2label
+
+
+def test_id2label_file_and_count_check(eat_reference, tmp_path):
+    source = load_source_checkpoint(eat_reference / "fairseq_finetune_tiny.pt")
+    names = [f"digit {index}" for index in range(10)]
+    (tmp_path / "as_list.json").write_text(json.dumps(names))
+    (tmp_path / "as_map.json").write_text(json.dumps({str(index): name for index, name in enumerate(names)}))
+    for path in ("as_list.json", "as_map.json"):
+        config = config_for(source, "classification", id2label=tmp_path / path)
+        assert config.id2label == dict(enumerate(names))
+        assert config.label2id["digit 3"] == 3
+    with pytest.raises(ConversionError, match="names 9 classes .* the head has 10 outputs"):
+        config_for(source, "classification", id2label=names[:9])
+
+
+def test_refuses_requests_the_checkpoint_cannot_serve(eat_reference):
+    finetuned = load_source_checkpoint(eat_reference / "fairseq_finetune_tiny.pt")
+    with pytest.raises(ConversionError, match="holds no EMA teacher"):
+        build_converted_model(finetuned, target="encoder", use_ema=True)
+    with pytest.raises(ConversionError, match="only fairseq pre-training checkpoints have them"):
+        build_converted_model(finetuned, target="pretraining")
+    pretraining = load_source_checkpoint(eat_reference / "fairseq_pretrain_tiny.pt")
+    with pytest.raises(ConversionError, match="needs a classification head"):
+        build_converted_model(pretraining, target="classification")
+
+
+def test_cli_end_to_end(eat_reference, reference, tmp_path):
+    names = [f"class {index}" for index in range(10)]
+    (tmp_path / "labels.json").write_text(json.dumps(names))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    completed = subprocess.run(
+        [sys.executable, str(CLI), "--checkpoint_path", str(eat_reference / "fairseq_finetune_tiny.pt"),
+         "--output_dir", str(tmp_path / "cli"), "--id2label", str(tmp_path / "labels.json")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "logits: max |difference|" in completed.stdout
+
+    encoder = AutoModel.from_pretrained(tmp_path / "cli")
+    assert isinstance(encoder, EATModel)
+    classifier = AutoModelForAudioClassification.from_pretrained(tmp_path / "cli")
+    assert classifier.config.id2label[9] == "class 9"
+    with torch.no_grad():
+        hidden = encoder(reference["input"]).last_hidden_state
+        logits = classifier(reference["input"]).logits
+    assert max_error(hidden, reference["student_last_hidden_state"]) < TOLERANCE
+    assert max_error(logits, reference["student_logits"]) < TOLERANCE
+
+
+def test_cli_refuses_untrusted_pickle_with_exit_code(pretraining_checkpoint, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("convert_eat_to_hf", CLI)
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    checkpoint = {**pretraining_checkpoint, "cfg": argparse.Namespace(model={})}
+    torch.save(checkpoint, tmp_path / "pickled.pt")
+
+    assert cli.main(["--checkpoint_path", str(tmp_path / "pickled.pt"), "--output_dir", str(tmp_path / "out")]) == 1
+    assert "--trust_pickle" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_refuses_when_the_reference_disagrees(eat_reference, monkeypatch, tmp_path):
+    # The reference decoder's LayerNorm eps made wrong: the parity gate must catch the disagreement and write nothing.
+    monkeypatch.setattr(conversion, "DECODER_NORM_EPS", 0.5)
+    with pytest.raises(ConversionError, match=r"more than 0.0001 \(decoder output: ") as error:
+        convert_checkpoint(eat_reference / "fairseq_pretrain_tiny.pt", tmp_path / "out", target="pretraining")
+    assert "student last_hidden_state" not in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_reads_hub_port_folder_with_pytorch_bin(eat_reference, tmp_path):
+    folder = tmp_path / "hub_port_bin"
+    folder.mkdir()
+    (folder / "config.json").write_text((eat_reference / "hub_port_finetune_tiny" / "config.json").read_text())
+    weights = load_file(eat_reference / "hub_port_finetune_tiny" / "model.safetensors")
+    torch.save(weights, folder / "pytorch_model.bin")
+    source = load_source_checkpoint(folder)
+    assert source.layout.description == "hub remote-code port folder"
+    assert source.state_dict.keys() == weights.keys()
+    config, converted, _ = plan_conversion(source, "classification")
+    dims = (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.max_length)
+    assert dims == (64, 3, 4, 256)
+    assert torch.equal(converted["classifier.weight"], weights["model.head.weight"])
+    assert torch.equal(converted["eat.embeddings.layer_norm.bias"], weights["model.pre_norm.bias"])
