@@ -260,12 +260,13 @@ class EATPreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module):
         super()._init_weights(module)
-        if isinstance(module, EATPatchEmbeddings):
+        # transformers skips the `_init_weights` of remote-code modules that hold no parameter of their own (e.g.
+        # EATPatchEmbeddings, EATForAudioClassification): their children are initialised from a parent that has one.
+        if isinstance(module, EATEmbeddings):
             # As the official init: xavier on the conv seen as a (hidden, 256) matrix.
-            weight = module.projection.weight
+            weight = module.patch_embeddings.projection.weight
             bound = math.sqrt(6.0 / (weight.shape[0] + weight[0].numel()))
             init.uniform_(weight, -bound, bound)
-        elif isinstance(module, EATEmbeddings):
             init.normal_(module.cls_token, std=1.0)
             config = module.config
             init.copy_(
@@ -280,8 +281,8 @@ class EATPreTrainedModel(PreTrainedModel):
                     self.config.max_time_patches, self.config.num_freq_patches, module.position_embeddings.shape[-1]
                 )[None],
             )
-        elif isinstance(module, EATForAudioClassification):
-            init.trunc_normal_(module.classifier.weight, std=0.02)
+        elif module is getattr(self, "classifier", None):
+            init.trunc_normal_(module.weight, std=0.02)
 
 
 class EATModel(EATPreTrainedModel):

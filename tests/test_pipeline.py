@@ -1,0 +1,110 @@
+"""`pipeline("audio-classification")` on saved EAT folders: input forms, labels, and softmax/sigmoid scores."""
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from transformers import pipeline
+
+from modeling_eat import EATConfig, EATFeatureExtractor, EATForAudioClassification
+
+
+FRAMES = 64
+ID2LABEL = {0: "bark", 1: "rain", 2: "siren", 3: "speech"}
+SAMPLING_RATE = 16000
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
+
+def save_classifier(folder, **config_overrides):
+    config = EATConfig.from_preset(
+        "tiny",
+        max_length=FRAMES,
+        id2label=ID2LABEL,
+        label2id={label: index for index, label in ID2LABEL.items()},
+        **config_overrides,
+    )
+    torch.manual_seed(0)
+    model = EATForAudioClassification(config).eval()
+    with torch.no_grad():  # a larger head, so the scores differ clearly between labels
+        model.classifier.weight.mul_(50)
+    model.save_pretrained(folder)
+    EATFeatureExtractor(max_length=FRAMES).save_pretrained(folder)
+    return model
+
+
+@pytest.fixture(scope="module")
+def waveform() -> np.ndarray:
+    time = np.arange(SAMPLING_RATE // 2) / SAMPLING_RATE
+    noise = np.random.default_rng(0).normal(0, 0.05, time.shape)
+    return (0.3 * np.sin(2 * np.pi * 440 * time) + noise).astype(np.float32)
+
+
+def expected_logits(model, waveform) -> torch.Tensor:
+    inputs = EATFeatureExtractor(max_length=FRAMES)(waveform, sampling_rate=SAMPLING_RATE, return_tensors="pt")
+    with torch.no_grad():
+        return model(**inputs).logits[0]
+
+
+def as_scores(predictions) -> dict[str, float]:
+    return {prediction["label"]: prediction["score"] for prediction in predictions}
+
+
+@pytest.fixture(scope="module")
+def single_label(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("single_label")
+    model = save_classifier(folder)
+    return folder, model, pipeline("audio-classification", model=str(folder))
+
+
+def test_pipeline_on_a_numpy_array(single_label, waveform):
+    folder, model, classifier = single_label
+    assert isinstance(classifier.model, EATForAudioClassification)
+    assert isinstance(classifier.feature_extractor, EATFeatureExtractor)
+    predictions = classifier(waveform, top_k=None)
+    scores = as_scores(predictions)
+    assert set(scores) == set(ID2LABEL.values())
+    assert sum(scores.values()) == pytest.approx(1.0, abs=1e-5)
+    assert [p["score"] for p in predictions] == sorted(scores.values(), reverse=True)
+    probabilities = expected_logits(model, waveform).softmax(-1)
+    for index, label in ID2LABEL.items():
+        assert scores[label] == pytest.approx(probabilities[index].item(), abs=1e-5)
+    assert max(probabilities) - min(probabilities) > 0.05  # the check above tells labels apart
+
+
+def test_pipeline_on_a_datasets_style_dict(single_label, waveform):
+    _, _, classifier = single_label
+    from_dict = as_scores(classifier({"array": waveform, "sampling_rate": SAMPLING_RATE}, top_k=None))
+    from_array = as_scores(classifier(waveform, top_k=None))
+    assert from_dict == pytest.approx(from_array, abs=1e-6)
+
+
+def test_pipeline_top_k_keeps_the_best_labels(single_label, waveform):
+    _, _, classifier = single_label
+    all_predictions = classifier(waveform, top_k=None)
+    assert classifier(waveform, top_k=2) == all_predictions[:2]
+
+
+def test_pipeline_on_a_wav_file(single_label, waveform, tmp_path):
+    _, model, classifier = single_label
+    path = tmp_path / "clip.wav"
+    soundfile.write(path, waveform, SAMPLING_RATE, subtype="FLOAT")
+    scores = as_scores(classifier(str(path), top_k=None))
+    assert sum(scores.values()) == pytest.approx(1.0, abs=1e-5)
+    probabilities = expected_logits(model, soundfile.read(path, dtype="float32")[0]).softmax(-1)
+    for index, label in ID2LABEL.items():
+        assert scores[label] == pytest.approx(probabilities[index].item(), abs=1e-4)
+
+
+def test_multi_label_checkpoint_gets_sigmoid_scores(tmp_path, waveform):
+    model = save_classifier(tmp_path, problem_type="multi_label_classification")
+    classifier = pipeline("audio-classification", model=str(tmp_path))
+    scores = as_scores(classifier(waveform, top_k=None))
+    probabilities = torch.sigmoid(expected_logits(model, waveform))
+    for index, label in ID2LABEL.items():
+        assert scores[label] == pytest.approx(probabilities[index].item(), abs=1e-5)
+    assert sum(scores.values()) != pytest.approx(1.0, abs=1e-2)
