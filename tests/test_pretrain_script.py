@@ -1,0 +1,193 @@
+"""End-to-end tests of training/pretrain.py: 2-process DDP and DeepSpeed ZeRO-2 runs on the CPU, killed after their
+first checkpoint and resumed with `--resume_from_checkpoint latest`, against an uninterrupted DDP run.
+
+Each launch costs tens of seconds of process start-up on a 2-core machine; the first DeepSpeed launch on a machine
+also JIT-compiles DeepSpeed's CPU shared-memory communication op once (cached in ~/.cache/torch_extensions).
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from modeling_eat import EATForPreTraining, EATModel
+
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = PROJECT_ROOT / "training" / "pretrain.py"
+CONFIGS = PROJECT_ROOT / "training" / "configs"
+LAUNCH_TIMEOUT = 900  # the first DeepSpeed launch compiles a C++ op
+
+NUM_WAVS = 19
+CORRUPT_ROW = 7
+# 16 rows (the corrupt one among them) / 4 clips per step = 4 steps per epoch: 8 steps read the corrupt file twice.
+MAX_TRAIN_SAMPLES = 16
+MAX_TRAIN_STEPS = 8
+EXPECTED_SKIPPED = 2
+FINAL_LINE = re.compile(
+    r"pretraining done: step=(\d+) teacher_num_updates=(\d+) ema_decay=([0-9.]+) skipped_bad_audio=(\d+)"
+)
+DDP_FLAGS = ["--multi_gpu", "--num_processes", "2", "--mixed_precision", "no", "--num_machines", "1",
+             "--dynamo_backend", "no"]
+
+
+def accelerate_command() -> list[str]:
+    executable = Path(sys.executable).with_name("accelerate")
+    return [str(executable)] if executable.is_file() else [shutil.which("accelerate") or "accelerate"]
+
+
+def environment(use_cpu: bool) -> dict:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
+    # accelerate turns DeepSpeed off when ACCELERATE_USE_CPU is set; DeepSpeed finds its CPU accelerator by itself.
+    env["ACCELERATE_USE_CPU"] = "1" if use_cpu else "0"
+    return env
+
+
+@pytest.fixture(scope="module")
+def audio_folder(tmp_path_factory, fsdd_dir) -> Path:
+    """A copy of a few FSDD training clips plus one corrupt WAV listed in the metadata (labels are ignored)."""
+    root = tmp_path_factory.mktemp("fsdd_subset")
+    split = root / "train"
+    split.mkdir()
+    header, *rows = (fsdd_dir / "train" / "metadata.csv").read_text().splitlines()
+    kept = []
+    for index, row in enumerate(rows[:NUM_WAVS]):
+        if index == CORRUPT_ROW:
+            (split / "corrupt.wav").write_bytes(os.urandom(3000))
+            kept.append("corrupt.wav," + ",".join(row.split(",")[1:]))
+        shutil.copy(fsdd_dir / "train" / row.split(",")[0], split)
+        kept.append(row)
+    (split / "metadata.csv").write_text("\n".join([header, *kept]) + "\n")
+    return root
+
+
+def pretrain_command(launch_flags: list[str], data_dir: Path, output_dir: Path, *extra: str) -> list[str]:
+    return [
+        *accelerate_command(), "launch", *launch_flags, str(SCRIPT),
+        "--dataset_name", str(data_dir),
+        "--config_name", "tiny",
+        "--max_length_seconds", "1",
+        "--per_device_train_batch_size", "2",
+        "--max_train_samples", str(MAX_TRAIN_SAMPLES),
+        "--max_train_steps", str(MAX_TRAIN_STEPS),
+        "--checkpointing_steps", "3",
+        "--logging_steps", "2",
+        "--output_dir", str(output_dir),
+        *extra,
+    ]
+
+
+def run(command: list[str], env: dict) -> str:
+    result = subprocess.run(command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True,
+                            timeout=LAUNCH_TIMEOUT)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    return output
+
+
+def final_state(output: str) -> tuple:
+    match = FINAL_LINE.search(output)
+    assert match, output[-3000:]
+    step, num_updates, decay, skipped = match.groups()
+    return int(step), int(num_updates), float(decay), int(skipped)
+
+
+def run_killed_then_resumed(launch_flags: list[str], data_dir: Path, output_dir: Path, env: dict) -> tuple[str, str]:
+    """Starts a run, kills all its processes as soon as `step_3` is published, then resumes it with `latest`."""
+    command = pretrain_command(launch_flags, data_dir, output_dir)
+    log_path = output_dir.with_suffix(".first.log")
+    with open(log_path, "w") as log:
+        launcher = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        deadline = time.monotonic() + LAUNCH_TIMEOUT
+        while not (output_dir / "step_3" / "training_progress.json").is_file():
+            assert launcher.poll() is None, log_path.read_text()[-5000:]
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.05)
+        # The workers run in their own sessions (torch elastic), so kill the launcher's whole process tree by id.
+        processes = [psutil.Process(launcher.pid), *psutil.Process(launcher.pid).children(recursive=True)]
+        for process in processes:
+            process.kill()
+        psutil.wait_procs(processes, timeout=60)
+    first_output = log_path.read_text()
+    assert "pretraining done" not in first_output and not (output_dir / "model.safetensors").exists(), (
+        "the first run finished before it could be killed"
+    )
+    # A half-written checkpoint of a later step must be ignored by `latest`.
+    (output_dir / f"step_{MAX_TRAIN_STEPS - 1}.tmp").mkdir()
+    resumed = run(command + ["--resume_from_checkpoint", "latest"], env)
+    return first_output, resumed
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(audio_folder, tmp_path_factory) -> tuple[Path, tuple]:
+    output_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    output = run(pretrain_command(DDP_FLAGS, audio_folder, output_dir), environment(use_cpu=True))
+    return output_dir, final_state(output)
+
+
+def resumed_from(output: str) -> int:
+    match = re.search(r"Resuming from \S*step_(\d+)", output)
+    assert match, output[-3000:]
+    return int(match.group(1))
+
+
+def test_ddp_run_killed_after_a_checkpoint_resumes_exactly(audio_folder, uninterrupted_run, tmp_path):
+    reference_dir, reference_state = uninterrupted_run
+    assert reference_state[:2] == (MAX_TRAIN_STEPS, MAX_TRAIN_STEPS)
+    assert reference_state[3] == EXPECTED_SKIPPED
+
+    output_dir = tmp_path / "run"
+    _, resumed = run_killed_then_resumed(
+        ["--config_file", str(CONFIGS / "accelerate_ddp.yaml"), "--num_processes", "2", "--mixed_precision", "no"],
+        audio_folder, output_dir, environment(use_cpu=True),
+    )
+    assert "DistributedType.MULTI_CPU" in resumed
+    assert 3 <= resumed_from(resumed) < MAX_TRAIN_STEPS
+    # Same step count, EMA updates, EMA decay and bad-audio count as the uninterrupted run.
+    assert final_state(resumed) == reference_state
+
+    # Crops, masks and decoder noise are keyed by position and DDP on gloo is deterministic: bit-identical weights
+    # (student, teacher with its update count, decoder).
+    reference, weights = load_file(reference_dir / "model.safetensors"), load_file(output_dir / "model.safetensors")
+    assert reference.keys() == weights.keys()
+    assert {name.split(".")[0] for name in weights} == {"eat", "teacher", "decoder"}
+    for name in reference:
+        assert torch.equal(reference[name], weights[name]), name
+
+    pretraining = EATForPreTraining.from_pretrained(output_dir)
+    assert int(pretraining.teacher.num_updates) == MAX_TRAIN_STEPS
+    assert pretraining.teacher.decay == pytest.approx(reference_state[2], abs=1e-8)
+    encoder = EATModel.from_pretrained(output_dir)
+    for name, parameter in encoder.state_dict().items():
+        torch.testing.assert_close(parameter, weights[f"eat.{name}"], rtol=0, atol=0)
+    assert (output_dir / "preprocessor_config.json").is_file()
+
+
+def test_deepspeed_zero2_run_killed_after_a_checkpoint_resumes(audio_folder, uninterrupted_run, tmp_path):
+    reference_dir, reference_state = uninterrupted_run
+    output_dir = tmp_path / "run"
+    first, resumed = run_killed_then_resumed(
+        ["--config_file", str(CONFIGS / "accelerate_deepspeed_zero2.yaml"), "--num_processes", "2"],
+        audio_folder, output_dir, environment(use_cpu=False),
+    )
+    assert "DistributedType.DEEPSPEED" in first and "DistributedType.DEEPSPEED" in resumed
+    assert (output_dir / "step_3" / "pytorch_model").is_dir()  # DeepSpeed's own (sharded) checkpoint format
+    assert 3 <= resumed_from(resumed) < MAX_TRAIN_STEPS
+    assert final_state(resumed) == reference_state
+
+    # ZeRO-2 flattens and buckets the gradients, so it matches DDP to rounding, not bit for bit.
+    reference, weights = load_file(reference_dir / "model.safetensors"), load_file(output_dir / "model.safetensors")
+    assert reference.keys() == weights.keys()
+    for name in reference:
+        torch.testing.assert_close(weights[name], reference[name], rtol=0, atol=1e-5, msg=name)
+    assert int(EATForPreTraining.from_pretrained(output_dir).teacher.num_updates) == MAX_TRAIN_STEPS
+    EATModel.from_pretrained(output_dir)
