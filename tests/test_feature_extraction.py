@@ -35,15 +35,6 @@ NOISE_FLOOR_TOLERANCE = 1e-2
 RESOLVABLE_RANGE = 16.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    # On a shared 2-core CI machine, two intra-op threads per small fbank chunk can run 5x slower than one when
-    # other jobs hold the cores; results do not depend on the thread count.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def reference(fixtures_dir):

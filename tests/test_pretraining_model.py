@@ -23,15 +23,6 @@ NUM_PATCHES = NUM_TIME_PATCHES * 8
 PATCH = 16
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    # Tensors this small gain nothing from intra-op threads, and on a busy 2-core runner (pytest -n 2) spinning
-    # OpenMP threads made single steps 50x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
