@@ -1,0 +1,276 @@
+"""Embedding extraction (`modeling_eat.extract`) and the linear probe (`modeling_eat.linear_probe`)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from modeling_eat import EATConfig, EATFeatureExtractor, EATModel
+from modeling_eat.extract import (
+    decoded_clips,
+    extract_features,
+    find_audio_files,
+    load_audio_dataset,
+    load_features,
+    main,
+    save_features,
+)
+from modeling_eat.linear_probe import linear_probe, pooled_features
+
+
+SAMPLING_RATE = 16000
+# 8 patch rows = 128 frames (1.28 s) at most, so a few seconds of audio already needs windows.
+MAX_TIME_PATCHES = 8
+# 0.5 s, 1 s and 1.2 s: 48, 98 and 118 fbank frames, i.e. 3, 7 and 8 patch rows (the last row partly padding).
+CLIP_SAMPLES = (8000, 16000, 19200)
+CLIP_ROWS = (3, 7, 8)
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    config = EATConfig.from_preset("tiny", max_time_patches=MAX_TIME_PATCHES, max_length=128)
+    return EATModel(config).eval()
+
+
+@pytest.fixture(scope="module")
+def feature_extractor():
+    return EATFeatureExtractor.from_preset("audioset")
+
+
+def waveform(num_samples: int, seed: int) -> np.ndarray:
+    """A chirp in noise, so that every patch row differs."""
+    rng = np.random.default_rng(seed)
+    time = np.arange(num_samples) / SAMPLING_RATE
+    chirp = 0.3 * np.sin(2 * np.pi * (200 + 1500 * time) * time)
+    return (chirp + 0.05 * rng.standard_normal(num_samples)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return [waveform(num_samples, seed) for seed, num_samples in enumerate(CLIP_SAMPLES)]
+
+
+def direct_outputs(model, feature_extractor, audio, num_frames, hidden_layer=None):
+    """CLS and frequency-pooled patch rows of one clip, from a plain forward pass of the model."""
+    features = feature_extractor(
+        audio, sampling_rate=SAMPLING_RATE, max_length=num_frames, return_attention_mask=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        outputs = model(features["input_values"], output_hidden_states=hidden_layer is not None)
+    hidden = outputs.last_hidden_state if hidden_layer is None else outputs.hidden_states[hidden_layer]
+    rows = hidden[0, 1:].reshape(num_frames // 16, 8, -1).mean(dim=1)
+    return outputs.pooler_output[0] if hidden_layer is None else hidden[0, 0], rows
+
+
+def test_shapes_time_stamps_and_pooler_output(model, feature_extractor, clips):
+    # batch_size 2 puts clips of different lengths in one padded batch: padding must not change anything.
+    features = extract_features(model, feature_extractor, clips, names=["a", "b", "c"], batch_size=2)
+    hidden_size = model.config.hidden_size
+
+    assert [clip.name for clip in features] == ["a", "b", "c"]
+    assert np.stack([clip.utterance_embedding for clip in features]).shape == (3, hidden_size)
+    for clip, audio, num_rows in zip(features, clips, CLIP_ROWS):
+        assert clip.frame_embeddings.shape == (num_rows, hidden_size)
+        np.testing.assert_allclose(clip.frame_times, 0.16 * np.arange(num_rows), atol=1e-6)
+        pooler_output, rows = direct_outputs(model, feature_extractor, audio, 16 * num_rows)
+        np.testing.assert_allclose(clip.utterance_embedding, pooler_output.numpy(), atol=2e-5)
+        np.testing.assert_allclose(clip.frame_embeddings, rows.numpy(), atol=2e-5)
+
+
+def test_hidden_layer(model, feature_extractor, clips):
+    (clip,) = extract_features(model, feature_extractor, clips[1:2], layer=1)
+    cls, rows = direct_outputs(model, feature_extractor, clips[1], 16 * CLIP_ROWS[1], hidden_layer=1)
+    np.testing.assert_allclose(clip.utterance_embedding, cls.numpy(), atol=2e-5)
+    np.testing.assert_allclose(clip.frame_embeddings, rows.numpy(), atol=2e-5)
+    (last_layer_clip,) = extract_features(model, feature_extractor, clips[1:2])
+    assert not np.allclose(clip.utterance_embedding, last_layer_clip.utterance_embedding)
+    with pytest.raises(ValueError, match="layer=4 does not exist: the model has 3 blocks"):
+        extract_features(model, feature_extractor, clips[:1], layer=4)
+
+
+def test_long_clip_is_windowed(model, feature_extractor):
+    # 3 s = 298 frames = 19 rows = 304 frames, over the 128-frame limit: windows of 0.64 s = 4 rows (4+4+4+4+3).
+    audio = waveform(3 * SAMPLING_RATE, seed=7)
+    (clip,) = extract_features(model, feature_extractor, [audio], window_seconds=0.64, batch_size=3)
+    assert clip.frame_embeddings.shape == (19, model.config.hidden_size)
+    np.testing.assert_allclose(clip.frame_times, 0.16 * np.arange(19), atol=1e-5)
+
+    whole = feature_extractor(audio, sampling_rate=SAMPLING_RATE, max_length=304, return_tensors="pt")["input_values"]
+    expected_rows, window_cls, window_rows = [], [], []
+    for start in range(0, 304, 64):
+        window = whole[:, start : start + 64]
+        with torch.no_grad():
+            outputs = model(window)
+        expected_rows.append(outputs.last_hidden_state[0, 1:].reshape(-1, 8, 64).mean(dim=1))
+        window_cls.append(outputs.pooler_output[0])
+        window_rows.append(window.shape[1] // 16)
+    np.testing.assert_allclose(clip.frame_embeddings, torch.cat(expected_rows).numpy(), atol=2e-5)
+    weights = torch.tensor(window_rows, dtype=torch.float32)[:, None]
+    expected_cls = (torch.stack(window_cls) * weights).sum(0) / weights.sum()
+    np.testing.assert_allclose(clip.utterance_embedding, expected_cls.numpy(), atol=2e-5)
+
+    # By default, windows are 10 s or the model's limit: here 128 frames (8 + 8 + 3 rows).
+    (clip_in_default_windows,) = extract_features(model, feature_extractor, [audio])
+    with torch.no_grad():
+        first_rows = model(whole[:, :128]).last_hidden_state[0, 1:].reshape(-1, 8, 64).mean(dim=1)
+    np.testing.assert_allclose(clip_in_default_windows.frame_embeddings[:8], first_rows.numpy(), atol=2e-5)
+    assert clip_in_default_windows.frame_embeddings.shape[0] == 19
+    assert not np.allclose(clip_in_default_windows.frame_embeddings[4:8], clip.frame_embeddings[4:8], atol=1e-3)
+
+    with pytest.raises(ValueError, match=r"window_seconds=2.0 \(192 frames\) is longer than the model takes"):
+        extract_features(model, feature_extractor, [audio], window_seconds=2.0)
+
+
+@pytest.mark.parametrize("format", ["safetensors", "npy", "datasets"])
+def test_formats_round_trip(model, feature_extractor, clips, tmp_path, format):
+    features = extract_features(model, feature_extractor, clips, names=["x/a.wav", "b.flac", "c.mp3"])
+    output = tmp_path / ("features.safetensors" if format == "safetensors" else "features")
+    save_features(features, output, format, metadata={"layer": 3, "frame_times": "start"})
+    loaded, metadata = load_features(output)
+
+    assert metadata == {"layer": 3, "frame_times": "start"}
+    assert [clip.name for clip in loaded] == ["x/a.wav", "b.flac", "c.mp3"]
+    for original, restored in zip(features, loaded):
+        np.testing.assert_array_equal(restored.utterance_embedding, original.utterance_embedding)
+        np.testing.assert_array_equal(restored.frame_embeddings, original.frame_embeddings)
+        np.testing.assert_array_equal(restored.frame_times, original.frame_times)
+
+
+def write_clips(folder: Path, clips) -> list[Path]:
+    paths = [folder / "a.wav", folder / "nested" / "b.flac", folder / "nested" / "deeper" / "c.wav"]
+    for path, audio in zip(paths, clips):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(path, audio, SAMPLING_RATE)
+    (folder / "notes.txt").write_text("not audio")
+    return paths
+
+
+def test_folder_search_and_resampled_input(tmp_path, clips):
+    paths = write_clips(tmp_path / "clips", clips)
+    assert find_audio_files([tmp_path / "clips"]) == sorted(paths)
+    with pytest.raises(FileNotFoundError, match="neither a file nor a folder"):
+        find_audio_files([tmp_path / "missing"])
+
+    # A 1 s clip stored at 8 kHz is resampled to 16 kHz: 98 frames, as for the 16 kHz original.
+    soundfile.write(tmp_path / "slow.wav", clips[1][::2], 8000)
+    ((name, audio),) = decoded_clips([str(tmp_path / "slow.wav")], SAMPLING_RATE)
+    assert name == str(tmp_path / "slow.wav") and audio.shape == (SAMPLING_RATE,)
+
+    # MP3 goes through FFmpeg; the encoder adds up to a frame of delay and padding.
+    mp3 = tmp_path / "clips" / "d.mp3"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(paths[0]), str(mp3)], check=True, timeout=60)
+    assert mp3 in find_audio_files([tmp_path / "clips"])
+    ((_, audio),) = decoded_clips([str(mp3)], SAMPLING_RATE)
+    assert abs(audio.shape[0] - CLIP_SAMPLES[0]) <= 2 * 1152
+
+    (tmp_path / "broken.wav").write_bytes(b"RIFF not really")
+    with pytest.raises(ValueError, match="--skip_undecodable"):
+        list(decoded_clips([str(tmp_path / "broken.wav")], SAMPLING_RATE))
+    assert list(decoded_clips([str(tmp_path / "broken.wav")], SAMPLING_RATE, skip_undecodable=True)) == []
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory, model, feature_extractor):
+    folder = tmp_path_factory.mktemp("model")
+    model.save_pretrained(folder)
+    feature_extractor.save_pretrained(folder)
+    return folder
+
+
+def test_command_on_folder(tmp_path, saved_model, model, feature_extractor, clips):
+    paths = write_clips(tmp_path / "clips", clips)
+    output = tmp_path / "features.safetensors"
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    command = [
+        sys.executable, "-m", "modeling_eat.extract", "--model_name_or_path", str(saved_model),
+        "--output", str(output), "--device", "cpu", "--batch_size", "2", str(tmp_path / "clips"),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    loaded, metadata = load_features(output)
+    assert [clip.name for clip in loaded] == [str(path) for path in sorted(paths)]
+    assert metadata["frame_hop_seconds"] == pytest.approx(0.16) and metadata["frame_times"] == "start"
+    # The files hold 16-bit PCM: compare with the library on the decoded files, not on the float originals.
+    names, decoded = zip(*decoded_clips([str(path) for path in sorted(paths)], SAMPLING_RATE))
+    expected = extract_features(model, feature_extractor, decoded, names=names)
+    for restored, clip in zip(loaded, expected):
+        np.testing.assert_allclose(restored.utterance_embedding, clip.utterance_embedding, atol=1e-5)
+        np.testing.assert_allclose(restored.frame_embeddings, clip.frame_embeddings, atol=1e-5)
+
+    # The output is not overwritten by accident, and inputs come from files or a data set, not both.
+    with pytest.raises(SystemExit):
+        main(command[3:])
+    with pytest.raises(SystemExit):
+        main(["--model_name_or_path", str(saved_model), "--output", str(tmp_path / "other"), "--dataset_name", "x",
+              str(tmp_path / "clips")])
+
+
+def test_command_on_audiofolder_dataset(tmp_path, saved_model, clips):
+    data = tmp_path / "data" / "train"
+    data.mkdir(parents=True)
+    for index, audio in enumerate(clips):
+        soundfile.write(data / f"clip{index}.wav", audio, SAMPLING_RATE)
+    (data / "metadata.csv").write_text("file_name,label\nclip0.wav,x\nclip1.wav,y\nclip2.wav,x\n")
+    output = tmp_path / "features"
+    arguments = [
+        "--model_name_or_path", str(saved_model), "--dataset_name", str(tmp_path / "data"), "--split", "train",
+        "--format", "npy", "--device", "cpu", "--output", str(output),
+    ]
+    main(arguments)
+    loaded, _ = load_features(output)
+    assert [Path(clip.name).name for clip in loaded] == ["clip0.wav", "clip1.wav", "clip2.wav"]
+    assert [clip.frame_embeddings.shape[0] for clip in loaded] == list(CLIP_ROWS)
+
+    # --overwrite replaces earlier features (no stale per-clip files survive) but never a folder of something else.
+    main(arguments + ["--max_samples", "1", "--overwrite"])
+    assert len(load_features(output)[0]) == 1 and len(list((output / "frame_embeddings").iterdir())) == 1
+    with pytest.raises(ValueError, match="not a features file or folder"):
+        main([*arguments[:-2], "--output", str(data), "--overwrite"])
+    assert (data / "metadata.csv").is_file()
+
+    with pytest.raises(ValueError, match="--label_column_name 'genre' is not a column"):
+        load_audio_dataset(str(tmp_path / "data"), "train", label_column_name="genre")
+
+
+def test_linear_probe_separable_and_random():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], [60, 30, 30])
+    centres = 10.0 * rng.standard_normal((3, 16))
+    features = centres[labels] + 0.1 * rng.standard_normal((120, 16))
+    results = linear_probe(features[::2], labels[::2], features[1::2], labels[1::2])
+    assert results["accuracy"] == 1.0
+    assert results["chance"] == pytest.approx(0.5)  # class 0 is half of the test clips
+    assert (results["num_train"], results["num_test"], results["num_classes"]) == (60, 60, 3)
+
+    # Features unrelated to the labels: about chance (majority class 0 = 40% of both splits).
+    random_labels = rng.choice(4, size=1200, p=[0.4, 0.2, 0.2, 0.2])
+    random_features = rng.standard_normal((1200, 8))
+    results = linear_probe(random_features[:600], random_labels[:600], random_features[600:], random_labels[600:])
+    assert results["chance"] == pytest.approx(np.mean(random_labels[600:] == 0))
+    assert abs(results["accuracy"] - results["chance"]) < 0.08
+
+    with pytest.raises(ValueError, match="single class"):
+        linear_probe(features[:10], np.zeros(10), features[10:20], np.zeros(10))
+    with pytest.raises(ValueError, match="same dim"):
+        linear_probe(features, labels, features[:, :3], labels)
+
+
+def test_pooled_features(model, feature_extractor, clips):
+    features = extract_features(model, feature_extractor, clips)
+    np.testing.assert_array_equal(pooled_features(features, "cls")[2], features[2].utterance_embedding)
+    np.testing.assert_allclose(pooled_features(features, "mean")[1], features[1].frame_embeddings.mean(0))
+    with pytest.raises(ValueError, match="'cls' or 'mean'"):
+        pooled_features(features, "max")
