@@ -6,7 +6,7 @@
         --recipe esc50 --output_dir out --do_train --do_eval
 
 `--model_name_or_path` takes an EATForAudioClassification checkpoint, a converted official one, or a pre-training
-output folder (EATForPreTraining: its student encoder is loaded, the head is new). `--config_name tiny|base|large`
+output folder (EATForPreTraining: its student encoder is loaded, the head is new). `--config_name tiny|small|base|large`
 (or a config JSON) without it trains from scratch. `--dataset_name` is a Hub id or a local audiofolder with train/
 and test/ (or validation/). With neither --do_train nor --do_eval, both run.
 

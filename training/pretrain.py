@@ -69,7 +69,7 @@ def parse_args(argv=None):
 
     model = parser.add_argument_group("model")
     model.add_argument("--config_name", default=None,
-                       help="Preset (tiny, base, large) or config JSON; default base. Ignored with --model_name_or_path.")
+                       help="Preset (tiny, small, base, large) or config JSON; default base. Ignored with --model_name_or_path.")
     model.add_argument("--model_name_or_path", default=None,
                        help="Continue from an EATForPreTraining folder, or an EATModel (encoder-only) folder whose "
                             "encoder then seeds both the student and the teacher.")
