@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from .feature_extraction_eat import EATFeatureExtractor, kaldi_num_frames
-from .pretraining_data import AudioDecodingError, decode_audio
+from .pretraining_data import AudioDecodingError, decode_audio, load_audio_dataset
 
 
 logger = logging.getLogger(__name__)
@@ -288,32 +288,6 @@ def find_audio_files(paths: Sequence[str | Path]) -> list[Path]:
         else:
             raise FileNotFoundError(f"{path} is neither a file nor a folder: check the input path")
     return files
-
-
-def load_audio_dataset(
-    dataset_name: str,
-    split: str = "train",
-    audio_column_name: str = "audio",
-    label_column_name: str | None = None,
-    max_samples: int | None = None,
-    dataset_config_name: str | None = None,
-):
-    """`load_dataset` (local audiofolder or Hub id) reduced to the audio (and label) column, audio not decoded."""
-    from datasets import Audio, load_dataset
-
-    dataset = load_dataset(dataset_name, dataset_config_name, split=split)
-    options = {audio_column_name: "--audio_column_name", label_column_name: "--label_column_name"}
-    for column, option in options.items():
-        if column is not None and column not in dataset.column_names:
-            raise ValueError(
-                f"{option} {column!r} is not a column of {dataset_name} (split {split}); its columns are "
-                f"{dataset.column_names}. Pass the right name with {option}."
-            )
-    dataset = dataset.select_columns([column for column in options if column is not None])
-    dataset = dataset.cast_column(audio_column_name, Audio(decode=False))
-    if max_samples is not None:
-        dataset = dataset.select(range(min(max_samples, len(dataset))))
-    return dataset
 
 
 def clip_name(source, index: int) -> str:
@@ -575,7 +549,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     feature_extractor = load_feature_extractor(args.model_name_or_path, args.feature_extractor_name)
     if args.dataset_name:
         dataset = load_audio_dataset(
-            args.dataset_name, args.split, args.audio_column_name, None, args.max_samples, args.dataset_config_name
+            args.dataset_name, args.dataset_config_name, args.split, args.audio_column_name,
+            max_samples=args.max_samples,
         )
         sources = dataset[args.audio_column_name]
     else:

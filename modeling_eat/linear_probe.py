@@ -19,10 +19,10 @@ from .extract import (
     add_model_arguments,
     decoded_clips,
     iter_features,
-    load_audio_dataset,
     load_encoder,
     load_feature_extractor,
 )
+from .pretraining_data import load_audio_dataset
 
 
 logger = logging.getLogger(__name__)
@@ -113,8 +113,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     def split_features(split: str, max_samples: int | None):
         dataset = load_audio_dataset(
-            args.dataset_name, split, args.audio_column_name, args.label_column_name, max_samples,
-            args.dataset_config_name,
+            args.dataset_name, args.dataset_config_name, split, args.audio_column_name, args.label_column_name,
+            max_samples=max_samples,
         )
         clips = decoded_clips(dataset[args.audio_column_name], feature_extractor.sampling_rate, args.num_workers)
         features = iter_features(

@@ -342,29 +342,32 @@ class EATPretrainingCollator:
         }
 
 
-def load_pretraining_dataset(
+def load_audio_dataset(
     dataset_name: str,
     dataset_config_name: str | None = None,
     split: str = "train",
     audio_column_name: str = "audio",
+    label_column_name: str | None = None,
     streaming: bool = False,
-    max_train_samples: int | None = None,
+    max_samples: int | None = None,
 ):
-    """`load_dataset` (a Hub id or a local folder) reduced to the audio column, cast to `Audio(decode=False)`."""
+    """`load_dataset` (a Hub id or a local folder) reduced to the audio (and label) column, audio left undecoded:
+    our own decoding then skips broken files instead of failing the whole run."""
     from datasets import Audio, load_dataset
 
     dataset = load_dataset(dataset_name, dataset_config_name, split=split, streaming=streaming)
+    options = {audio_column_name: "--audio_column_name", label_column_name: "--label_column_name"}
     column_names = dataset.column_names
-    if column_names is not None and audio_column_name not in column_names:
-        raise ValueError(
-            f"--audio_column_name '{audio_column_name}' is not a column of {dataset_name} (split {split}); its columns "
-            f"are {column_names}. Pass the name of the audio column."
-        )
-    dataset = dataset.select_columns([audio_column_name]).cast_column(audio_column_name, Audio(decode=False))
-    if max_train_samples is not None:
-        dataset = dataset.take(max_train_samples) if streaming else dataset.select(
-            range(min(max_train_samples, len(dataset)))
-        )
+    for column, option in options.items():
+        if column is not None and column_names is not None and column not in column_names:
+            raise ValueError(
+                f"{option} {column!r} is not a column of {dataset_name} (split {split}); its columns are "
+                f"{column_names}. Pass the right name with {option}."
+            )
+    dataset = dataset.select_columns([column for column in options if column is not None])
+    dataset = dataset.cast_column(audio_column_name, Audio(decode=False))
+    if max_samples is not None:
+        dataset = dataset.take(max_samples) if streaming else dataset.select(range(min(max_samples, len(dataset))))
     return dataset
 
 
@@ -387,7 +390,7 @@ __all__ = [
     "decode_audio",
     "derived_seed",
     "load_feature_extractor",
-    "load_pretraining_dataset",
+    "load_audio_dataset",
     "random_crop",
     "resample",
 ]

@@ -11,11 +11,11 @@ import soundfile
 import torch
 
 from modeling_eat import EATConfig, EATFeatureExtractor, EATModel
+from modeling_eat.pretraining_data import load_audio_dataset
 from modeling_eat.extract import (
     decoded_clips,
     extract_features,
     find_audio_files,
-    load_audio_dataset,
     load_features,
     main,
     save_features,
@@ -242,7 +242,7 @@ def test_command_on_audiofolder_dataset(tmp_path, saved_model, clips):
     assert (data / "metadata.csv").is_file()
 
     with pytest.raises(ValueError, match="--label_column_name 'genre' is not a column"):
-        load_audio_dataset(str(tmp_path / "data"), "train", label_column_name="genre")
+        load_audio_dataset(str(tmp_path / "data"), split="train", label_column_name="genre")
 
 
 def test_linear_probe_separable_and_random():

@@ -18,7 +18,7 @@ from modeling_eat.pretraining_data import (
     PretrainingAudioDataset,
     crop_num_frames,
     decode_audio,
-    load_pretraining_dataset,
+    load_audio_dataset,
     random_crop,
     resample,
 )
@@ -200,18 +200,18 @@ def test_collator_masks_of_the_maskspec_objective():
     assert (batch["bool_masked_pos"].sum(dim=1) == 36).all()  # 75% of 48
 
 
-def test_load_pretraining_dataset_keeps_undecoded_audio(tmp_path):
+def test_load_audio_dataset_keeps_undecoded_audio(tmp_path):
     split = tmp_path / "train"
     split.mkdir()
     write_wav(split / "a.wav", tone(440.0, 16000, 0.5), 16000)
     (split / "broken.wav").write_bytes(b"garbage")
     (split / "metadata.csv").write_text("file_name,label\na.wav,x\nbroken.wav,y\n")
-    dataset = load_pretraining_dataset(str(tmp_path), max_train_samples=1)
+    dataset = load_audio_dataset(str(tmp_path), max_samples=1)
     assert dataset.column_names == ["audio"] and len(dataset) == 1
     assert dataset[0]["audio"]["path"].endswith("a.wav")
-    assert len(load_pretraining_dataset(str(tmp_path))) == 2  # the broken file is only found when decoded
+    assert len(load_audio_dataset(str(tmp_path))) == 2  # the broken file is only found when decoded
     with pytest.raises(ValueError, match="--audio_column_name 'sound' is not a column"):
-        load_pretraining_dataset(str(tmp_path), audio_column_name="sound")
+        load_audio_dataset(str(tmp_path), audio_column_name="sound")
 
 
 # ------------------------------------------------------------------------------------------------------- loop pieces

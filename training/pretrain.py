@@ -36,7 +36,7 @@ from modeling_eat.pretraining_data import (
     crop_num_frames,
     derived_seed,
     load_feature_extractor,
-    load_pretraining_dataset,
+    load_audio_dataset,
 )
 from modeling_eat.pretraining_loop import (
     TrainingProgress,
@@ -116,9 +116,9 @@ def parse_args(argv=None):
 
 
 def build_dataloader(args, config, feature_extractor):
-    dataset = load_pretraining_dataset(
+    dataset = load_audio_dataset(
         args.dataset_name, args.dataset_config_name, args.train_split_name, args.audio_column_name,
-        streaming=args.streaming, max_train_samples=args.max_train_samples,
+        streaming=args.streaming, max_samples=args.max_train_samples,
     )
     num_frames = crop_num_frames(args.max_length_seconds, config.patch_size, feature_extractor.sampling_rate)
     collator = EATPretrainingCollator(
