@@ -862,7 +862,7 @@ def describe(model, report: ConversionReport) -> str:
     )
 
 
-def save_converted(model, output_dir: str | Path, report: ConversionReport) -> Path:
+def save_converted(model, output_dir: str | Path, report: ConversionReport, model_id: str | None = None) -> Path:
     """Writes weights, config, code files, preprocessor config and a model card; checks the code files are there."""
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir)
@@ -876,7 +876,7 @@ def save_converted(model, output_dir: str | Path, report: ConversionReport) -> P
     # Imported here: hub_utils pulls in the hub client's card machinery, which reading checkpoints does not need.
     from .hub_utils import write_model_card
 
-    write_model_card(output_dir, description=describe(model, report))
+    write_model_card(output_dir, description=describe(model, report), model_id=model_id)
     report.output_dir = str(output_dir)
     return output_dir
 
@@ -896,7 +896,7 @@ def convert_checkpoint(
     """Reads, converts, verifies and (only then) writes one checkpoint; optionally publishes the folder."""
     source = load_source_checkpoint(checkpoint_path, trust_pickle=trust_pickle)
     model, report = build_converted_model(source, target=target, use_ema=use_ema, id2label=id2label)
-    save_converted(model, output_dir, report)
+    save_converted(model, output_dir, report, model_id=push_to_hub)
     if push_to_hub:
         from .hub_utils import publish_folder
 

@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None):
             base_model=base_model if base_model is not None and not Path(base_model).exists() else None,
             datasets=[dataset if not Path(dataset).exists() else Path(dataset).name],
             eval_results=eval_metrics,
+            model_id=training_args.hub_model_id if push_to_hub else None,
         )
         if push_to_hub:
             repo_id = training_args.hub_model_id or Path(training_args.output_dir).name

@@ -350,6 +350,7 @@ def push_to_hub(args, output_dir: Path) -> None:
         datasets=None if is_local_data else [args.dataset_name],
         tags=["eat", "audio", "self-supervised-learning", "pretraining"],
         description=f"EAT pre-trained ({args.pretraining_objective or 'from its config'}) with training/pretrain.py.",
+        model_id=args.hub_model_id,
     )
     publish_folder(output_dir, args.hub_model_id or output_dir.name, token=args.hub_token,
                    commit_message="EAT pre-training")
