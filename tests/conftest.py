@@ -16,6 +16,11 @@ FSDD_DIR = SHARED_DIR / "data" / "fsdd"
 
 
 @pytest.fixture(scope="session")
+def project_root() -> Path:
+    return PROJECT_ROOT
+
+
+@pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     if not FIXTURES_DIR.is_dir():
         pytest.fail(f"reference fixtures not found at {FIXTURES_DIR}: check out ../shared beside the project")

@@ -1,0 +1,32 @@
+"""The README's main command, shrunk to a few steps: it must run end to end offline and report its results."""
+
+import json
+import os
+import subprocess
+import sys
+
+
+def test_quickstart_runs_end_to_end(tmp_path, project_root):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    output_dir = tmp_path / "quickstart"
+    command = [
+        sys.executable, str(project_root / "training" / "quickstart.py"),
+        "--output_dir", str(output_dir),
+        "--config_name", "tiny",
+        "--num_train_per_class", "3",
+        "--num_test_per_class", "2",
+        "--pretrain_steps", "2",
+        "--finetune_steps", "2",
+        "--batch_size", "4",
+    ]
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    metrics = json.loads((output_dir / "finetuned" / "eval_results.json").read_text())
+    labels = json.loads((output_dir / "finetuned" / "config.json").read_text())["id2label"].values()
+    assert 0.0 <= metrics["eval_accuracy"] <= 1.0
+    assert f"accuracy on the test split: {metrics['eval_accuracy']:.3f} (chance with 7 classes: 0.143)" in result.stdout
+    # The pipeline's answer names classes of the synthesised set, so the folder's id2label reached it.
+    pipeline_line = next(line for line in result.stdout.splitlines() if line.startswith("pipeline on "))
+    assert any(f"'label': '{label}'" in pipeline_line for label in labels)
+    assert (output_dir / "pretrained" / "model.safetensors").is_file()
