@@ -54,10 +54,16 @@ def patch_attention_mask(attention_mask: torch.Tensor, patch_size: int, num_freq
     return rows.repeat_interleave(num_freq_patches, dim=1)
 
 
+def mask_order(bool_masked_pos: torch.Tensor) -> torch.Tensor:
+    """Patch positions of each row, visible ones first, each part ascending. Every row must hide the same number,
+    so `[:, :num_visible]` indexes the visible patches and `[:, num_visible:]` the masked ones."""
+    return torch.argsort(bool_masked_pos.to(torch.int8), dim=1, stable=True)
+
+
 def drop_masked_tokens(tokens: torch.Tensor, bool_masked_pos: torch.Tensor) -> torch.Tensor:
     """Keeps the visible tokens of each row, in their original order. Every row must hide the same number."""
     num_visible = tokens.shape[1] - int(bool_masked_pos[0].sum())
-    visible_index = torch.argsort(bool_masked_pos.to(torch.int8), dim=1, stable=True)[:, :num_visible]
+    visible_index = mask_order(bool_masked_pos)[:, :num_visible]
     if tokens.dim() == 3:
         visible_index = visible_index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1])
     return torch.gather(tokens, 1, visible_index)
@@ -406,14 +412,10 @@ class EATForAudioClassification(EATPreTrainedModel):
 
 
 
-def visible_token_index(bool_masked_pos: torch.Tensor, num_visible: int) -> torch.Tensor:
-    """Positions of the visible patches of each row, ascending: the inverse of `drop_masked_tokens`."""
-    return torch.argsort(bool_masked_pos.to(torch.int8), dim=1, stable=True)[:, :num_visible]
-
-
-def restore_masked_positions(visible: torch.Tensor, bool_masked_pos: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
-    """Puts the visible tokens `[rows, visible, dim]` back on the full patch grid; masked slots take `fill`."""
-    index = visible_token_index(bool_masked_pos, visible.shape[1]).unsqueeze(-1).expand(-1, -1, visible.shape[-1])
+def restore_masked_positions(visible: torch.Tensor, order: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """Puts the visible tokens `[rows, visible, dim]` back on the full patch grid (the inverse of
+    `drop_masked_tokens`; `order` from `mask_order`); masked slots take `fill`."""
+    index = order[:, : visible.shape[1]].unsqueeze(-1).expand(-1, -1, visible.shape[-1])
     return fill.scatter(1, index, visible)
 
 
@@ -597,7 +599,7 @@ class EATMaskSpecDecoder(nn.Module):
         """Student output `(rows, 1 + visible, hidden)` → predicted patches `(rows, patches, patch_size**2)`."""
         visible = self.embed(student_hidden_states[:, 1:])
         fill = self.mask_token.expand(bool_masked_pos.shape[0], bool_masked_pos.shape[1], -1).to(visible.dtype)
-        hidden_states = restore_masked_positions(visible, bool_masked_pos, fill)
+        hidden_states = restore_masked_positions(visible, mask_order(bool_masked_pos), fill)
         hidden_states = hidden_states + self.position_embeddings[:, : hidden_states.shape[1]]
         for layer in self.layers:
             hidden_states = layer(hidden_states)
@@ -701,9 +703,9 @@ class EATForPreTraining(EATPreTrainedModel):
             )
         clones = bool_masked_pos.shape[0] // input_values.shape[0]
         student = self.eat(input_values, attention_mask=attention_mask, bool_masked_pos=bool_masked_pos, **kwargs)
-        num_masked = bool_masked_pos.shape[1] - (student.last_hidden_state.shape[1] - 1)
-        masked_index = torch.argsort(bool_masked_pos.to(torch.int8), dim=1, descending=True, stable=True)
-        masked_index = masked_index[:, :num_masked]
+        # One sort of the mask serves the decoder input and the loss's gather of the masked positions.
+        order = mask_order(bool_masked_pos)
+        masked_index = order[:, student.last_hidden_state.shape[1] - 1 :]
 
         def masked(values):
             return torch.gather(values, 1, masked_index.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
@@ -717,7 +719,7 @@ class EATForPreTraining(EATPreTrainedModel):
                 visible.shape[0], bool_masked_pos.shape[1], visible.shape[-1],
                 generator=generator, device=visible.device, dtype=visible.dtype,
             )
-            decoder_input = restore_masked_positions(visible, bool_masked_pos, noise * self.config.mask_noise_std)
+            decoder_input = restore_masked_positions(visible, order, noise * self.config.mask_noise_std)
             predictions = self.decoder(decoder_input, num_time_patches)
             loss, frame_loss, utterance_loss = utterance_frame_loss(
                 masked(predictions), masked(frame_targets), student.pooler_output, utterance_targets,
