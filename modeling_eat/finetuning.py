@@ -24,6 +24,7 @@ from transformers import Trainer
 from .feature_extraction_eat import PRESETS as FEATURE_PRESETS
 from .feature_extraction_eat import kaldi_num_frames
 from .pretraining_data import random_crop
+from .pretraining_loop import takes_weight_decay
 
 
 logger = logging.getLogger(__name__)
@@ -310,7 +311,7 @@ def layer_decay_parameter_groups(
             continue
         block = block_of.get(id(param))
         scale = layer_decay ** (num_blocks - block) if block is not None else 1.0
-        decay = 0.0 if param.ndim == 1 or name.endswith(".bias") else weight_decay
+        decay = weight_decay if takes_weight_decay(name, param) else 0.0
         group = groups.setdefault(
             (block, decay),
             {"params": [], "names": [], "lr": learning_rate * scale, "lr_scale": scale, "weight_decay": decay},

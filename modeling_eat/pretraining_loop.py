@@ -52,6 +52,12 @@ def build_pretraining_config(
     return config
 
 
+def takes_weight_decay(name: str, parameter: torch.nn.Parameter) -> bool:
+    """EAT's rule, in pre-training and fine-tuning alike: decay matrices and kernels, not biases or 1-D parameters
+    (LayerNorms)."""
+    return parameter.ndim > 1 and not name.endswith(".bias")
+
+
 def optimizer_param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Trainable parameters in two AdamW groups: weight decay on matrices and kernels; none on biases and 1-D
     parameters (LayerNorms), as EAT. Frozen ones (the EMA teacher) stay out of the optimizer."""
@@ -59,7 +65,7 @@ def optimizer_param_groups(model: torch.nn.Module, weight_decay: float) -> list[
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        (no_decay if parameter.ndim <= 1 or name.endswith(".bias") else decay).append(parameter)
+        (decay if takes_weight_decay(name, parameter) else no_decay).append(parameter)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -194,6 +200,7 @@ __all__ = [
     "find_latest_checkpoint",
     "load_checkpoint",
     "optimizer_param_groups",
+    "takes_weight_decay",
     "publish_directory",
     "resolve_checkpoint",
     "save_checkpoint",
