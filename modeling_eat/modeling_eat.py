@@ -60,10 +60,47 @@ def mask_order(bool_masked_pos: torch.Tensor) -> torch.Tensor:
     return torch.argsort(bool_masked_pos.to(torch.int8), dim=1, stable=True)
 
 
-def drop_masked_tokens(tokens: torch.Tensor, bool_masked_pos: torch.Tensor) -> torch.Tensor:
-    """Keeps the visible tokens of each row, in their original order. Every row must hide the same number."""
-    num_visible = tokens.shape[1] - int(bool_masked_pos[0].sum())
-    visible_index = mask_order(bool_masked_pos)[:, :num_visible]
+def check_num_visible_patches(bool_masked_pos: torch.Tensor, num_visible_patches: int) -> None:
+    """Checks that every row of the mask leaves exactly `num_visible_patches` patches visible, since gathering with
+    another count would silently mix masked tokens in or leave visible ones out.
+
+    On the CPU a mismatch raises at once (reading the mask costs no stall there). On an accelerator the check is
+    queued on the device with `torch._assert_async`, so the step does not wait for it; a mismatch then surfaces as a
+    device-side assertion at the next synchronisation.
+    """
+    visible_per_row = bool_masked_pos.shape[1] - bool_masked_pos.sum(dim=1)
+    if bool_masked_pos.device.type == "cpu":
+        found = sorted(set(visible_per_row.tolist()))
+        if found != [num_visible_patches]:
+            raise ValueError(
+                f"bool_masked_pos leaves {found} patches visible per row, but exactly {num_visible_patches} are "
+                "expected (EATForPreTraining derives the count from its config's mask_strategy and mask_ratio): the "
+                "masks were drawn with another mask_ratio or config than the model's. Draw them with the model's own "
+                "`mask_generator` (or `EATMaskGenerator(model.config)`), or pre-train with a config whose masking "
+                "matches the masks."
+            )
+    else:
+        torch._assert_async(
+            visible_per_row.eq(num_visible_patches).all(),
+            f"bool_masked_pos does not leave exactly {num_visible_patches} visible patches in every row: the masks "
+            "were drawn with another mask_ratio or config than the model's",
+        )
+
+
+def drop_masked_tokens(
+    tokens: torch.Tensor, bool_masked_pos: torch.Tensor, num_visible_patches: int | None = None
+) -> torch.Tensor:
+    """Keeps the visible tokens of each row, in their original order. Every row must hide the same number.
+
+    `num_visible_patches` is that number when the caller knows it on the host (masks from `EATMaskGenerator`); it is
+    checked against the mask without a device→host read. Without it the count is read from the mask, which makes the
+    host wait for the accelerator.
+    """
+    if num_visible_patches is None:
+        num_visible_patches = tokens.shape[1] - int(bool_masked_pos[0].sum())
+    else:
+        check_num_visible_patches(bool_masked_pos, num_visible_patches)
+    visible_index = mask_order(bool_masked_pos)[:, :num_visible_patches]
     if tokens.dim() == 3:
         visible_index = visible_index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1])
     return torch.gather(tokens, 1, visible_index)
@@ -101,12 +138,19 @@ class EATEmbeddings(nn.Module):
         # The table is built in fp32 at init and `from_pretrained(dtype=...)` does not cast non-persistent buffers.
         return patches + self.position_embeddings[:, : patches.shape[1]].to(patches.dtype)
 
-    def forward(self, input_values: torch.Tensor, bool_masked_pos: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        bool_masked_pos: torch.Tensor | None = None,
+        num_visible_patches: int | None = None,
+    ) -> torch.Tensor:
         patches = self.embed_patches(input_values)
         if bool_masked_pos is not None:
             # Patch embedding runs once per clip; the clip's clones (rows of the mask) share it.
             clones = bool_masked_pos.shape[0] // patches.shape[0]
-            patches = drop_masked_tokens(patches.repeat_interleave(clones, dim=0), bool_masked_pos)
+            patches = drop_masked_tokens(
+                patches.repeat_interleave(clones, dim=0), bool_masked_pos, num_visible_patches
+            )
         cls_tokens = self.cls_token.expand(patches.shape[0], -1, -1)
         return self.layer_norm(torch.cat([cls_tokens, patches], dim=1))
 
@@ -336,6 +380,7 @@ class EATModel(EATPreTrainedModel):
         input_values: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         bool_masked_pos: torch.Tensor | None = None,
+        num_visible_patches: int | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> EATModelOutput:
         r"""
@@ -346,15 +391,22 @@ class EATModel(EATPreTrainedModel):
         bool_masked_pos (`torch.BoolTensor` of shape `(batch_size * clones, num_patches)`, *optional*):
             True for patches to drop before the blocks (the student's view during pre-training). Every row must mask
             the same number of patches; each clip is repeated `clones` times.
+        num_visible_patches (`int`, *optional*):
+            The number of patches each row of `bool_masked_pos` leaves visible, when known on the host (e.g.
+            `EATMaskGenerator.num_visible(num_time_patches, num_freq_patches)`). It spares reading the count back
+            from the mask, a wait for the accelerator; the mask is checked against it (a `ValueError` on the CPU, a
+            device-side assertion on an accelerator). When omitted, the count is read from the mask.
         """
         input_values = self.check_input_values(input_values)
-        hidden_states = self.embeddings(input_values, bool_masked_pos)
+        hidden_states = self.embeddings(input_values, bool_masked_pos, num_visible_patches)
 
         if attention_mask is not None:
             token_mask = patch_attention_mask(attention_mask, self.config.patch_size, self.config.num_freq_patches)
             if bool_masked_pos is not None:
                 clones = bool_masked_pos.shape[0] // token_mask.shape[0]
-                token_mask = drop_masked_tokens(token_mask.repeat_interleave(clones, dim=0), bool_masked_pos)
+                token_mask = drop_masked_tokens(
+                    token_mask.repeat_interleave(clones, dim=0), bool_masked_pos, num_visible_patches
+                )
             token_mask = F.pad(token_mask, (1, 0), value=True)
             attention_mask = create_bidirectional_mask(
                 config=self.config, inputs_embeds=hidden_states, attention_mask=token_mask
@@ -477,26 +529,39 @@ class EATTeacher(nn.Module):
         self.encoder.requires_grad_(False)
         return super().train(False)
 
-    def decay_at(self, step: int) -> float:
+    def decay_of(self, step: torch.Tensor) -> torch.Tensor:
+        """The decay after `step` updates (a 0-dim integer tensor), computed on the step's device so the per-step
+        update never waits for the accelerator to read the count back. Float64 like Python floats (float32 on MPS,
+        which has no float64)."""
         config = self.config
-        if step >= config.ema_anneal_end_step:
-            return config.ema_end_decay
-        return config.ema_decay + (config.ema_end_decay - config.ema_decay) * step / config.ema_anneal_end_step
+        dtype = torch.float32 if step.device.type == "mps" else torch.float64
+        # The operation order of the former Python float formula, so the float64 result is the same to the bit.
+        increment = (config.ema_end_decay - config.ema_decay) * step.to(dtype) / config.ema_anneal_end_step
+        annealed = config.ema_decay + increment
+        return torch.where(step >= config.ema_anneal_end_step, config.ema_end_decay, annealed)
+
+    def decay_at(self, step: int) -> float:
+        return float(self.decay_of(torch.tensor(step)))
 
     @property
     def decay(self) -> float:
-        """The decay the next `update()` applies."""
+        """The decay the next `update()` applies (reads the update count back to the host: for logging)."""
         return self.decay_at(int(self.num_updates))
 
     @torch.no_grad()
-    def update(self, student: EATModel) -> float:
-        """`teacher = decay * teacher + (1 - decay) * student` over all weights; returns the decay used."""
-        decay = self.decay
+    def update(self, student: EATModel) -> torch.Tensor:
+        """`teacher = decay * teacher + (1 - decay) * student` over all weights; returns the decay used, a 0-dim
+        tensor on the teacher's device (converting it to a float waits for the device: do it only when logging)."""
         teacher_params = list(self.encoder.parameters())
         student_params = [p.detach().to(t.dtype) for t, p in zip(teacher_params, student.parameters())]
         if len(teacher_params) != len(list(student.parameters())):
             raise ValueError("the student and the teacher have different parameter lists; they must be the same EAT")
-        torch._foreach_lerp_(teacher_params, student_params, 1.0 - decay)
+        decay = self.decay_of(self.num_updates)
+        # Rounded once to the weights' dtype, as the Python-float weight used to be, so the update is bit for bit
+        # the scalar-weight lerp. No `_foreach_lerp_` overload takes one tensor weight; the list overload broadcasts
+        # a 0-dim weight per tensor (a lerp kernel per tensor rather than one fused launch, and no host read).
+        weight = (1.0 - decay).to(teacher_params[0].dtype)
+        torch._foreach_lerp_(teacher_params, student_params, [weight] * len(teacher_params))
         self.num_updates += 1
         return decay
 
@@ -676,8 +741,9 @@ class EATForPreTraining(EATPreTrainedModel):
             for teacher_param, student_param in zip(module.encoder.parameters(), self.eat.parameters()):
                 init.copy_(teacher_param, student_param)
 
-    def update_teacher(self) -> float | None:
-        """Moves the EMA teacher towards the student; returns the decay used (None for MaskSpec, which has none)."""
+    def update_teacher(self) -> torch.Tensor | None:
+        """Moves the EMA teacher towards the student; returns the decay used as a 0-dim tensor on the model's device
+        (None for MaskSpec, which has none). Convert it with `float()` only when logging: that waits for the device."""
         return self.teacher.update(self.eat) if self.teacher is not None else None
 
     @can_return_tuple
@@ -691,7 +757,12 @@ class EATForPreTraining(EATPreTrainedModel):
     ) -> EATForPreTrainingOutput:
         r"""
         bool_masked_pos (`torch.BoolTensor` of shape `(batch_size * clones, num_patches)`, *optional*):
-            The student's masks, True = hidden (the pre-training collator draws them). Drawn here when omitted.
+            The student's masks, True = hidden (the pre-training collator draws them). Drawn here when omitted. They
+            must come from a mask generator configured like this model (`model.mask_generator` or
+            `EATMaskGenerator(model.config)`): the model takes the visible count from its config, so that the step
+            never reads it back from the device, and checks the masks against it. Masks with another count (another
+            mask_ratio or mask_strategy) raise a `ValueError` on the CPU and fail a device-side assertion on an
+            accelerator; to pre-train with another ratio, set it in the config.
         generator (`torch.Generator`, *optional*):
             Makes the drawn masks and the decoder's mask noise reproducible.
         """
@@ -702,7 +773,14 @@ class EATForPreTraining(EATPreTrainedModel):
                 input_values.shape[0], num_time_patches, self.config.num_freq_patches, generator, input_values.device
             )
         clones = bool_masked_pos.shape[0] // input_values.shape[0]
-        student = self.eat(input_values, attention_mask=attention_mask, bool_masked_pos=bool_masked_pos, **kwargs)
+        num_visible_patches = self.mask_generator.num_visible(num_time_patches, self.config.num_freq_patches)
+        student = self.eat(
+            input_values,
+            attention_mask=attention_mask,
+            bool_masked_pos=bool_masked_pos,
+            num_visible_patches=num_visible_patches,
+            **kwargs,
+        )
         # One sort of the mask serves the decoder input and the loss's gather of the masked positions.
         order = mask_order(bool_masked_pos)
         masked_index = order[:, student.last_hidden_state.shape[1] - 1 :]
