@@ -75,7 +75,7 @@ def machine_info() -> dict:
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        **gpu_info(),
     }
     if hasattr(os, "getloadavg"):
         # Other jobs on the machine slow every figure down; the 1-minute load at the start says how busy it was.
@@ -203,3 +203,20 @@ def write_json(path: Path | None, machine: dict, settings: dict, results: Sequen
 def command_line() -> str:
     """The command that produced the results, for the JSON (paths as typed)."""
     return " ".join([Path(sys.executable).name, *sys.argv])
+
+
+def gpu_info() -> dict:
+    """GPU name (None without CUDA), CUDA and cuDNN versions, GPU memory, and whether fp32 matmuls may use TF32."""
+    info = {"gpu": None, "cuda": torch.version.cuda}
+    if torch.cuda.is_available():
+        properties = torch.cuda.get_device_properties(0)
+        info.update(
+            gpu=properties.name,
+            gpu_memory_gib=round(properties.total_memory / 2**30, 1),
+            gpu_capability=f"{properties.major}.{properties.minor}",
+            gpu_count=torch.cuda.device_count(),
+            cudnn=torch.backends.cudnn.version(),
+            # "highest" = true fp32 matmuls; fp32 figures on a GPU mean little without knowing this.
+            float32_matmul_precision=torch.get_float32_matmul_precision(),
+        )
+    return info
