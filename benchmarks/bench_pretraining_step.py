@@ -8,19 +8,27 @@ collator does) and AdamW with the same settings, so the ratio ours/plain is the 
 
 Per case it reports clips/s (each clip is trained on `clone_batch` masked clones), matmul/conv FLOPs per clip counted
 with `torch.utils.flop_counter.FlopCounterMode` (forward + backward; the optimizer is not counted; grouped convolution
-gradients corrected, see `common.flops_of`), the process's peak resident memory during a step, and the time of each
-part of the step. Ours and the plain step take turns, step by step, so load from other jobs hits both alike.
+gradients corrected, see `common.flops_of`), achieved TFLOP/s and, on a known GPU in bf16, MFU; the peak memory of a
+step (CUDA's allocator on a GPU, the resident size on the CPU), and the time of each part of the step (CUDA events on
+a GPU). The variants take turns, step by step, so load from other jobs hits all alike.
+
+Variants (`--variants`): `ours` and `plain` are the comparison; the others are levers on our step, each measured
+rather than assumed: `ours-fused-adamw`, `ours-cudnn-benchmark` (cuDNN autotuning, for the grouped convolutions),
+`ours-unfold-decoder` (the decoder's grouped convolutions as unfold + batched matmul), `ours-compiled` and
+`plain-compiled` (`torch.compile`). Each eager variant's loss after one update is compared with ours (same weights,
+same noise): a lever must not change it beyond rounding.
 
 A second table compares formulations of the CNN decoder's 16-group 3x3 convolution (forward + backward of one layer at
-the case's width): `nn.Conv2d` (NCHW), the same in channels-last memory format, and unfold (im2col) + a batched
-matmul per group, with the largest difference of their outputs.
+the case's width): `nn.Conv2d` (NCHW), the same in channels-last memory format, unfold (im2col) + a batched matmul per
+group, and on a GPU `nn.Conv2d` with cuDNN autotuning, with the largest difference of their outputs.
 
-Sizes: EAT-Base at 10 s is too slow to train on a small CPU, so the default cases are the `tiny` preset (2 clips) and
-`base-2l`, EAT-Base's width and full decoder with 2 encoder blocks instead of 12 (1 clip); `--cases base` runs the
-full model (and `--batch`, `--frames` change the input).
+Sizes: on the CPU the default cases are the `tiny` preset (2 clips) and `base-2l`, EAT-Base's width and full decoder
+with 2 encoder blocks instead of 12 (1 clip), in fp32, `ours` and `plain`. On a GPU the default is the issue's setting:
+full EAT-Base, 10 s clips, 12 and 32 clips x 16 clones, bf16 autocast, every variant.
 
 Usage:
     python benchmarks/bench_pretraining_step.py [--smoke] [--json results.json] [--cases tiny,base-2l]
+    python benchmarks/bench_pretraining_step.py --device cuda --batch 12,32 --variants ours,plain,ours-fused-adamw
 """
 
 import copy
@@ -40,6 +48,7 @@ from common import (
     flops_of,
     machine_info,
     print_table,
+    synchronize,
     time_calls,
     write_json,
 )
@@ -127,84 +136,147 @@ class PlainDecoder(nn.Module):
         return self.projection(x.flatten(2).transpose(1, 2))
 
 
+class StepClock:
+    """Marks inside a step. On the CPU a mark is the host time; on a GPU it is a CUDA event, because the host only
+    queues kernels there and its clock says nothing about when they ran. Read intervals after synchronising."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def mark(self):
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def seconds(self, start, end) -> float:
+        return start.elapsed_time(end) / 1000 if self.cuda else end - start
+
+
 class PlainStep:
     """The reference step: student on the visible patches, teacher on all, CNN decoder, AdamW, EMA."""
 
-    def __init__(self, config: EATConfig):
-        self.config = config
-        self.student = PlainEncoder(config)
-        self.decoder = PlainDecoder(config)
+    def __init__(self, config: EATConfig, device: torch.device, dtype: torch.dtype | None, compiled: bool = False):
+        self.config, self.device, self.dtype = config, device, dtype
+        self.student = PlainEncoder(config).to(device)
+        self.decoder = PlainDecoder(config).to(device)
         self.teacher = copy.deepcopy(self.student).requires_grad_(False).eval()
         parameters = [*self.student.parameters(), *self.decoder.parameters()]
         self.optimizer = torch.optim.AdamW(parameters, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
-        self.parts = {}
+        self.clock = StepClock(device)
+        self.measures_parts = not compiled
+        self.loss_fn = torch.compile(self.forward_loss) if compiled else self.forward_loss
+        self.marks = {}
 
-    def __call__(self, spectrogram, bool_masked_pos, record_parts=False):
-        config, marks = self.config, {}
-        clones = bool_masked_pos.shape[0] // spectrogram.shape[0]
-        num_masked = int(bool_masked_pos[0].sum())
-        order = torch.argsort(bool_masked_pos.to(torch.int8), dim=1, stable=True)
-        visible_index, masked_index = order[:, : order.shape[1] - num_masked], order[:, order.shape[1] - num_masked :]
+    def mark(self, name):
+        if self.recording:
+            self.marks[name] = self.clock.mark()
 
-        marks["start"] = time.perf_counter()
+    def forward_loss(self, spectrogram, visible_index, masked_index, clones):
+        config = self.config
+        self.mark("start")
         with torch.no_grad():
             _, ffn_outputs = self.teacher(spectrogram)
             top = ffn_outputs[-config.average_top_k_layers :]
-            targets = sum(F.instance_norm(f[:, 1:].transpose(1, 2)).transpose(1, 2) for f in top) / len(top)
+            targets = sum(F.instance_norm(f[:, 1:].float().transpose(1, 2)).transpose(1, 2) for f in top) / len(top)
             targets = F.layer_norm(targets, targets.shape[-1:]).repeat_interleave(clones, dim=0)
-        marks["teacher"] = time.perf_counter()
+        self.mark("teacher")
 
         student, _ = self.student(spectrogram, visible_index, clones)
         visible = student[:, 1:]
-        if record_parts:
-            visible.register_hook(lambda grad: marks.__setitem__("decoder_backward", time.perf_counter()))
-        marks["student_forward"] = time.perf_counter()
-        noise = torch.randn(visible.shape[0], order.shape[1], visible.shape[-1]) * config.mask_noise_std
+        if self.recording:
+            visible.register_hook(lambda grad: self.mark("decoder_backward"))
+        self.mark("student_forward")
+        num_patches = visible_index.shape[1] + masked_index.shape[1]
+        noise = torch.randn(visible.shape[0], num_patches, visible.shape[-1], device=visible.device,
+                            dtype=visible.dtype) * config.mask_noise_std
         index = visible_index.unsqueeze(-1).expand(-1, -1, visible.shape[-1])
         predictions = self.decoder(noise.scatter(1, index, visible), spectrogram.shape[1] // config.patch_size)
-        marks["decoder_forward"] = time.perf_counter()
+        self.mark("decoder_forward")
 
         masked = masked_index.unsqueeze(-1).expand(-1, -1, visible.shape[-1])
         scale = visible.shape[-1] ** -0.5
-        frame_loss = (predictions.gather(1, masked) - targets.gather(1, masked)).pow(2).sum(-1).mean() * scale
-        utterance_loss = (student[:, 0] - targets.mean(dim=1)).pow(2).sum(-1).mean() * scale
+        difference = predictions.gather(1, masked).float() - targets.gather(1, masked)
+        frame_loss = difference.pow(2).sum(-1).mean() * scale
+        utterance_loss = (student[:, 0].float() - targets.mean(dim=1)).pow(2).sum(-1).mean() * scale
         loss = frame_loss + config.utterance_loss_weight * utterance_loss
-        marks["loss"] = time.perf_counter()
-        loss.backward()
-        marks["backward"] = time.perf_counter()
+        self.mark("loss")
+        return loss
 
+    def __call__(self, spectrogram, bool_masked_pos, record_parts=False):
+        self.recording = record_parts and self.measures_parts
+        clones = bool_masked_pos.shape[0] // spectrogram.shape[0]
+        # The collator knows the visible count on the host; reading it here would stall a GPU.
+        num_visible = EATMaskGenerator(self.config).num_visible(
+            spectrogram.shape[1] // self.config.patch_size, self.config.num_freq_patches)
+        order = torch.argsort(bool_masked_pos.to(torch.int8), dim=1, stable=True)
+        with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+            loss = self.loss_fn(spectrogram, order[:, :num_visible], order[:, num_visible:], clones)
+        loss.backward()
+        self.mark("backward")
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         with torch.no_grad():
-            torch._foreach_lerp_(list(self.teacher.parameters()), list(self.student.parameters()), 1 - config.ema_decay)
-        marks["end"] = time.perf_counter()
-        if record_parts:
-            self.parts = {
-                "teacher_forward": marks["teacher"] - marks["start"],
-                "student_forward_backward": (marks["student_forward"] - marks["teacher"])
-                + (marks["backward"] - marks["decoder_backward"]),
-                "decoder_forward_backward": (marks["decoder_forward"] - marks["student_forward"])
-                + (marks["decoder_backward"] - marks["loss"]),
-                "optimizer_and_ema": marks["end"] - marks["backward"],
-            }
+            torch._foreach_lerp_(list(self.teacher.parameters()), list(self.student.parameters()), 1 - self.config.ema_decay)
+        self.mark("end")
+        self.recording = False
         return loss
+
+    def parts(self) -> dict[str, float]:
+        marks, seconds = self.marks, self.clock.seconds
+        return {
+            "teacher_forward": seconds(marks["start"], marks["teacher"]),
+            "student_forward_backward": seconds(marks["teacher"], marks["student_forward"])
+            + seconds(marks["decoder_backward"], marks["backward"]),
+            "decoder_forward_backward": seconds(marks["student_forward"], marks["decoder_forward"])
+            + seconds(marks["loss"], marks["decoder_backward"]),
+            "optimizer_and_ema": seconds(marks["backward"], marks["end"]),
+        }
+
+
+class UnfoldConv2d(nn.Module):
+    """Stands in for a decoder `nn.Conv2d` with the same parameters, computed as `grouped_conv_unfold`."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x):
+        return grouped_conv_unfold(x, self.conv.weight, self.conv.bias, self.conv.groups)
 
 
 class OursStep:
-    """`EATForPreTraining` as `training/pretrain.py` drives it; module hooks time its parts without changing it."""
+    """`EATForPreTraining` as `training/pretrain.py` drives it (forward under autocast when bf16, as Accelerate's
+    mixed precision does); module hooks time its parts without changing it. The options are the levers the
+    variants measure: a fused AdamW, `torch.compile` of the model, cuDNN autotuning, and the decoder's grouped
+    convolutions as unfold + matmul."""
 
-    def __init__(self, config: EATConfig):
-        self.model = EATForPreTraining(config).train()
+    def __init__(self, config: EATConfig, device: torch.device, dtype: torch.dtype | None, fused_adamw=False,
+                 compiled=False, cudnn_benchmark=False, unfold_decoder=False):
+        self.model = EATForPreTraining(config).to(device).train()
+        if unfold_decoder:
+            for layer in self.model.decoder.layers:
+                layer.conv = UnfoldConv2d(layer.conv)
         self.optimizer = torch.optim.AdamW(
-            optimizer_param_groups(self.model, WEIGHT_DECAY), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY
+            optimizer_param_groups(self.model, WEIGHT_DECAY), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY,
+            fused=fused_adamw or None,
         )
+        self.device, self.dtype, self.cudnn_benchmark = device, dtype, cudnn_benchmark
+        self.clock = StepClock(device)
         self.marks = {}
         self.recording = False
+        # Hooks would be traced into a compiled graph: compiled variants are timed whole.
+        self.measures_parts = not compiled
+        self.forward = torch.compile(self.model) if compiled else self.model
+        if self.measures_parts:
+            self.install_hooks()
 
+    def install_hooks(self):
         def mark(name):
             def hook(*_):
                 if self.recording:
-                    self.marks[name] = time.perf_counter()
+                    self.marks[name] = self.clock.mark()
 
             return hook
 
@@ -214,62 +286,138 @@ class OursStep:
             module.register_forward_hook(mark(f"{name}_end"))
         # Fires once the gradient reaches the decoder's input: the decoder's backward is done, the student's begins.
         self.model.decoder.register_full_backward_hook(mark("decoder_backward"))
-        self.parts = {}
 
     def __call__(self, spectrogram, bool_masked_pos, record_parts=False):
-        self.recording, marks = record_parts, self.marks
-        start = time.perf_counter()
-        loss = self.model(spectrogram, bool_masked_pos=bool_masked_pos).loss
-        backward_start = time.perf_counter()
-        loss.backward()
-        backward_end = time.perf_counter()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.model.update_teacher()
-        end = time.perf_counter()
-        if record_parts:
-            self.parts = {
-                "teacher_forward": marks["teacher_end"] - marks["teacher_start"],
-                "student_forward_backward": (marks["student_end"] - marks["student_start"])
-                + (backward_end - marks["decoder_backward"]),
-                "decoder_forward_backward": (marks["decoder_end"] - marks["decoder_start"])
-                + (marks["decoder_backward"] - backward_start),
-                "optimizer_and_ema": end - backward_end,
-            }
-        self.recording = False
+        self.recording, marks, clock = record_parts and self.measures_parts, self.marks, self.clock
+        cudnn_benchmark = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = self.cudnn_benchmark
+        try:
+            marks["start"] = clock.mark()
+            with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+                loss = self.forward(spectrogram, bool_masked_pos=bool_masked_pos).loss
+            marks["backward_start"] = clock.mark()
+            loss.backward()
+            marks["backward_end"] = clock.mark()
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.model.update_teacher()
+            marks["end"] = clock.mark()
+        finally:
+            torch.backends.cudnn.benchmark = cudnn_benchmark
+            self.recording = False
         return loss
 
+    def parts(self) -> dict[str, float]:
+        marks, seconds = self.marks, self.clock.seconds
+        return {
+            "teacher_forward": seconds(marks["teacher_start"], marks["teacher_end"]),
+            "student_forward_backward": seconds(marks["student_start"], marks["student_end"])
+            + seconds(marks["decoder_backward"], marks["backward_end"]),
+            "decoder_forward_backward": seconds(marks["decoder_start"], marks["decoder_end"])
+            + seconds(marks["backward_start"], marks["decoder_backward"]),
+            "optimizer_and_ema": seconds(marks["backward_end"], marks["end"]),
+        }
 
-def measure_steps(steps: dict, spectrogram, bool_masked_pos, repeats: int) -> dict[str, dict]:
+
+# name → (step class, options). "ours" and "plain" are the comparison the issue asks for; the others are levers.
+VARIANTS = {
+    "ours": (OursStep, {}),
+    "plain": (PlainStep, {}),
+    "ours-fused-adamw": (OursStep, {"fused_adamw": True}),
+    "ours-cudnn-benchmark": (OursStep, {"cudnn_benchmark": True}),
+    "ours-unfold-decoder": (OursStep, {"unfold_decoder": True}),
+    "ours-compiled": (OursStep, {"compiled": True}),
+    "plain-compiled": (PlainStep, {"compiled": True}),
+}
+VARIANT_LABELS = {"ours": "EAT (ours)", "plain": "plain PyTorch"}
+DEFAULT_VARIANTS = {"cpu": "ours,plain", "cuda": ",".join(VARIANTS)}
+
+
+class PeakDeviceMemory:
+    """Peak memory of one step: CUDA's allocator high-water mark on a GPU, the resident size on the CPU."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self.host = PeakMemory().__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            self.peak_mib = torch.cuda.max_memory_allocated(self.device) / 2**20
+        else:
+            self.host.__exit__(*exc)
+            self.peak_mib = self.host.peak_mib
+        return False
+
+
+def failure_status(error: Exception) -> str:
+    """One line for the table: out of memory, or the error's first line."""
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower():
+        return f"out of memory: {message:.200}"
+    return f"failed: {type(error).__name__}: {message:.200}"
+
+
+def measure_steps(steps: dict, spectrogram, bool_masked_pos, repeats: int, device: torch.device,
+                  flops: dict[str, int]) -> dict[str, dict]:
     """Per implementation: clips/s (median and best of `repeats`), the parts of its median step, FLOPs per clip and
     peak memory. The implementations take turns step by step, so a burst of load from other jobs on the machine
-    hits both alike instead of one of them."""
+    hits all alike instead of one of them. One that fails (out of memory, a compile error) is reported as such and
+    the others go on."""
     clips = spectrogram.shape[0]
-    # Counting FLOPs runs one step of each: it is also their warm-up.
-    flops = {name: flops_of(lambda: step(spectrogram, bool_masked_pos)) for name, step in steps.items()}
-    calls = {name: [] for name in steps}
+    calls, failures, first_call = {name: [] for name in steps}, {}, {}
+    # The first call of each is its warm-up (and its compilation, for the compiled ones).
+    for name, step in steps.items():
+        try:
+            start = time.perf_counter()
+            step(spectrogram, bool_masked_pos)
+            synchronize(device)
+            first_call[name] = time.perf_counter() - start
+        except Exception as error:  # noqa: BLE001 - one variant failing must not lose the others' figures
+            failures[name] = failure_status(error)
+            print(f"  {name}: {failures[name]}", flush=True)
     for _ in range(max(1, repeats)):
         for name, step in steps.items():
-            with PeakMemory() as memory:
-                start = time.perf_counter()
-                step(spectrogram, bool_masked_pos, record_parts=True)
-                seconds = time.perf_counter() - start
-            parts = dict(step.parts)
-            parts["other"] = seconds - sum(parts.values())
+            if name in failures:
+                continue
+            try:
+                with PeakDeviceMemory(device) as memory:
+                    synchronize(device)
+                    start = time.perf_counter()
+                    step(spectrogram, bool_masked_pos, record_parts=True)
+                    synchronize(device)
+                    seconds = time.perf_counter() - start
+            except Exception as error:  # noqa: BLE001
+                failures[name] = failure_status(error)
+                continue
+            parts = step.parts() if step.measures_parts else {}
+            if parts:
+                parts["other"] = seconds - sum(parts.values())
             calls[name].append({"seconds": seconds, "parts": parts, "peak_mib": memory.peak_mib})
     results = {}
-    for name, timed in calls.items():
+    for name in steps:
+        if name in failures:
+            results[name] = {"status": failures[name]}
+            continue
+        timed = calls[name]
         seconds = [call["seconds"] for call in timed]
         median_call = sorted(timed, key=lambda call: call["seconds"])[len(timed) // 2]
         results[name] = {
+            "status": "ok",
             "clips_per_s": clips / statistics.median(seconds),
             "best_clips_per_s": clips / min(seconds),
             "step_s": statistics.median(seconds),
+            "first_call_s": first_call[name],
             "timings_s": seconds,
             "gflop_per_clip": flops[name] / clips / 1e9,
-            "achieved_gflop_per_s": flops[name] / min(seconds) / 1e9,
-            "peak_rss_mib": max(call["peak_mib"] for call in timed),
-            **{f"{part}_s": median_call["parts"][part] for part in PARTS},
+            "achieved_tflop_per_s": flops[name] / statistics.median(seconds) / 1e12,
+            "peak_mib": max(call["peak_mib"] for call in timed),
+            **{f"{part}_s": median_call["parts"].get(part) for part in PARTS},
         }
     return results
 
@@ -284,65 +432,116 @@ def grouped_conv_unfold(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     return output.reshape(batch, out_channels, height, width) + bias.view(1, -1, 1, 1)
 
 
-def decoder_conv_variants(config: EATConfig, rows: int, num_time_patches: int, repeats: int) -> list[dict]:
-    """Forward + backward of one decoder convolution at this width and grid, in three formulations."""
+def decoder_conv_variants(config: EATConfig, rows: int, num_time_patches: int, repeats: int, device: torch.device,
+                          dtype: torch.dtype | None) -> list[dict]:
+    """Forward + backward of one decoder convolution at this width and grid, in each formulation (under autocast
+    when `dtype` is given, as in the step), with the largest difference from `nn.Conv2d`'s output."""
     conv = nn.Conv2d(config.decoder_hidden_size, config.decoder_hidden_size, config.decoder_kernel_size,
-                     padding=config.decoder_kernel_size // 2, groups=config.decoder_groups)
-    grid = torch.randn(rows, config.decoder_hidden_size, num_time_patches, config.num_freq_patches)
+                     padding=config.decoder_kernel_size // 2, groups=config.decoder_groups).to(device)
+    grid = torch.randn(rows, config.decoder_hidden_size, num_time_patches, config.num_freq_patches, device=device)
     variants = {
-        "conv2d (NCHW)": (conv, grid),
+        "conv2d (NCHW)": (conv, grid, False),
         "conv2d (channels_last)": (
             copy.deepcopy(conv).to(memory_format=torch.channels_last),
             grid.contiguous(memory_format=torch.channels_last),
+            False,
         ),
-        "unfold + matmul": (
-            lambda x: grouped_conv_unfold(x, conv.weight, conv.bias, config.decoder_groups),
-            grid,
-        ),
+        "unfold + matmul": (UnfoldConv2d(conv), grid, False),
     }
-    with torch.no_grad():
-        reference = conv(grid)
+    if device.type == "cuda":
+        variants["conv2d (NCHW, cudnn.benchmark)"] = (conv, grid, True)
+
+    def autocast():
+        return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+    with torch.no_grad(), autocast():
+        reference = conv(grid).float()
     # The convolution's own count, for every formulation: the counter does not see through unfold's broadcast matmul.
     reference_input = grid.detach().requires_grad_(True)
     flops = flops_of(lambda: conv(reference_input).sum().backward())
     results = []
-    for name, (module, x) in variants.items():
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    for name, (module, x, benchmark_cudnn) in variants.items():
         x = x.detach().requires_grad_(True)
 
         def forward_backward():
-            module(x).sum().backward()
+            with autocast():
+                output = module(x)
+            output.float().sum().backward()
 
-        timing = time_calls(forward_backward, repeats=repeats)
-        with torch.no_grad():
-            difference = (module(x) - reference).abs().max().item()
-        results.append({"formulation": name, "rows": rows, "channels": config.decoder_hidden_size,
+        torch.backends.cudnn.benchmark = benchmark_cudnn
+        try:
+            timing = time_calls(forward_backward, repeats=repeats, device=device)
+            with torch.no_grad(), autocast():
+                difference = (module(x).float() - reference).abs().max().item()
+        except Exception as error:  # noqa: BLE001 - an out-of-memory formulation must not lose the others
+            results.append({"formulation": name, "rows": rows, "status": failure_status(error)})
+            continue
+        finally:
+            torch.backends.cudnn.benchmark = cudnn_benchmark
+        results.append({"formulation": name, "status": "ok", "rows": rows, "channels": config.decoder_hidden_size,
                         "groups": config.decoder_groups, "ms": 1000 * timing["median_s"],
                         "best_ms": 1000 * timing["best_s"], "gflop_per_s": flops / timing["best_s"] / 1e9,
                         "max_abs_diff": difference})
     for row in results:
-        row["speedup_vs_conv2d"] = results[0]["ms"] / row["ms"]
+        if row["status"] == "ok" and results[0]["status"] == "ok":
+            row["speedup_vs_conv2d"] = results[0]["ms"] / row["ms"]
     return results
+
+
+# Dense bf16 tensor-core peak of the GPUs this is meant for (NVIDIA's data sheets, SXM parts, no sparsity); the MFU
+# column divides by it. Another GPU or dtype: pass --peak-tflops.
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+
+
+def peak_tflops(device: torch.device, dtype: torch.dtype | None, override: float | None) -> float | None:
+    if override is not None:
+        return override
+    if device.type != "cuda" or dtype != torch.bfloat16:
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for gpu, peak in PEAK_BF16_TFLOPS.items() if gpu in name), None)
 
 
 def main():
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--cases", default="tiny,base-2l", help=f"comma-separated, from {sorted(CASES)}")
-    parser.add_argument("--batch", type=int, default=None, help="clips per step (default: the case's)")
+    parser.add_argument("--cases", default=None,
+                        help=f"comma-separated, from {sorted(CASES)} (default: tiny,base-2l on the CPU, base on a GPU)")
+    parser.add_argument("--batch", default=None,
+                        help="clips per step, or several comma-separated (default: the case's; 12,32 for base on a GPU)")
     parser.add_argument("--frames", type=int, default=CLIP_FRAMES, help="fbank frames per clip (1024 = 10 s)")
     parser.add_argument("--clones", type=int, default=None, help="masked clones per clip (default: the config's, 16)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=["fp32", "bf16"], default=None,
+                        help="bf16 runs the forward under autocast, as Accelerate's mixed precision does "
+                             "(default: bf16 on a GPU, fp32 on the CPU)")
+    parser.add_argument("--variants", default=None,
+                        help=f"comma-separated, from {list(VARIANTS)} (default: ours,plain on the CPU, all on a GPU)")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the device's peak for the MFU column (default: known bf16 peaks of H100/H200/A100)")
     parser.add_argument("--skip-decoder-variants", action="store_true", help="leave out the decoder conv table")
     args = parser.parse_args()
     apply_threads(args.threads)
-    cases = args.cases.split(",")
-    unknown = set(cases) - set(CASES)
-    if unknown:
-        raise ValueError(f"unknown --cases {sorted(unknown)}: choose from {sorted(CASES)}")
+    device = torch.device(args.device)
+    dtype_name = args.dtype or ("bf16" if device.type == "cuda" else "fp32")
+    dtype = torch.bfloat16 if dtype_name == "bf16" else None
+    cases = (args.cases or ("base" if device.type == "cuda" else "tiny,base-2l")).split(",")
+    variants = (args.variants or DEFAULT_VARIANTS.get(device.type, DEFAULT_VARIANTS["cpu"])).split(",")
+    for option, chosen, known in (("--cases", cases, CASES), ("--variants", variants, VARIANTS)):
+        unknown = set(chosen) - set(known)
+        if unknown:
+            raise ValueError(f"unknown {option} {sorted(unknown)}: choose from {sorted(known)}")
+    batches = [int(batch) for batch in args.batch.split(",")] if args.batch else None
+    if batches is None and device.type == "cuda" and cases == ["base"]:
+        batches = [12, 32]
     if args.smoke:
-        cases, args.frames, args.repeats, args.batch, args.clones = ["tiny"], 64, 1, 1, 4
+        cases, args.frames, args.repeats, batches, args.clones = ["tiny"], 64, 1, [1], 4
+    peak = peak_tflops(device, dtype, args.peak_tflops)
     machine = machine_info()
-    print(f"{machine['cpu']}, {machine['torch_threads']} threads, torch {machine['torch']}, transformers "
-          f"{machine['transformers']}, load {machine.get('load_average_1min')}; {args.frames} frames per clip, fp32, "
-          f"median of {args.repeats} timed steps each, after one warm-up, taking turns")
+    print(f"{machine['gpu'] or machine['cpu']}, {machine['torch_threads']} threads, torch {machine['torch']}, "
+          f"transformers {machine['transformers']}, load {machine.get('load_average_1min')}; {args.frames} frames per "
+          f"clip, {dtype_name}, variants {variants}, median of {args.repeats} timed steps each, after one warm-up, "
+          f"taking turns", flush=True)
 
     results, decoder_rows = [], []
     for case in cases:
@@ -350,40 +549,94 @@ def main():
         if args.clones:
             overrides = {**overrides, "clone_batch": args.clones}
         config = EATConfig.from_preset(preset, **overrides)
-        batch = args.batch or default_batch
-        num_time_patches = args.frames // config.patch_size
-        generator = torch.Generator().manual_seed(0)
-        spectrogram = torch.randn(batch, args.frames, NUM_MEL_BINS, generator=generator)
-        bool_masked_pos = EATMaskGenerator(config)(batch, num_time_patches, config.num_freq_patches, generator)
-        steps = {}
-        for name, step_class in (("EAT (ours)", OursStep), ("plain PyTorch", PlainStep)):
-            torch.manual_seed(0)
-            steps[name] = step_class(config)
-        measured = measure_steps(steps, spectrogram, bool_masked_pos, args.repeats)
-        del steps
-        case_rows = []
-        for name, measurement in measured.items():
-            case_rows.append({"case": case, "implementation": name, "batch": batch, "clones": config.clone_batch,
-                              "frames": args.frames, "hidden_size": config.hidden_size,
-                              "layers": config.num_hidden_layers, "decoder_layers": config.decoder_num_layers,
-                              **measurement})
-            print(f"  {case} {name}: {measurement['clips_per_s']:.3f} clips/s", flush=True)
-        case_rows[0]["ours/plain clips/s"] = case_rows[0]["clips_per_s"] / case_rows[1]["clips_per_s"]
-        results += case_rows
-        if not args.skip_decoder_variants:
-            decoder_rows += [{"case": case, **row} for row in decoder_conv_variants(
-                config, batch * config.clone_batch, num_time_patches, args.repeats)]
+        for batch in batches or [default_batch]:
+            results += measure_case(case, config, batch, args, variants, device, dtype, peak)
+            if not args.skip_decoder_variants:
+                decoder_rows += [{"case": case, **row} for row in decoder_conv_variants(
+                    config, batch * config.clone_batch, args.frames // config.patch_size, args.repeats, device, dtype)]
+            if args.json:
+                # A long GPU run may be stopped at its time limit: what finished is kept.
+                write_json(args.json, machine, {**vars(args), "json": str(args.json)}, results,
+                           decoder_convolution=decoder_rows, dtype=dtype_name, device=str(device))
 
     print_table(results, ["case", "implementation", "batch", "clones", "clips_per_s", "best_clips_per_s",
-                          "ours/plain clips/s", "gflop_per_clip", "achieved_gflop_per_s", "peak_rss_mib"],
-                "pre-training step (fp32)")
-    print_table(results, ["case", "implementation", "step_s", *[f"{part}_s" for part in PARTS]],
+                          "ours/plain clips/s", "vs ours", "gflop_per_clip", "achieved_tflop_per_s", "mfu", "peak_mib", "first_call_s",
+                          "status"],
+                f"pre-training step ({dtype_name}, {device.type})")
+    print_table(results, ["case", "implementation", "batch", "step_s", *[f"{part}_s" for part in PARTS]],
                 "parts of the median step, seconds")
+    print_table(results, ["case", "implementation", "batch", "second_loss", "second_loss_diff_vs_ours"],
+                "loss of the second step, same weights and noise (a lever must not change it beyond rounding)")
     if decoder_rows:
         print_table(decoder_rows, ["case", "formulation", "rows", "channels", "groups", "ms", "best_ms", "gflop_per_s",
-                                   "speedup_vs_conv2d", "max_abs_diff"],
+                                   "speedup_vs_conv2d", "max_abs_diff", "status"],
                     "one decoder convolution, forward + backward")
-    write_json(args.json, machine, {**vars(args), "json": str(args.json)}, results, decoder_convolution=decoder_rows)
+    write_json(args.json, machine, {**vars(args), "json": str(args.json)}, results,
+               decoder_convolution=decoder_rows, dtype=dtype_name, device=str(device))
+
+
+def counted_first_steps(step, spectrogram, bool_masked_pos) -> tuple[int, float]:
+    """FLOPs of a step's first call, and the loss of its second: the first update (optimizer, EMA) shows in it. The
+    global random state (the decoder's noise) is seeded alike before each."""
+    torch.manual_seed(1)
+    flops = flops_of(lambda: step(spectrogram, bool_masked_pos))
+    torch.manual_seed(2)
+    return flops, float(step(spectrogram, bool_masked_pos).detach())
+
+
+def measure_case(case, config, batch, args, variants, device, dtype, peak) -> list[dict]:
+    num_time_patches = args.frames // config.patch_size
+    generator = torch.Generator().manual_seed(0)
+    spectrogram = torch.randn(batch, args.frames, NUM_MEL_BINS, generator=generator).to(device)
+    bool_masked_pos = EATMaskGenerator(config)(batch, num_time_patches, config.num_freq_patches, generator)
+    bool_masked_pos = bool_masked_pos.to(device)
+    steps, flops = {}, {}
+    for name in variants:
+        step_class, options = VARIANTS[name]
+        torch.manual_seed(0)
+        steps[name] = step_class(config, device, dtype, **options)
+    # The arithmetic does not change with compilation: a compiled variant is credited its eager twin's count (an
+    # eager twin is built just for counting when it is not measured).
+    # These first steps are also the proof that a lever leaves the arithmetic alone: every eager variant starts from
+    # the same weights and draws the same decoder noise, so its loss after one update must equal ours to rounding.
+    # (Inductor draws its random numbers differently, so compiled variants are not compared.)
+    second_losses = {}
+    for name, step in steps.items():
+        if step.measures_parts:
+            flops[name], second_losses[name] = counted_first_steps(step, spectrogram, bool_masked_pos)
+    for name in steps:
+        twin = name.replace("-compiled", "")
+        if name not in flops and twin not in flops:
+            step_class, options = VARIANTS[twin]
+            torch.manual_seed(0)
+            flops[twin], _ = counted_first_steps(step_class(config, device, dtype, **options), spectrogram,
+                                                bool_masked_pos)
+        flops.setdefault(name, flops[twin])
+    measured = measure_steps(steps, spectrogram, bool_masked_pos, args.repeats, device, flops)
+    del steps
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    rows = []
+    for name, measurement in measured.items():
+        row = {"case": case, "implementation": VARIANT_LABELS.get(name, name), "batch": batch,
+               "clones": config.clone_batch, "frames": args.frames, "hidden_size": config.hidden_size,
+               "layers": config.num_hidden_layers, "decoder_layers": config.decoder_num_layers, **measurement}
+        if peak and row["status"] == "ok":
+            row["mfu"] = row["achieved_tflop_per_s"] / peak
+        if name in second_losses:
+            row["second_loss"] = second_losses[name]
+            if name.startswith("ours") and "ours" in second_losses:
+                row["second_loss_diff_vs_ours"] = abs(second_losses[name] - second_losses["ours"])
+        rows.append(row)
+        print(f"  {case} batch {batch} {name}: {row.get('clips_per_s', row['status'])} clips/s", flush=True)
+    ours = rows[0] if variants[0] == "ours" and rows[0]["status"] == "ok" else None
+    for row in rows:
+        if ours and row["status"] == "ok":
+            row["vs ours"] = row["clips_per_s"] / ours["clips_per_s"]
+    plain = next((row for row in rows if row["implementation"] == VARIANT_LABELS["plain"]), None)
+    if ours and plain and plain["status"] == "ok":
+        ours["ours/plain clips/s"] = ours["clips_per_s"] / plain["clips_per_s"]
+    return rows
 
 
 if __name__ == "__main__":

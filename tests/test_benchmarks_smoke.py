@@ -5,6 +5,7 @@ say: both models in the same run, the plain pre-training step doing the same ari
 decoder convolution agreeing with `nn.Conv2d`, the loader's batches having the collator's shape.
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -38,30 +39,113 @@ def check_machine(payload: dict) -> None:
 
 
 def test_inference_smoke(tmp_path):
+    # --smoke takes the GPU's lists of attention kernels, precisions and compile variants, so that every path the
+    # one-shot GPU run takes has run here first.
     payload = run_smoke("bench_inference", tmp_path)
     check_machine(payload)
+    assert "cuda" in payload["machine"]
     rows = payload["results"]
-    throughput = [row for row in rows if row["section"] == "throughput" and row["status"] == "ok"]
-    # Both models, both portable attention implementations, and the ratio on EAT's rows.
-    assert {(row["model"], row["attention"]) for row in throughput} == {
-        ("EAT", "eager"), ("AST", "eager"), ("EAT", "sdpa"), ("AST", "sdpa")
+    throughput = [row for row in rows if row["section"] == "throughput"]
+    ok = [row for row in throughput if row["status"] == "ok"]
+    # Both models, every portable attention implementation (sdpa also restricted to its flash kernel, which CPUs
+    # have), every precision, and the ratio on EAT's rows.
+    assert {(row["model"], row["attention"], row["dtype"]) for row in ok} == {
+        (model, attention, dtype) for model in ("EAT", "AST") for attention in ("eager", "sdpa", "sdpa:flash")
+        for dtype in ("fp32", "bf16", "bf16-autocast")
     }
-    assert all(row["clips_per_s"] > 0 for row in throughput)
-    assert all("EAT/AST clips/s" in row for row in throughput if row["model"] == "EAT")
+    assert all(row["clips_per_s"] > 0 for row in ok)
+    assert all("EAT/AST clips/s" in row for row in ok if row["model"] == "EAT")
+    # cuDNN attention does not exist on CPU: recorded as not run, the run goes on.
+    cudnn = [row for row in throughput if row["attention"] == "sdpa:cudnn"]
+    assert len(cudnn) == 6 and all(row["status"].startswith("not run: sdpa kernel 'cudnn'") for row in cudnn)
     flash = [row for row in rows if row.get("attention") == "flash_attention_2"]
-    assert len(flash) == 2 and all(row["status"] == "ok" or row["status"].startswith("not run: ") for row in flash)
+    assert len(flash) == 6 and all(row["status"] == "ok" or row["status"].startswith("not run: ") for row in flash)
     latency = [row for row in rows if row["section"] == "latency"]
     assert [row["model"] for row in latency] == ["EAT", "AST"] and latency[0]["threads"] == 2
-    (compiled,) = [row for row in rows if row["section"] == "compile"]
+
+    (breaks,) = [row for row in rows if row["section"] == "compile_graph_breaks"]
     # The plain forward compiles to one graph; hidden states break it only on the call that installs the hooks.
-    assert compiled["explain"] == {"graphs": 1, "graph_breaks": 0, "break_reasons": []}
-    assert compiled["explain_output_hidden_states_first_call"]["graph_breaks"] == 1
-    assert compiled["explain_output_hidden_states_later_calls"]["graph_breaks"] == 0
+    assert breaks["explain"] == {"graphs": 1, "graph_breaks": 0, "break_reasons": []}
+    assert breaks["explain_output_hidden_states_first_call"]["graph_breaks"] == 1
+    assert breaks["explain_output_hidden_states_later_calls"]["graph_breaks"] == 0
+    cast, autocast = [row for row in rows if row["section"] == "compile"]
+    assert [(row["model"], row["dtype"], row["mode"], row["status"]) for row in (cast, autocast)] == [
+        ("EAT", "bf16", "default", "ok"), ("EAT", "bf16-autocast", "default", "ok")
+    ]
+    # The dtypes the captured graph computes in: all bf16 for the cast model; under autocast the matmuls are bf16
+    # and the layer norms fp32.
+    assert set(cast["explain"]["ops"]["linear"]) == {"bfloat16"} == set(cast["explain"]["ops"]["layer_norm"])
+    assert set(autocast["explain"]["ops"]["linear"]) == {"bfloat16"}
+    assert set(autocast["explain"]["ops"]["layer_norm"]) == {"float32"}
+    for row in (cast, autocast):
+        assert row["first_call_s"] > 0 and row["compiled_clips_per_s"] > 0 and row["eager_clips_per_s"] > 0
+        assert row["recompilations_in_steady_state"] == 0 and row["compiled_output_dtype"] == "bfloat16"
+        assert row["max_abs_diff_vs_eager"] < 0.05
+    # Only the batch size changed (the new batch is no inference tensor): one recompilation, for the size.
+    assert cast["recompilations_for_new_batch"] == 1 and cast["compiled_after_new_batch_clips_per_s"] > 0
+    (reason,) = cast["recompile_reasons"]
+    assert "size mismatch" in reason and "dispatch key" not in reason
     assert {row["dtype"] for row in payload["matmul_probe"]} == {"fp32", "bf16"}
     eat_flops, ast_flops = [row for row in rows if row["section"] == "flops"]
     # Same width and depth at the smoke sizes, so the FLOPs ratio is the token ratio: 64 + 1 against AST's
     # 12 x 12 overlapping patches + 2 on 128 frames.
     assert eat_flops["EAT/AST flops"] < 0.6 and ast_flops["gflop_per_clip"] > eat_flops["gflop_per_clip"]
+
+
+# torchaudio as the GPU machine has it, for the path this machine cannot take: its fbank is ours, called the way
+# ASTFeatureExtractor calls torchaudio's.
+TORCHAUDIO_STUB = """
+from modeling_eat.feature_extraction_eat import kaldi_fbank
+
+
+def fbank(waveform, sample_frequency, window_type, num_mel_bins):
+    assert waveform.ndim == 2 and window_type == "hanning"
+    return kaldi_fbank(waveform[0], sampling_rate=int(sample_frequency), num_mel_bins=num_mel_bins,
+                       remove_clip_mean=False)
+"""
+
+
+def test_feature_extraction_smoke(tmp_path):
+    # The project's machines never have torchaudio (ENVIRONMENT.md); the script must say so and go on.
+    assert importlib.util.find_spec("torchaudio") is None, "this test expects torchaudio not to be installed"
+    # One thread: two on a machine busy with other jobs can make each call 50x slower (BENCHMARKS.md, section 3).
+    payload = run_smoke("bench_feature_extraction", tmp_path, "--device", "cpu", "--threads", "1")
+    check_machine(payload)
+    rows = {(row["section"], row["name"], row["batch"], row["threads"]): row for row in payload["results"]}
+    assert set(rows) == {
+        ("cpu", "EATFeatureExtractor", 4, 1), ("cpu", "ASTFeatureExtractor (numpy)", 4, "n/a"),
+        ("torchaudio", "torchaudio kaldi.fbank per clip", 4, 1),
+        *(("device", name, batch, 1) for batch in (4, 8)
+          for name in ("EATFeatureExtractor", "kaldi_fbank (batched core)", "torchaudio kaldi.fbank per clip")),
+    }
+    missing = [row for row in rows.values() if row["name"].startswith("torchaudio")]
+    assert len(missing) == 3
+    assert all(row["status"] == "not run: torchaudio not importable: ModuleNotFoundError: No module named "
+               "'torchaudio'" for row in missing)
+    for row in rows.values():
+        if row["status"] == "ok":
+            assert row["clips_per_s"] > 0 and row["best_clips_per_s"] >= row["clips_per_s"]
+    extractor = [row for row in rows.values() if row["section"] == "device" and row["name"] == "EATFeatureExtractor"]
+    # On CPU the "device" path is the CPU path: the same numbers exactly.
+    assert all(row["h2d_clips_per_s"] > 0 and row["max_abs_diff_vs_cpu"] == 0.0 for row in extractor)
+    assert rows[("cpu", "EATFeatureExtractor", 4, 1)]["vs AST"] > 0
+
+
+def test_feature_extraction_with_torchaudio(tmp_path, monkeypatch):
+    stub = tmp_path / "stub" / "torchaudio"
+    (stub / "compliance").mkdir(parents=True)
+    (stub / "__init__.py").write_text("")
+    (stub / "compliance" / "__init__.py").write_text("")
+    (stub / "compliance" / "kaldi.py").write_text(TORCHAUDIO_STUB)
+    monkeypatch.setenv("PYTHONPATH", str(stub.parent))
+    payload = run_smoke("bench_feature_extraction", tmp_path, "--device", "cpu", "--threads", "1",
+                         "--sections", "torchaudio,device")
+    torchaudio = [row for row in payload["results"] if row["name"] == "torchaudio kaldi.fbank per clip"]
+    assert [(row["section"], row["batch"]) for row in torchaudio] == [("torchaudio", 4), ("device", 4), ("device", 8)]
+    for row in torchaudio:
+        assert row["status"] == "ok" and row["clips_per_s"] > 0
+        # Ours removes each clip's mean first and torchaudio is given the clip minus its mean: equal up to rounding.
+        assert row["max_abs_diff_vs_ours"] < 1e-4
 
 
 def test_pretraining_step_smoke(tmp_path):
@@ -76,10 +160,24 @@ def test_pretraining_step_smoke(tmp_path):
                                                 "decoder_forward_backward", "optimizer_and_ema")]
         # The parts are disjoint intervals of the step: what is left over ("other") cannot be negative.
         assert all(part > 0 for part in parts) and row["other_s"] >= -1e-3
-        assert row["peak_rss_mib"] > 0
+        assert row["peak_mib"] > 0 and row["status"] == "ok"
     variants = payload["decoder_convolution"]
     assert [row["formulation"] for row in variants] == ["conv2d (NCHW)", "conv2d (channels_last)", "unfold + matmul"]
     assert all(row["max_abs_diff"] < 1e-4 for row in variants)
+
+
+def test_pretraining_step_levers_smoke(tmp_path):
+    # The GPU run measures levers on our step; each must train to the same loss as ours (bf16 autocast, as there).
+    payload = run_smoke("bench_pretraining_step", tmp_path, "--dtype", "bf16", "--skip-decoder-variants",
+                        "--variants", "ours,plain,ours-fused-adamw,ours-unfold-decoder")
+    assert payload["dtype"] == "bf16"
+    rows = {row["implementation"]: row for row in payload["results"]}
+    assert list(rows) == ["EAT (ours)", "plain PyTorch", "ours-fused-adamw", "ours-unfold-decoder"]
+    assert all(row["status"] == "ok" and row["clips_per_s"] > 0 for row in rows.values())
+    for lever in ("ours-fused-adamw", "ours-unfold-decoder"):
+        assert rows[lever]["gflop_per_clip"] == pytest.approx(rows["EAT (ours)"]["gflop_per_clip"], rel=0.01)
+        # bf16 keeps 8 bits of mantissa: 1e-3 of a loss of ~16 is a few of its rounding steps, a real change is more.
+        assert rows[lever]["second_loss_diff_vs_ours"] <= 1e-3 * rows["EAT (ours)"]["second_loss"]
 
 
 def test_scaling_smoke(tmp_path):
