@@ -199,3 +199,18 @@ def test_dataloader_smoke(tmp_path):
     stages = payload["stages"]
     assert stages["workers_for_target"] >= 1 and stages["one_worker_clips_per_s"] > 0
 
+
+
+def test_run_gpu_script(tmp_path):
+    # The GPU session has minutes to spend: its driver script is checked here, on its smallest part.
+    script = BENCHMARKS / "run_gpu.sh"
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "RUN_GPU_EXTRA": "--smoke"}
+    wrong = subprocess.run(["bash", str(script), "everything"], capture_output=True, text=True, env=env)
+    assert wrong.returncode == 2 and "usage: bash benchmarks/run_gpu.sh inference|" in wrong.stderr
+    completed = subprocess.run(["bash", str(script), "features"], capture_output=True, text=True, env=env,
+                               timeout=300)
+    assert completed.returncode == 0, completed.stdout[-3000:]
+    assert "== feature_extraction: exit 0" in completed.stdout
+    payload = json.loads((tmp_path / "feature_extraction.json").read_text())
+    assert payload["results"] and "--smoke" in payload["command"]
+    assert (tmp_path / "feature_extraction.log").read_text() and (tmp_path / "versions.txt").read_text()
