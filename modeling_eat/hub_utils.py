@@ -51,9 +51,9 @@ with torch.no_grad():
 _CLASSIFIER_OUTPUTS = '''    logits = model(**inputs).logits
 print(model.config.id2label[int(logits.argmax(-1))])
 
-# The pipeline reads files with ffmpeg and applies softmax, or sigmoid for multi-label checkpoints.
+# The pipeline reads files with ffmpeg.
 classifier = pipeline("audio-classification", model=model_id, trust_remote_code=True)
-print(classifier("sound.wav", top_k=5))'''
+print(classifier("sound.wav", top_k=5{score_function}))'''
 
 _ENCODER_OUTPUTS = '''    outputs = model(**inputs)
 clip_embedding = outputs.pooler_output  # [batch, hidden_size]: the CLS token
@@ -138,7 +138,12 @@ def write_model_card(
             imports="AutoModelForAudioClassification, pipeline",
             model_id=model_id,
             auto_class="AutoModelForAudioClassification",
-            outputs=_CLASSIFIER_OUTPUTS,
+            # Before 5.23 the pipeline applies softmax whatever the problem type: naming sigmoid works on every version.
+            outputs=_CLASSIFIER_OUTPUTS.format(
+                score_function=', function_to_apply="sigmoid"'
+                if config.get("problem_type") == "multi_label_classification"
+                else ""
+            ),
         )
     else:
         usage = _USAGE_SNIPPET.format(

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import sys
 
-import httpx2
+from huggingface_hub.utils import httpx
 import numpy as np
 import pytest
 import soundfile
@@ -103,6 +103,16 @@ def test_classifier_card_front_matter(classifier_folder):
     assert "eprint        = {2401.03497}" in body
     assert "ffmpeg" in body
     assert "$" not in body, "an unfilled template placeholder was left in the card"
+    assert "function_to_apply" not in body
+
+
+def test_multi_label_card_names_sigmoid(tmp_path):
+    # Before transformers 5.23 the pipeline applies softmax whatever the problem type: the card must say sigmoid.
+    folder = _save_folder(tmp_path / "eat-tiny-tags", EATForAudioClassification, num_labels=3,
+                          problem_type="multi_label_classification")
+    write_model_card(folder, model_id=MODEL_ID)
+    body = ModelCard.load(folder / "README.md").text
+    assert 'print(classifier("sound.wav", top_k=5, function_to_apply="sigmoid"))' in body
 
 
 def test_pretraining_folder_card(tmp_path):
@@ -191,21 +201,21 @@ class FakeHub:
         self.created = None
         self.uploaded = {}
 
-    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+    def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(f"{request.method} {request.url.path}")
         self.authorizations.add(request.headers.get("authorization"))
         path = request.url.path
         if path == "/api/repos/create":
             self.created = json.loads(request.content)
             repo_id = f"{self.created['organization']}/{self.created['name']}"
-            return httpx2.Response(200, json={"url": f"https://huggingface.co/{repo_id}"})
+            return httpx.Response(200, json={"url": f"https://huggingface.co/{repo_id}"})
         if path == "/api/validate-yaml":
-            return httpx2.Response(200, json={})
+            return httpx.Response(200, json={})
         if path.endswith("/preupload/main"):
             files = json.loads(request.content)["files"]
             # "regular" makes the client inline every file in the commit, so the fake needs no LFS/Xet storage.
             modes = [{"path": file["path"], "uploadMode": "regular", "shouldIgnore": False} for file in files]
-            return httpx2.Response(200, json={"files": modes})
+            return httpx.Response(200, json={"files": modes})
         if path.endswith("/commit/main"):
             for line in request.content.splitlines():
                 operation = json.loads(line)
@@ -213,14 +223,14 @@ class FakeHub:
                     self.uploaded[operation["value"]["path"]] = operation["value"]["content"]
             repo_id = path.removeprefix("/api/models/").removesuffix("/commit/main")
             commit_url = f"https://huggingface.co/{repo_id}/commit/0123abc"
-            return httpx2.Response(200, json={"commitUrl": commit_url, "commitOid": "0123abc"})
-        return httpx2.Response(404, json={"error": f"the fake Hub does not serve {path}"})
+            return httpx.Response(200, json={"commitUrl": commit_url, "commitOid": "0123abc"})
+        return httpx.Response(404, json={"error": f"the fake Hub does not serve {path}"})
 
 
 @pytest.fixture
 def fake_hub():
     hub = FakeHub()
-    set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(hub)))
+    set_client_factory(lambda: httpx.Client(transport=httpx.MockTransport(hub)))
     yield hub
     set_client_factory(default_client_factory)
 
