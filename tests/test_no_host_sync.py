@@ -241,3 +241,14 @@ def test_cuda_pretraining_step_does_not_synchronise():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert float(decay) == model.teacher.decay_at(1)
+
+
+@pytest.mark.parametrize("objective", ["eat", "maskspec"])
+def test_pretraining_forward_traces_as_one_graph(objective):
+    # A device read splits a torch.compile graph: with none left, the whole pre-training forward is one graph.
+    model = build(pretraining_objective=objective).train()
+    inputs = spectrogram()
+    masks = model.mask_generator(2, inputs.shape[1] // 16, model.config.num_freq_patches, seeded(1))
+    model(inputs, bool_masked_pos=masks)  # transformers installs its output-capturing hooks on the first call
+    explanation = torch._dynamo.explain(model)(inputs, bool_masked_pos=masks)
+    assert (explanation.graph_count, explanation.graph_break_count) == (1, 0), explanation.break_reasons
