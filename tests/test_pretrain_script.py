@@ -191,3 +191,15 @@ def test_deepspeed_zero2_run_killed_after_a_checkpoint_resumes(audio_folder, uni
         torch.testing.assert_close(weights[name], reference[name], rtol=0, atol=1e-5, msg=name)
     assert int(EATForPreTraining.from_pretrained(output_dir).teacher.num_updates) == MAX_TRAIN_STEPS
     EATModel.from_pretrained(output_dir)
+
+
+def test_compiled_run_saves_a_loadable_folder(audio_folder, uninterrupted_run, tmp_path):
+    # accelerate's `--dynamo_backend` wraps the model in torch.compile's module; the saved folder must not carry it.
+    reference_dir, _ = uninterrupted_run
+    output_dir = tmp_path / "run"
+    launch_flags = ["--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
+                    "--dynamo_backend", "eager"]
+    output = run(pretrain_command(launch_flags, audio_folder, output_dir), environment(use_cpu=True))
+    assert final_state(output)[:2] == (MAX_TRAIN_STEPS, MAX_TRAIN_STEPS)
+    assert load_file(output_dir / "model.safetensors").keys() == load_file(reference_dir / "model.safetensors").keys()
+    assert int(EATForPreTraining.from_pretrained(output_dir).teacher.num_updates) == MAX_TRAIN_STEPS

@@ -219,7 +219,9 @@ def main(argv=None):
         num_epochs = math.ceil(args.max_train_steps / updates_per_epoch)
     else:
         num_epochs = args.num_train_epochs if args.max_train_steps is None else 1 << 30
-    unwrapped = accelerator.unwrap_model(model)
+    # Without torch.compile's wrapper too (`--dynamo_backend`): accelerate keeps it by default, and its state dict
+    # would save every weight under `_orig_mod.`, a folder `from_pretrained` cannot read.
+    unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
     check_teacher_precision(unwrapped)
 
     if args.with_tracking:
@@ -321,7 +323,7 @@ def main(argv=None):
         output_dir,
         is_main_process=accelerator.is_main_process,
         save_function=accelerator.save,
-        state_dict=accelerator.get_state_dict(model),
+        state_dict=accelerator.get_state_dict(unwrapped),
     )
     if accelerator.is_main_process:
         feature_extractor.save_pretrained(output_dir)
