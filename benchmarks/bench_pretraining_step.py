@@ -14,13 +14,14 @@ a GPU). The variants take turns, step by step, so load from other jobs hits all 
 
 Variants (`--variants`): `ours` and `plain` are the comparison; the others are levers on our step, each measured
 rather than assumed: `ours-fused-adamw`, `ours-cudnn-benchmark` (cuDNN autotuning, for the grouped convolutions),
-`ours-unfold-decoder` (the decoder's grouped convolutions as unfold + batched matmul), `ours-compiled` and
+`ours-unfold-decoder` (the decoder's grouped convolutions as unfold + batched matmul; `-recompute` unfolds again in
+the backward instead of keeping the 9x larger columns), `ours-compiled` and
 `plain-compiled` (`torch.compile`). Each eager variant's loss after one update is compared with ours (same weights,
 same noise): a lever must not change it beyond rounding.
 
 A second table compares formulations of the CNN decoder's 16-group 3x3 convolution (forward + backward of one layer at
 the case's width): `nn.Conv2d` (NCHW), the same in channels-last memory format, unfold (im2col) + a batched matmul per
-group, and on a GPU `nn.Conv2d` with cuDNN autotuning, with the largest difference of their outputs.
+group (columns kept, or recomputed in the backward), and on a GPU `nn.Conv2d` with cuDNN autotuning, with the largest difference of their outputs.
 
 Sizes: on the CPU the default cases are the `tiny` preset (2 clips) and `base-2l`, EAT-Base's width and full decoder
 with 2 encoder blocks instead of 12 (1 clip), in fp32, `ours` and `plain`. On a GPU the default is the issue's setting:
@@ -236,28 +237,35 @@ class PlainStep:
 
 
 class UnfoldConv2d(nn.Module):
-    """Stands in for a decoder `nn.Conv2d` with the same parameters, computed as `grouped_conv_unfold`."""
+    """Stands in for a decoder `nn.Conv2d` with the same parameters, computed as `grouped_conv_unfold`.
 
-    def __init__(self, conv: nn.Conv2d):
+    The unfolded columns are 9x the input (3x3 kernel); autograd keeps them for the backward unless `recompute`, which
+    keeps only the input and unfolds it again in the backward (`torch.utils.checkpoint`): memory against time."""
+
+    def __init__(self, conv: nn.Conv2d, recompute: bool = False):
         super().__init__()
         self.conv = conv
+        self.recompute = recompute
 
     def forward(self, x):
-        return grouped_conv_unfold(x, self.conv.weight, self.conv.bias, self.conv.groups)
+        arguments = (x, self.conv.weight, self.conv.bias, self.conv.groups)
+        if self.recompute:
+            return torch.utils.checkpoint.checkpoint(grouped_conv_unfold, *arguments, use_reentrant=False)
+        return grouped_conv_unfold(*arguments)
 
 
 class OursStep:
     """`EATForPreTraining` as `training/pretrain.py` drives it (forward under autocast when bf16, as Accelerate's
     mixed precision does); module hooks time its parts without changing it. The options are the levers the
     variants measure: a fused AdamW, `torch.compile` of the model, cuDNN autotuning, and the decoder's grouped
-    convolutions as unfold + matmul."""
+    convolutions as unfold + matmul (`unfold_decoder`: "kept" or "recomputed" columns, see `UnfoldConv2d`)."""
 
     def __init__(self, config: EATConfig, device: torch.device, dtype: torch.dtype | None, fused_adamw=False,
-                 compiled=False, cudnn_benchmark=False, unfold_decoder=False):
+                 compiled=False, cudnn_benchmark=False, unfold_decoder: str | None = None):
         self.model = EATForPreTraining(config).to(device).train()
         if unfold_decoder:
             for layer in self.model.decoder.layers:
-                layer.conv = UnfoldConv2d(layer.conv)
+                layer.conv = UnfoldConv2d(layer.conv, recompute=unfold_decoder == "recomputed")
         self.optimizer = torch.optim.AdamW(
             optimizer_param_groups(self.model, WEIGHT_DECAY), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY,
             fused=fused_adamw or None,
@@ -325,7 +333,8 @@ VARIANTS = {
     "plain": (PlainStep, {}),
     "ours-fused-adamw": (OursStep, {"fused_adamw": True}),
     "ours-cudnn-benchmark": (OursStep, {"cudnn_benchmark": True}),
-    "ours-unfold-decoder": (OursStep, {"unfold_decoder": True}),
+    "ours-unfold-decoder": (OursStep, {"unfold_decoder": "kept"}),
+    "ours-unfold-decoder-recompute": (OursStep, {"unfold_decoder": "recomputed"}),
     "ours-compiled": (OursStep, {"compiled": True}),
     "plain-compiled": (PlainStep, {"compiled": True}),
 }
@@ -426,6 +435,10 @@ def grouped_conv_unfold(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     """The decoder's grouped convolution as im2col (`F.unfold`) and one batched matmul over the groups."""
     batch, _, height, width = x.shape
     out_channels, in_per_group, kernel, _ = weight.shape
+    if torch.is_autocast_enabled(x.device.type):
+        # The decoder's input comes out of a LayerNorm in fp32: unfolding it first would make fp32 columns (and a
+        # second, cast copy for the matmul), twice the memory of unfolding the cast input.
+        x = x.to(torch.get_autocast_dtype(x.device.type))
     columns = F.unfold(x, kernel, padding=kernel // 2).view(batch, groups, in_per_group * kernel * kernel, -1)
     weight = weight.view(groups, out_channels // groups, in_per_group * kernel * kernel)
     output = torch.matmul(weight.unsqueeze(0), columns)
@@ -447,6 +460,7 @@ def decoder_conv_variants(config: EATConfig, rows: int, num_time_patches: int, r
             False,
         ),
         "unfold + matmul": (UnfoldConv2d(conv), grid, False),
+        "unfold + matmul, recomputed in backward": (UnfoldConv2d(conv, recompute=True), grid, False),
     }
     if device.type == "cuda":
         variants["conv2d (NCHW, cudnn.benchmark)"] = (conv, grid, True)
@@ -471,7 +485,8 @@ def decoder_conv_variants(config: EATConfig, rows: int, num_time_patches: int, r
 
         torch.backends.cudnn.benchmark = benchmark_cudnn
         try:
-            timing = time_calls(forward_backward, repeats=repeats, device=device)
+            with PeakDeviceMemory(device) as memory:
+                timing = time_calls(forward_backward, repeats=repeats, device=device)
             with torch.no_grad(), autocast():
                 difference = (module(x).float() - reference).abs().max().item()
         except Exception as error:  # noqa: BLE001 - an out-of-memory formulation must not lose the others
@@ -482,7 +497,7 @@ def decoder_conv_variants(config: EATConfig, rows: int, num_time_patches: int, r
         results.append({"formulation": name, "status": "ok", "rows": rows, "channels": config.decoder_hidden_size,
                         "groups": config.decoder_groups, "ms": 1000 * timing["median_s"],
                         "best_ms": 1000 * timing["best_s"], "gflop_per_s": flops / timing["best_s"] / 1e9,
-                        "max_abs_diff": difference})
+                        "max_abs_diff": difference, "peak_mib": memory.peak_mib})
     for row in results:
         if row["status"] == "ok" and results[0]["status"] == "ok":
             row["speedup_vs_conv2d"] = results[0]["ms"] / row["ms"]
@@ -569,7 +584,7 @@ def main():
                 "loss of the second step, same weights and noise (a lever must not change it beyond rounding)")
     if decoder_rows:
         print_table(decoder_rows, ["case", "formulation", "rows", "channels", "groups", "ms", "best_ms", "gflop_per_s",
-                                   "speedup_vs_conv2d", "max_abs_diff", "status"],
+                                   "speedup_vs_conv2d", "max_abs_diff", "peak_mib", "status"],
                     "one decoder convolution, forward + backward")
     write_json(args.json, machine, {**vars(args), "json": str(args.json)}, results,
                decoder_convolution=decoder_rows, dtype=dtype_name, device=str(device))

@@ -43,7 +43,7 @@ case "$1" in
         ;;
     pretraining)
         run pretraining 540 benchmarks/bench_pretraining_step.py --cases base --batch 12,32 --repeats 5 \
-            --variants ours,plain,ours-fused-adamw,ours-cudnn-benchmark,ours-unfold-decoder
+            --variants ours,plain,ours-fused-adamw,ours-cudnn-benchmark,ours-unfold-decoder,ours-unfold-decoder-recompute
         ;;
     compiled)
         run pretraining_compiled 540 benchmarks/bench_pretraining_step.py --cases base --batch 32 --repeats 5 \

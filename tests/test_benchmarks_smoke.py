@@ -162,19 +162,22 @@ def test_pretraining_step_smoke(tmp_path):
         assert all(part > 0 for part in parts) and row["other_s"] >= -1e-3
         assert row["peak_mib"] > 0 and row["status"] == "ok"
     variants = payload["decoder_convolution"]
-    assert [row["formulation"] for row in variants] == ["conv2d (NCHW)", "conv2d (channels_last)", "unfold + matmul"]
+    assert [row["formulation"] for row in variants] == [
+        "conv2d (NCHW)", "conv2d (channels_last)", "unfold + matmul", "unfold + matmul, recomputed in backward"
+    ]
     assert all(row["max_abs_diff"] < 1e-4 for row in variants)
 
 
 def test_pretraining_step_levers_smoke(tmp_path):
     # The GPU run measures levers on our step; each must train to the same loss as ours (bf16 autocast, as there).
     payload = run_smoke("bench_pretraining_step", tmp_path, "--dtype", "bf16", "--skip-decoder-variants",
-                        "--variants", "ours,plain,ours-fused-adamw,ours-unfold-decoder")
+                        "--variants", "ours,plain,ours-fused-adamw,ours-unfold-decoder,ours-unfold-decoder-recompute")
     assert payload["dtype"] == "bf16"
     rows = {row["implementation"]: row for row in payload["results"]}
-    assert list(rows) == ["EAT (ours)", "plain PyTorch", "ours-fused-adamw", "ours-unfold-decoder"]
+    levers = ["ours-fused-adamw", "ours-unfold-decoder", "ours-unfold-decoder-recompute"]
+    assert list(rows) == ["EAT (ours)", "plain PyTorch", *levers]
     assert all(row["status"] == "ok" and row["clips_per_s"] > 0 for row in rows.values())
-    for lever in ("ours-fused-adamw", "ours-unfold-decoder"):
+    for lever in levers:
         assert rows[lever]["gflop_per_clip"] == pytest.approx(rows["EAT (ours)"]["gflop_per_clip"], rel=0.01)
         # bf16 keeps 8 bits of mantissa: 1e-3 of a loss of ~16 is a few of its rounding steps, a real change is more.
         assert rows[lever]["second_loss_diff_vs_ours"] <= 1e-3 * rows["EAT (ours)"]["second_loss"]
