@@ -789,10 +789,16 @@ class EATForPreTraining(EATPreTrainedModel):
         def masked(values):
             return torch.gather(values, 1, masked_index.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
 
+        # Targets exist once per clip: each clone row indexes its clip's, so `clones` copies are never materialised.
+        clip_of_row = torch.arange(masked_index.shape[0], device=masked_index.device).div(clones, rounding_mode="floor")
+
+        def masked_targets(per_clip_values):
+            return per_clip_values[clip_of_row.unsqueeze(1), masked_index]
+
         if self.teacher is not None:
             frame_targets, utterance_targets = self.teacher(input_values, attention_mask)
-            frame_targets = frame_targets.repeat_interleave(clones, dim=0)
-            utterance_targets = utterance_targets.repeat_interleave(clones, dim=0)
+            frame_targets = masked_targets(frame_targets)
+            utterance_targets = utterance_targets[clip_of_row]
             visible = student.last_hidden_state[:, 1:]
             noise = torch.randn(
                 visible.shape[0], bool_masked_pos.shape[1], visible.shape[-1],
@@ -800,16 +806,18 @@ class EATForPreTraining(EATPreTrainedModel):
             )
             decoder_input = restore_masked_positions(visible, order, noise * self.config.mask_noise_std)
             predictions = self.decoder(decoder_input, num_time_patches)
+            masked_predictions = masked(predictions)
             loss, frame_loss, utterance_loss = utterance_frame_loss(
-                masked(predictions), masked(frame_targets), student.pooler_output, utterance_targets,
+                masked_predictions, frame_targets, student.pooler_output, utterance_targets,
                 self.config.utterance_loss_weight,
             )
         else:
             predictions = self.decoder(student.last_hidden_state, bool_masked_pos)
-            frame_targets = patchify(input_values, self.config.patch_size).repeat_interleave(clones, dim=0)
+            frame_targets = masked_targets(patchify(input_values, self.config.patch_size))
             if self.config.maskspec_norm_patch_loss:
                 frame_targets = F.layer_norm(frame_targets, frame_targets.shape[-1:], eps=1e-6)
-            frame_loss = (masked(predictions).float() - masked(frame_targets).float()).pow(2).mean()
+            masked_predictions = masked(predictions)
+            frame_loss = (masked_predictions.float() - frame_targets.float()).pow(2).mean()
             loss, utterance_loss = frame_loss, None
 
         return EATForPreTrainingOutput(
@@ -818,8 +826,8 @@ class EATForPreTraining(EATPreTrainedModel):
             utterance_loss=utterance_loss,
             logits=predictions,
             bool_masked_pos=bool_masked_pos,
-            target_var=spread(masked(frame_targets)),
-            prediction_var=spread(masked(predictions)),
+            target_var=spread(frame_targets),
+            prediction_var=spread(masked_predictions),
             last_hidden_state=student.last_hidden_state,
             hidden_states=student.hidden_states,
             attentions=student.attentions,
