@@ -155,6 +155,18 @@ class StepClock:
         return start.elapsed_time(end) / 1000 if self.cuda else end - start
 
 
+def step_parts(marks: dict, seconds) -> dict[str, float]:
+    """The parts of a step from its marks: the backward is split where the gradient reaches the decoder's input."""
+    return {
+        "teacher_forward": seconds(marks["teacher_start"], marks["teacher_end"]),
+        "student_forward_backward": seconds(marks["student_start"], marks["student_end"])
+        + seconds(marks["decoder_backward"], marks["backward_end"]),
+        "decoder_forward_backward": seconds(marks["decoder_start"], marks["decoder_end"])
+        + seconds(marks["backward_start"], marks["decoder_backward"]),
+        "optimizer_and_ema": seconds(marks["backward_end"], marks["end"]),
+    }
+
+
 class PlainStep:
     """The reference step: student on the visible patches, teacher on all, CNN decoder, AdamW, EMA."""
 
@@ -176,25 +188,26 @@ class PlainStep:
 
     def forward_loss(self, spectrogram, visible_index, masked_index, clones):
         config = self.config
-        self.mark("start")
+        self.mark("teacher_start")
         with torch.no_grad():
             _, ffn_outputs = self.teacher(spectrogram)
             top = ffn_outputs[-config.average_top_k_layers :]
             targets = sum(F.instance_norm(f[:, 1:].float().transpose(1, 2)).transpose(1, 2) for f in top) / len(top)
             targets = F.layer_norm(targets, targets.shape[-1:]).repeat_interleave(clones, dim=0)
-        self.mark("teacher")
-
+        self.mark("teacher_end")
+        self.mark("student_start")
         student, _ = self.student(spectrogram, visible_index, clones)
         visible = student[:, 1:]
         if self.recording:
             visible.register_hook(lambda grad: self.mark("decoder_backward"))
-        self.mark("student_forward")
+        self.mark("student_end")
+        self.mark("decoder_start")
         num_patches = visible_index.shape[1] + masked_index.shape[1]
         noise = torch.randn(visible.shape[0], num_patches, visible.shape[-1], device=visible.device,
                             dtype=visible.dtype) * config.mask_noise_std
         index = visible_index.unsqueeze(-1).expand(-1, -1, visible.shape[-1])
         predictions = self.decoder(noise.scatter(1, index, visible), spectrogram.shape[1] // config.patch_size)
-        self.mark("decoder_forward")
+        self.mark("decoder_end")
 
         masked = masked_index.unsqueeze(-1).expand(-1, -1, visible.shape[-1])
         scale = visible.shape[-1] ** -0.5
@@ -202,7 +215,6 @@ class PlainStep:
         frame_loss = difference.pow(2).sum(-1).mean() * scale
         utterance_loss = (student[:, 0].float() - targets.mean(dim=1)).pow(2).sum(-1).mean() * scale
         loss = frame_loss + config.utterance_loss_weight * utterance_loss
-        self.mark("loss")
         return loss
 
     def __call__(self, spectrogram, bool_masked_pos, record_parts=False):
@@ -214,8 +226,9 @@ class PlainStep:
         order = torch.argsort(bool_masked_pos.to(torch.int8), dim=1, stable=True)
         with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
             loss = self.loss_fn(spectrogram, order[:, :num_visible], order[:, num_visible:], clones)
+        self.mark("backward_start")
         loss.backward()
-        self.mark("backward")
+        self.mark("backward_end")
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         with torch.no_grad():
@@ -225,15 +238,7 @@ class PlainStep:
         return loss
 
     def parts(self) -> dict[str, float]:
-        marks, seconds = self.marks, self.clock.seconds
-        return {
-            "teacher_forward": seconds(marks["start"], marks["teacher"]),
-            "student_forward_backward": seconds(marks["teacher"], marks["student_forward"])
-            + seconds(marks["decoder_backward"], marks["backward"]),
-            "decoder_forward_backward": seconds(marks["student_forward"], marks["decoder_forward"])
-            + seconds(marks["loss"], marks["decoder_backward"]),
-            "optimizer_and_ema": seconds(marks["backward"], marks["end"]),
-        }
+        return step_parts(self.marks, self.clock.seconds)
 
 
 class UnfoldConv2d(nn.Module):
@@ -300,7 +305,6 @@ class OursStep:
         cudnn_benchmark = torch.backends.cudnn.benchmark
         torch.backends.cudnn.benchmark = self.cudnn_benchmark
         try:
-            marks["start"] = clock.mark()
             with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
                 loss = self.forward(spectrogram, bool_masked_pos=bool_masked_pos).loss
             marks["backward_start"] = clock.mark()
@@ -316,15 +320,7 @@ class OursStep:
         return loss
 
     def parts(self) -> dict[str, float]:
-        marks, seconds = self.marks, self.clock.seconds
-        return {
-            "teacher_forward": seconds(marks["teacher_start"], marks["teacher_end"]),
-            "student_forward_backward": seconds(marks["student_start"], marks["student_end"])
-            + seconds(marks["decoder_backward"], marks["backward_end"]),
-            "decoder_forward_backward": seconds(marks["decoder_start"], marks["decoder_end"])
-            + seconds(marks["backward_start"], marks["decoder_backward"]),
-            "optimizer_and_ema": seconds(marks["backward_end"], marks["end"]),
-        }
+        return step_parts(self.marks, self.clock.seconds)
 
 
 # name → (step class, options). "ours" and "plain" are the comparison the issue asks for; the others are levers.
