@@ -31,7 +31,7 @@ import warnings
 import numpy as np
 import torch
 
-from common import SAMPLING_RATE, apply_threads, benchmark_parser, machine_info, print_table, write_json
+from common import SAMPLING_RATE, apply_threads, benchmark_parser, failure_status, machine_info, print_table, write_json
 from modeling_eat.feature_extraction_eat import EATFeatureExtractor, kaldi_fbank
 
 
@@ -244,7 +244,7 @@ def main():
             rows = runners[section]()
         except Exception as error:
             traceback.print_exc()
-            rows = [{"name": f"{section} section", "status": f"error: {type(error).__name__}: {error}"}]
+            rows = [{"name": f"{section} section", "status": failure_status(error)}]
         results += [{"section": section, **row} for row in rows]
         for row in rows:
             print(summary_line(row))

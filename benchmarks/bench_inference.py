@@ -52,6 +52,7 @@ from common import (
     NUM_MEL_BINS,
     apply_threads,
     benchmark_parser,
+    failure_status,
     flops_of,
     machine_info,
     print_table,
@@ -175,13 +176,13 @@ def precision_context(precision: str, device: torch.device, sdpa_backend: str | 
     return stack
 
 
-def failure_status(error: BaseException, sdpa_backend: str | None = None) -> str:
+def row_status(error: BaseException, sdpa_backend: str | None = None) -> str:
     message = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
     if sdpa_backend and ("No viable backend" in message or "No available kernel" in message):
         return f"not run: sdpa kernel {sdpa_backend!r} cannot run this device/dtype ({message})"
     if isinstance(error, RunStopped):
         return message  # "stopped after ...": what the row measured before is kept
-    return f"error: {type(error).__name__}: {message}"
+    return failure_status(error)
 
 
 def release_memory(device: torch.device) -> None:
@@ -256,7 +257,7 @@ def run_throughput(args, device, frames) -> list[dict]:
                     progress(args, f"{name} {attention} {dtype_name} batch {args.batch}: "
                                    f"{row['clips_per_s']:.1f} clips/s")
                 except Exception as error:
-                    row["status"] = failure_status(error, sdpa_backend)
+                    row["status"] = row_status(error, sdpa_backend)
                     progress(args, f"{name} {attention} {dtype_name}: {row['status']}")
                 rows.append(row)
             del model
@@ -402,7 +403,7 @@ def graph_break_row(args, name, model, inputs) -> dict:
             )
         row["status"] = "ok"
     except Exception as error:
-        row["status"] = failure_status(error)
+        row["status"] = row_status(error)
     progress(args, f"{name} graph breaks (fp32): {row.get('explain', row['status'])}")
     return row
 
@@ -506,7 +507,7 @@ def compile_variant(args, device, frames, name, model, precision, mode, new_batc
                            f"{row['explain']['graphs']} graph(s), {row['recompilations_in_steady_state']} "
                            "steady-state recompilations")
     except (Exception, RunStopped) as error:
-        row["status"] = failure_status(error)
+        row["status"] = row_status(error)
         progress(args, f"{name} compile {precision} {mode}: {row['status']}")
         if not isinstance(error, RunStopped):
             traceback.print_exc()
@@ -553,7 +554,8 @@ def resolve_defaults(args) -> torch.device:
                      or (split_attention(a)[1] and split_attention(a)[0] != "sdpa")]
     if unknown or bad_attention:
         raise ValueError(
-            f"unknown --sections, --dtypes, --compile-models or --attention entries {sorted(unknown | set(bad_attention))}; "
+            "unknown --sections, --dtypes, --compile-models or --attention entries "
+            f"{sorted(unknown | set(bad_attention))}; "
             f"sections: {', '.join(SECTIONS)}; dtypes: {', '.join(DTYPES)}; models: EAT, AST; attention: eager, "
             f"sdpa, sdpa:<{'|'.join(SDPA_BACKENDS)}>, flash_attention_2"
         )
@@ -638,7 +640,7 @@ def main():
             rows = runners[section]()
         except Exception as error:
             traceback.print_exc()
-            rows = [{"section": section, "status": failure_status(error)}]
+            rows = [{"section": section, "status": row_status(error)}]
         results += rows
         columns, title = tables[section]
         print_table([row for row in rows if row["section"] == section], columns, title)

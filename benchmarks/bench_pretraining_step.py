@@ -21,7 +21,8 @@ same noise): a lever must not change it beyond rounding.
 
 A second table compares formulations of the CNN decoder's 16-group 3x3 convolution (forward + backward of one layer at
 the case's width): `nn.Conv2d` (NCHW), the same in channels-last memory format, unfold (im2col) + a batched matmul per
-group (columns kept, or recomputed in the backward), and on a GPU `nn.Conv2d` with cuDNN autotuning, with the largest difference of their outputs.
+group (columns kept, or recomputed in the backward), and on a GPU `nn.Conv2d` with cuDNN autotuning, with the largest
+difference of their outputs.
 
 Sizes: on the CPU the default cases are the `tiny` preset (2 clips) and `base-2l`, EAT-Base's width and full decoder
 with 2 encoder blocks instead of 12 (1 clip), in fp32, `ours` and `plain`. On a GPU the default is the issue's setting:
@@ -46,6 +47,7 @@ from common import (
     PeakMemory,
     apply_threads,
     benchmark_parser,
+    failure_status,
     flops_of,
     machine_info,
     print_table,
@@ -232,7 +234,9 @@ class PlainStep:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         with torch.no_grad():
-            torch._foreach_lerp_(list(self.teacher.parameters()), list(self.student.parameters()), 1 - self.config.ema_decay)
+            torch._foreach_lerp_(
+                list(self.teacher.parameters()), list(self.student.parameters()), 1 - self.config.ema_decay
+            )
         self.mark("end")
         self.recording = False
         return loss
@@ -358,14 +362,6 @@ class PeakDeviceMemory:
             self.host.__exit__(*exc)
             self.peak_mib = self.host.peak_mib
         return False
-
-
-def failure_status(error: Exception) -> str:
-    """One line for the table: out of memory, or the error's first line."""
-    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    if isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower():
-        return f"out of memory: {message:.200}"
-    return f"failed: {type(error).__name__}: {message:.200}"
 
 
 def measure_steps(steps: dict, spectrogram, bool_masked_pos, repeats: int, device: torch.device,
@@ -519,7 +515,8 @@ def main():
     parser.add_argument("--cases", default=None,
                         help=f"comma-separated, from {sorted(CASES)} (default: tiny,base-2l on the CPU, base on a GPU)")
     parser.add_argument("--batch", default=None,
-                        help="clips per step, or several comma-separated (default: the case's; 12,32 for base on a GPU)")
+                        help="clips per step, or several comma-separated "
+                             "(default: the case's; 12,32 for base on a GPU)")
     parser.add_argument("--frames", type=int, default=CLIP_FRAMES, help="fbank frames per clip (1024 = 10 s)")
     parser.add_argument("--clones", type=int, default=None, help="masked clones per clip (default: the config's, 16)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -571,7 +568,8 @@ def main():
                            decoder_convolution=decoder_rows, dtype=dtype_name, device=str(device))
 
     print_table(results, ["case", "implementation", "batch", "clones", "clips_per_s", "best_clips_per_s",
-                          "ours/plain clips/s", "vs ours", "gflop_per_clip", "achieved_tflop_per_s", "mfu", "peak_mib", "first_call_s",
+                          "ours/plain clips/s", "vs ours", "gflop_per_clip", "achieved_tflop_per_s", "mfu", "peak_mib",
+                          "first_call_s",
                           "status"],
                 f"pre-training step ({dtype_name}, {device.type})")
     print_table(results, ["case", "implementation", "batch", "step_s", *[f"{part}_s" for part in PARTS]],

@@ -220,3 +220,11 @@ def gpu_info() -> dict:
             float32_matmul_precision=torch.get_float32_matmul_precision(),
         )
     return info
+
+
+def failure_status(error: BaseException) -> str:
+    """A failed row's status, one line for the table: "out of memory: ..." or "error: <type>: <first line>"."""
+    message = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+    if isinstance(error, torch.OutOfMemoryError) or "out of memory" in message.lower():
+        return f"out of memory: {message}"
+    return f"error: {type(error).__name__}: {message}"
