@@ -169,24 +169,41 @@ def step_parts(marks: dict, seconds) -> dict[str, float]:
     }
 
 
-class PlainStep:
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """bf16 autocast as Accelerate's mixed precision applies it; a no-op context for fp32 (`dtype` None)."""
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+class TimedStep:
+    """What both steps share for timing their parts: named marks, taken only while a step is being recorded."""
+
+    def __init__(self, device: torch.device, measures_parts: bool):
+        self.clock = StepClock(device)
+        self.measures_parts = measures_parts
+        self.marks = {}
+        self.recording = False
+
+    def mark(self, name: str) -> None:
+        if self.recording:
+            self.marks[name] = self.clock.mark()
+
+    def parts(self) -> dict[str, float]:
+        return step_parts(self.marks, self.clock.seconds)
+
+
+class PlainStep(TimedStep):
     """The reference step: student on the visible patches, teacher on all, CNN decoder, AdamW, EMA."""
 
     def __init__(self, config: EATConfig, device: torch.device, dtype: torch.dtype | None, compiled: bool = False):
+        super().__init__(device, measures_parts=not compiled)
         self.config, self.device, self.dtype = config, device, dtype
+        self.mask_generator = EATMaskGenerator(config)
         self.student = PlainEncoder(config).to(device)
         self.decoder = PlainDecoder(config).to(device)
         self.teacher = copy.deepcopy(self.student).requires_grad_(False).eval()
         parameters = [*self.student.parameters(), *self.decoder.parameters()]
         self.optimizer = torch.optim.AdamW(parameters, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
-        self.clock = StepClock(device)
-        self.measures_parts = not compiled
         self.loss_fn = torch.compile(self.forward_loss) if compiled else self.forward_loss
-        self.marks = {}
-
-    def mark(self, name):
-        if self.recording:
-            self.marks[name] = self.clock.mark()
 
     def forward_loss(self, spectrogram, visible_index, masked_index, clones):
         config = self.config
@@ -223,10 +240,10 @@ class PlainStep:
         self.recording = record_parts and self.measures_parts
         clones = bool_masked_pos.shape[0] // spectrogram.shape[0]
         # The collator knows the visible count on the host; reading it here would stall a GPU.
-        num_visible = EATMaskGenerator(self.config).num_visible(
+        num_visible = self.mask_generator.num_visible(
             spectrogram.shape[1] // self.config.patch_size, self.config.num_freq_patches)
         order = torch.argsort(bool_masked_pos.to(torch.int8), dim=1, stable=True)
-        with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+        with autocast(self.device, self.dtype):
             loss = self.loss_fn(spectrogram, order[:, :num_visible], order[:, num_visible:], clones)
         self.mark("backward_start")
         loss.backward()
@@ -240,9 +257,6 @@ class PlainStep:
         self.mark("end")
         self.recording = False
         return loss
-
-    def parts(self) -> dict[str, float]:
-        return step_parts(self.marks, self.clock.seconds)
 
 
 class UnfoldConv2d(nn.Module):
@@ -263,7 +277,7 @@ class UnfoldConv2d(nn.Module):
         return grouped_conv_unfold(*arguments)
 
 
-class OursStep:
+class OursStep(TimedStep):
     """`EATForPreTraining` as `training/pretrain.py` drives it (forward under autocast when bf16, as Accelerate's
     mixed precision does); module hooks time its parts without changing it. The options are the levers the
     variants measure: a fused AdamW, `torch.compile` of the model, cuDNN autotuning, and the decoder's grouped
@@ -271,6 +285,8 @@ class OursStep:
 
     def __init__(self, config: EATConfig, device: torch.device, dtype: torch.dtype | None, fused_adamw=False,
                  compiled=False, cudnn_benchmark=False, unfold_decoder: str | None = None):
+        # Hooks would be traced into a compiled graph: compiled variants are timed whole.
+        super().__init__(device, measures_parts=not compiled)
         self.model = EATForPreTraining(config).to(device).train()
         if unfold_decoder:
             for layer in self.model.decoder.layers:
@@ -280,11 +296,6 @@ class OursStep:
             fused=fused_adamw or None,
         )
         self.device, self.dtype, self.cudnn_benchmark = device, dtype, cudnn_benchmark
-        self.clock = StepClock(device)
-        self.marks = {}
-        self.recording = False
-        # Hooks would be traced into a compiled graph: compiled variants are timed whole.
-        self.measures_parts = not compiled
         self.forward = torch.compile(self.model) if compiled else self.model
         if self.measures_parts:
             self.install_hooks()
@@ -292,8 +303,7 @@ class OursStep:
     def install_hooks(self):
         def mark(name):
             def hook(*_):
-                if self.recording:
-                    self.marks[name] = self.clock.mark()
+                self.mark(name)
 
             return hook
 
@@ -305,26 +315,23 @@ class OursStep:
         self.model.decoder.register_full_backward_hook(mark("decoder_backward"))
 
     def __call__(self, spectrogram, bool_masked_pos, record_parts=False):
-        self.recording, marks, clock = record_parts and self.measures_parts, self.marks, self.clock
+        self.recording = record_parts and self.measures_parts
         cudnn_benchmark = torch.backends.cudnn.benchmark
         torch.backends.cudnn.benchmark = self.cudnn_benchmark
         try:
-            with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+            with autocast(self.device, self.dtype):
                 loss = self.forward(spectrogram, bool_masked_pos=bool_masked_pos).loss
-            marks["backward_start"] = clock.mark()
+            self.mark("backward_start")
             loss.backward()
-            marks["backward_end"] = clock.mark()
+            self.mark("backward_end")
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.model.update_teacher()
-            marks["end"] = clock.mark()
+            self.mark("end")
         finally:
             torch.backends.cudnn.benchmark = cudnn_benchmark
             self.recording = False
         return loss
-
-    def parts(self) -> dict[str, float]:
-        return step_parts(self.marks, self.clock.seconds)
 
 
 # name → (step class, options). "ours" and "plain" are the comparison the issue asks for; the others are levers.
@@ -457,10 +464,7 @@ def decoder_conv_variants(config: EATConfig, rows: int, num_time_patches: int, r
     if device.type == "cuda":
         variants["conv2d (NCHW, cudnn.benchmark)"] = (conv, grid, True)
 
-    def autocast():
-        return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
-
-    with torch.no_grad(), autocast():
+    with torch.no_grad(), autocast(device, dtype):
         reference = conv(grid).float()
     # The convolution's own count, for every formulation: the counter does not see through unfold's broadcast matmul.
     reference_input = grid.detach().requires_grad_(True)
@@ -471,7 +475,7 @@ def decoder_conv_variants(config: EATConfig, rows: int, num_time_patches: int, r
         x = x.detach().requires_grad_(True)
 
         def forward_backward():
-            with autocast():
+            with autocast(device, dtype):
                 output = module(x)
             output.float().sum().backward()
 
@@ -479,7 +483,7 @@ def decoder_conv_variants(config: EATConfig, rows: int, num_time_patches: int, r
         try:
             with PeakDeviceMemory(device) as memory:
                 timing = time_calls(forward_backward, repeats=repeats, device=device)
-            with torch.no_grad(), autocast():
+            with torch.no_grad(), autocast(device, dtype):
                 difference = (module(x).float() - reference).abs().max().item()
         except Exception as error:  # noqa: BLE001 - an out-of-memory formulation must not lose the others
             results.append({"formulation": name, "rows": rows, "status": failure_status(error)})
