@@ -1,6 +1,6 @@
 """Throughput of the pre-training data pipeline: decode → random 10 s crop → fbank + masks in the collator.
 
-Uses `modeling_eat.pretraining_data` as `training/pretrain.py` does (`PretrainingAudioDataset`,
+Uses `modeling_eat.pretraining.data` as `training/pretrain.py` does (`PretrainingAudioDataset`,
 `EpochShuffleSampler`, `EATPretrainingCollator`, a torch `DataLoader`), on WAV files: a folder given with
 `--data-dir` (every `*.wav` below it, e.g. an audiofolder), or synthetic 10 s noise clips written to a temporary
 folder at `--sampling-rate` (16 kHz needs no resampling; 32 or 44.1 kHz, as most AudioSet files, adds it).
@@ -26,14 +26,8 @@ import torch
 from common import SAMPLING_RATE, apply_threads, benchmark_parser, machine_info, print_table, time_calls, write_json
 from modeling_eat import EATConfig
 from modeling_eat.masking_eat import EATMaskGenerator
-from modeling_eat.pretraining_data import (
-    EATPretrainingCollator,
-    EpochShuffleSampler,
-    PretrainingAudioDataset,
-    crop_num_frames,
-    decode_audio,
-    load_feature_extractor,
-)
+from modeling_eat.audio import crop_num_frames, decode_audio, load_feature_extractor
+from modeling_eat.pretraining.data import EATPretrainingCollator, EpochShuffleSampler, PretrainingAudioDataset
 
 
 def write_noise_clips(folder: Path, count: int, seconds: float, sampling_rate: int) -> list[Path]:

@@ -58,7 +58,7 @@ from common import (
 from modeling_eat import EATConfig, EATForPreTraining
 from modeling_eat.masking_eat import EATMaskGenerator
 from modeling_eat.modeling_eat import sincos_position_table
-from modeling_eat.pretraining_loop import optimizer_param_groups
+from modeling_eat.optimization import optimizer_param_groups
 
 
 CASES = {

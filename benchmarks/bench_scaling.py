@@ -22,7 +22,7 @@ from common import (
     write_json,
 )
 from modeling_eat import EATConfig, EATForAudioClassification
-from modeling_eat.pretraining_data import crop_num_frames
+from modeling_eat.audio import crop_num_frames
 
 
 # Past this length one timed call is enough: it lasts seconds, and the machine's time is better spent elsewhere.

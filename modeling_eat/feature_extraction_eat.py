@@ -1,3 +1,13 @@
+# Copyright 2026 The modeling_eat authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file except in compliance with
+# the License. You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software distributed under the License is distributed on
+# an "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the License for the
+# specific language governing permissions and limitations under the License.
 """Feature extractor for EAT: mono 16 kHz waveform -> normalized Kaldi log-mel fbank "image".
 
 The pipeline is EAT's (`data/raw_audio_dataset.py` in the official repository):
@@ -25,8 +35,12 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
+# Kaldi's frame geometry as EAT uses it (EAT.md §1): 25 ms windows every 10 ms, i.e. 100 frames per second.
+FRAME_LENGTH_MS = 25.0
+FRAME_SHIFT_MS = 10.0
+
 # Normalization statistics and clip lengths of the official fine-tuning recipes (EAT.md §1).
-PRESETS = {
+NORMALIZATION_PRESETS = {
     "audioset": {"mean": -4.268, "std": 4.569, "max_length": 1024},
     "esc50": {"mean": -6.627, "std": 5.359, "max_length": 512},
     "spc2": {"mean": -6.846, "std": 5.565, "max_length": 128},
@@ -36,7 +50,8 @@ PRESETS = {
 _LOG_FLOOR = torch.finfo(torch.float32).eps
 # int16 PCM full scale: EAT feeds Kaldi float waveforms in [-1, 1], as decoders such as soundfile return them.
 _INT16_SCALE = 1.0 / 32768.0
-# Frames per chunk in kaldi_fbank: ~2 MB of float32 frames on CPU; ~0.5 GB per intermediate on GPU.
+# Frames per chunk in kaldi_fbank: on CPU a chunk's ~2 MB of float32 intermediates stay in cache; on GPU chunks only
+# bound the memory of a long batch (~0.5 GB per intermediate).
 _CPU_CHUNK_FRAMES = 1024
 _GPU_CHUNK_FRAMES = 1 << 18
 
@@ -50,13 +65,27 @@ def _frame_sizes(sampling_rate: int, frame_length_ms: float, frame_shift_ms: flo
 
 
 def kaldi_num_frames(
-    num_samples: int, sampling_rate: int = 16000, frame_length_ms: float = 25.0, frame_shift_ms: float = 10.0
+    num_samples: int,
+    sampling_rate: int = 16000,
+    frame_length_ms: float = FRAME_LENGTH_MS,
+    frame_shift_ms: float = FRAME_SHIFT_MS,
 ) -> int:
     """Number of fbank frames Kaldi (`snip_edges=True`) makes from `num_samples` samples; 0 below one frame."""
     frame_length, frame_shift, _ = _frame_sizes(sampling_rate, frame_length_ms, frame_shift_ms)
     if num_samples < frame_length:
         return 0
     return 1 + (num_samples - frame_length) // frame_shift
+
+
+def kaldi_num_samples(
+    num_frames: int,
+    sampling_rate: int = 16000,
+    frame_length_ms: float = FRAME_LENGTH_MS,
+    frame_shift_ms: float = FRAME_SHIFT_MS,
+) -> int:
+    """The fewest samples Kaldi makes `num_frames` frames of (the inverse of `kaldi_num_frames`)."""
+    frame_length, frame_shift, _ = _frame_sizes(sampling_rate, frame_length_ms, frame_shift_ms)
+    return (num_frames - 1) * frame_shift + frame_length if num_frames > 0 else 0
 
 
 @functools.lru_cache(maxsize=32)
@@ -75,8 +104,8 @@ def _fbank_constants(
     The cache lives at module level so that no tensor ends up in the extractor's serialized attributes.
     """
     # Both are computed in the compute dtype (float32 = Kaldi's BaseFloat), not in float64: a pure tone near the foot
-    # of a mel triangle gets a small weight whose float32 rounding moves its log-mel by several 1e-4 (the chirp
-    # fixture: 3e-4 from torchaudio this way, 7e-4 with a float64-built matrix).
+    # of a mel triangle gets a small weight whose float32 rounding moves its log-mel by several 1e-4, so a matrix built
+    # in float64 lands further from torchaudio's (BENCHMARKS.md, "Faithfulness").
     # Kaldi's "hanning" is the symmetric Hann window (denominator N - 1), unlike torch's periodic default.
     window = torch.hann_window(frame_length, periodic=False, dtype=dtype)
 
@@ -140,8 +169,8 @@ def kaldi_fbank(
     lengths: Sequence[int] | torch.Tensor | None = None,
     max_frames: int | None = None,
     remove_clip_mean: bool = True,
-    frame_length_ms: float = 25.0,
-    frame_shift_ms: float = 10.0,
+    frame_length_ms: float = FRAME_LENGTH_MS,
+    frame_shift_ms: float = FRAME_SHIFT_MS,
     preemphasis: float = 0.97,
     low_freq: float = 20.0,
     high_freq: float = 0.0,
@@ -341,9 +370,21 @@ class EATFeatureExtractor(SequenceFeatureExtractor):
     @classmethod
     def from_preset(cls, name: str, **kwargs) -> "EATFeatureExtractor":
         """Extractor with the statistics and length of an official recipe: "audioset", "esc50" or "spc2"."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(repr(p) for p in PRESETS)}")
-        return cls(**{**PRESETS[name], **kwargs})
+        if name not in NORMALIZATION_PRESETS:
+            raise ValueError(
+                f"unknown preset {name!r}; choose one of {', '.join(repr(p) for p in NORMALIZATION_PRESETS)}"
+            )
+        return cls(**{**NORMALIZATION_PRESETS[name], **kwargs})
+
+    @classmethod
+    def from_name_or_path(cls, name_or_path: str, **kwargs) -> "EATFeatureExtractor":
+        """A normalization preset (`audioset`, `esc50`, `spc2`), or a saved extractor (folder or Hub id).
+
+        Keyword arguments override a preset's fields, or go to `from_pretrained` for a folder or Hub id.
+        """
+        if name_or_path in NORMALIZATION_PRESETS:
+            return cls.from_preset(name_or_path, **kwargs)
+        return cls.from_pretrained(name_or_path, **kwargs)
 
     def __call__(
         self,
@@ -495,7 +536,7 @@ class EATFeatureExtractor(SequenceFeatureExtractor):
         return batch, lengths
 
     def _frame_length(self) -> int:
-        return _frame_sizes(self.sampling_rate, 25.0, 10.0)[0]
+        return _frame_sizes(self.sampling_rate, FRAME_LENGTH_MS, FRAME_SHIFT_MS)[0]
 
     def _check_length(self, num_samples: int, index: int) -> None:
         frame_length = self._frame_length()
@@ -523,4 +564,12 @@ class EATFeatureExtractor(SequenceFeatureExtractor):
             )
 
 
-__all__ = ["EATFeatureExtractor", "kaldi_fbank", "kaldi_num_frames", "PRESETS"]
+__all__ = [
+    "FRAME_LENGTH_MS",
+    "FRAME_SHIFT_MS",
+    "NORMALIZATION_PRESETS",
+    "EATFeatureExtractor",
+    "kaldi_fbank",
+    "kaldi_num_frames",
+    "kaldi_num_samples",
+]

@@ -1,58 +1,49 @@
-"""Patch masking for EAT pre-training.
+# Copyright 2026 The modeling_eat authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file except in compliance with
+# the License. You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software distributed under the License is distributed on
+# an "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the License for the
+# specific language governing permissions and limitations under the License.
+"""Patch masks of EAT pre-training: EAT's inverse block multi-mask and MaskSpec's uniform random mask.
 
-This module is the single home of masking in the project; the model, the
-collator and the tests all import it from here. It depends on torch only, so it
-can ship to the Hugging Face Hub as ``trust_remote_code`` code.
+The single home of masking: the model, the pre-training collator and the tests draw their masks here, and the
+masking settings of a config are validated here, once, when an `EATMaskGenerator` is built from it.
 
-Conventions (shared by every function below):
+Conventions shared by every function below:
+- the patch grid is `num_time_patches x num_freq_patches` (64 x 8 for 1024 frames x 128 mel bins in 16 x 16
+  patches); patch index `t * num_freq_patches + f`, as the patch embedding flattens them;
+- a mask is a `torch.bool` tensor `(batch_size, num_patches)`, True where the patch is hidden from the student;
+- every row of a mask leaves the same number of patches visible, so the visible tokens gather into a dense
+  `(batch_size, num_visible, hidden_size)` tensor without padding.
 
-* The spectrogram patch grid is ``num_time_patches x num_freq_patches`` (64 x 8
-  for 1024 frames x 128 mel bins with 16 x 16 patches). Token index is
-  ``t * num_freq_patches + f``, matching the conv patch embedding's flatten.
-* A mask is a ``torch.bool`` tensor ``[batch, num_time_patches * num_freq_patches]``
-  with ``True`` = masked (hidden from the student), ``False`` = visible.
-* Every row of a mask has exactly the same number of visible patches, so the
-  student's visible tokens can be gathered into a dense ``[batch, n_visible, D]``
-  tensor without padding.
-
-Randomness and devices: every function takes an optional ``torch.Generator``.
-The generator must live on the device the mask is drawn on (a CPU generator for
-``device="cpu"``, a CUDA generator for ``device="cuda"``); torch raises otherwise.
-When ``device`` is omitted it defaults to the generator's device, or to CPU when
-no generator is given. With a fixed generator state the output is deterministic
-on a given device; CPU and CUDA draws differ from each other.
+Randomness: every function takes an optional `torch.Generator`, which must live on the device the mask is drawn on.
+Without `device`, masks are drawn on the generator's device (the CPU without a generator). A fixed generator state
+gives the same masks on a given device; CPU and CUDA draws differ.
 """
-
-from __future__ import annotations
 
 import math
 import operator
-from typing import Any, Optional, Union
 
 import torch
 
-__all__ = [
-    "num_visible_patches",
-    "inverse_block_mask",
-    "random_mask",
-    "visible_run_lengths",
-    "EATMaskGenerator",
-]
 
-DeviceLike = Optional[Union[str, torch.device]]
+MASK_STRATEGIES = ("inverse_block", "random")
 
-# Guards int(N * keep_prob) against float round-off: 1 - 0.9 is 0.0999...98, so
-# a plain int(10 * (1 - 0.9)) would give 0 instead of 1. The tolerance is far
-# below 1 / N for any realistic grid, so genuine fractions still truncate.
-_FLOOR_EPS = 1e-6
+# Counts are `int(num_patches * fraction)`; without the tolerance, float round-off would turn 10 * (1 - 0.9) =
+# 0.9999999999999998 into 0 visible patches instead of 1. It is far below 1 / num_patches for any real grid.
+_FLOOR_TOLERANCE = 1e-6
 
 
-def _floor(x: float) -> int:
-    return int(math.floor(x + _FLOOR_EPS))
+def _floor(value: float) -> int:
+    return int(math.floor(value + _FLOOR_TOLERANCE))
 
 
-def _check_positive_int(name: str, value: Any) -> int:
-    # operator.index accepts numpy / 0-d torch integers from configs but rejects 2.5 and "5".
+def _positive_int(name: str, value) -> int:
+    # operator.index takes numpy and 0-dim torch integers from configs, and refuses 2.5 and "5".
     try:
         if isinstance(value, bool):
             raise TypeError
@@ -64,51 +55,41 @@ def _check_positive_int(name: str, value: Any) -> int:
     return as_int
 
 
-def _check_ratio(name: str, value: Any) -> float:
+def _ratio(name: str, value) -> float:
     try:
         value = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number in (0, 1), got {value!r}") from None
     if not 0.0 < value < 1.0:
-        raise ValueError(f"{name} must be in the open interval (0, 1), got {value!r}")
+        raise ValueError(f"{name} must lie strictly between 0 and 1, got {value!r}")
     return value
 
 
-def _check_adjust(value: Any) -> float:
+def _non_negative(name: str, value) -> float:
     try:
         value = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"mask_prob_adjust must be a non-negative number, got {value!r}") from None
+        raise ValueError(f"{name} must be a finite non-negative number, got {value!r}") from None
     if not (math.isfinite(value) and value >= 0.0):
-        raise ValueError(f"mask_prob_adjust must be a finite non-negative number, got {value!r}")
+        raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
     return value
 
 
-def _resolve_device(generator: Optional[torch.Generator], device: DeviceLike) -> torch.device:
+def _grid_size(num_time_patches: int, num_freq_patches: int) -> int:
+    return _positive_int("num_time_patches", num_time_patches) * _positive_int("num_freq_patches", num_freq_patches)
+
+
+def _mask_device(generator: torch.Generator | None, device: str | torch.device | None) -> torch.device:
     if device is not None:
         return torch.device(device)
-    if generator is not None:
-        return generator.device
-    return torch.device("cpu")
+    return generator.device if generator is not None else torch.device("cpu")
 
 
-def num_visible_patches(num_patches: int, mask_ratio: float) -> int:
-    """Number of visible patches per row: ``int(num_patches * (1 - mask_ratio))``.
-
-    Exposed so the model (e.g. to size buffers) and the tests use the same count
-    as the mask generators. 512 patches at 0.8 -> 102; at 0.75 -> 128.
-    """
-    num_patches = _check_positive_int("num_patches", num_patches)
-    mask_ratio = _check_ratio("mask_ratio", mask_ratio)
-    return _floor(num_patches * (1.0 - mask_ratio))
-
-
-def _keep_top_scores(scores: torch.Tensor, n_keep: int) -> torch.Tensor:
-    """Boolean mask (True = masked) that keeps the ``n_keep`` highest scores per row."""
+def _keep_top_scores(scores: torch.Tensor, num_keep: int) -> torch.Tensor:
+    """A mask (True = hidden) that keeps the `num_keep` highest scores of each row visible."""
     mask = torch.ones(scores.shape, dtype=torch.bool, device=scores.device)
-    if n_keep > 0:
-        keep_idx = scores.topk(n_keep, dim=1, sorted=False).indices
-        mask.scatter_(1, keep_idx, False)
+    if num_keep > 0:
+        mask.scatter_(1, scores.topk(num_keep, dim=1, sorted=False).indices, False)
     return mask
 
 
@@ -119,157 +100,95 @@ def inverse_block_mask(
     mask_ratio: float = 0.8,
     mask_prob_adjust: float = 0.07,
     block_size: int = 5,
-    generator: Optional[torch.Generator] = None,
-    device: DeviceLike = None,
+    generator: torch.Generator | None = None,
+    device: str | torch.device | None = None,
 ) -> torch.Tensor:
-    """EAT's inverse block mask: the *visible* patches come in 2-D blocks.
+    """EAT's inverse block mask: the *visible* patches come in square blocks.
 
-    Masking random blocks (as in plain block masking) would leave the visible
-    set scattered; EAT instead picks the few patches the student may see as
-    square blocks, so the student has to predict large contiguous masked regions
-    from a handful of compact visible islands, which makes the task harder than
-    recovering isolated holes.
+    Masking blocks would leave the visible patches scattered, so that the student recovers isolated holes from close
+    neighbours. EAT keeps a few compact visible islands instead, and the student has to predict large contiguous
+    hidden regions, a harder task. Per row, all rows drawn at once:
 
-    Procedure, per row (all rows are drawn in parallel):
-
-    1. keep probability ``p = 1 - mask_ratio``; ``n_keep = int(L * p)``;
-    2. ``int(L * (p + mask_prob_adjust) / block_size**2)`` block centres drawn
-       uniformly over the grid (duplicates allowed); ``mask_prob_adjust``
-       over-provisions centres because blocks overlap and get clipped at edges;
-    3. a ``block_size x block_size`` square of kept patches around each centre
-       (offsets ``-(block_size // 2) .. (block_size - 1) // 2``), with indices
+    1. keep probability `p = 1 - mask_ratio`, `num_keep = int(num_patches * p)` visible patches;
+    2. `int(num_patches * (p + mask_prob_adjust) / block_size**2)` block centres drawn uniformly (duplicates allowed;
+       the adjustment over-provisions centres because blocks overlap and are clipped at the edges);
+    3. a `block_size x block_size` square around each centre (offsets `-(block_size // 2) .. (block_size - 1) // 2`),
        clamped to the grid, so a block at an edge is squashed, never wrapped;
-       with 8 frequency columns a 5-wide block covers 5 of them;
-    4. the kept count is forced to exactly ``n_keep``: surplus block patches
-       are dropped at random, a shortfall is filled with random non-block
-       patches. This is done in one shot as the top-``n_keep`` of
-       ``is_block + U[0, 1)``, since every block patch outranks every
-       non-block patch and ties inside each group are broken uniformly;
-    5. invert: the returned mask is True where a patch is *not* kept.
+    4. exactly `num_keep` patches kept: the top `num_keep` of `in_block + U[0, 1)`, which drops surplus block
+       patches at random, fills a shortfall with random other patches, and breaks ties uniformly.
 
-    On tiny grids step 2 can yield zero centres, in which case the visible set
-    is simply uniform random (still exactly ``n_keep`` patches).
+    On grids too small for one centre the visible patches are uniformly random (still exactly `num_keep`).
 
-    Returns a bool tensor ``[batch_size, num_time_patches * num_freq_patches]``,
-    True = masked. See the module docstring for generator/device rules.
+    Returns:
+        `torch.BoolTensor` of shape `(batch_size, num_time_patches * num_freq_patches)`, True = hidden.
     """
-    batch_size = _check_positive_int("batch_size", batch_size)
-    num_time_patches = _check_positive_int("num_time_patches", num_time_patches)
-    num_freq_patches = _check_positive_int("num_freq_patches", num_freq_patches)
-    mask_ratio = _check_ratio("mask_ratio", mask_ratio)
-    mask_prob_adjust = _check_adjust(mask_prob_adjust)
-    block_size = _check_positive_int("block_size", block_size)
-    device = _resolve_device(generator, device)
+    batch_size = _positive_int("batch_size", batch_size)
+    num_patches = _grid_size(num_time_patches, num_freq_patches)
+    keep_probability = 1.0 - _ratio("mask_ratio", mask_ratio)
+    mask_prob_adjust = _non_negative("mask_prob_adjust", mask_prob_adjust)
+    block_size = _positive_int("block_size", block_size)
+    device = _mask_device(generator, device)
 
-    num_patches = num_time_patches * num_freq_patches
-    keep_prob = 1.0 - mask_ratio
-    n_keep = _floor(num_patches * keep_prob)
-    n_blocks = _floor(num_patches * (keep_prob + mask_prob_adjust) / block_size**2)
-
-    is_block = torch.zeros(batch_size, num_patches, dtype=torch.float32, device=device)
-    if n_blocks > 0:
-        centre_t = torch.randint(
-            0, num_time_patches, (batch_size, n_blocks), generator=generator, device=device
-        )
-        centre_f = torch.randint(
-            0, num_freq_patches, (batch_size, n_blocks), generator=generator, device=device
-        )
+    num_keep = _floor(num_patches * keep_probability)
+    num_blocks = _floor(num_patches * (keep_probability + mask_prob_adjust) / block_size**2)
+    in_block = torch.zeros(batch_size, num_patches, dtype=torch.float32, device=device)
+    if num_blocks > 0:
+        shape = (batch_size, num_blocks)
+        centre_time = torch.randint(0, num_time_patches, shape, generator=generator, device=device)
+        centre_freq = torch.randint(0, num_freq_patches, shape, generator=generator, device=device)
         offsets = torch.arange(block_size, device=device) - block_size // 2
-        # [B, n_blocks, k, 1] and [B, n_blocks, 1, k] broadcast to every cell of every block.
-        t = (centre_t[:, :, None, None] + offsets[:, None]).clamp_(0, num_time_patches - 1)
-        f = (centre_f[:, :, None, None] + offsets[None, :]).clamp_(0, num_freq_patches - 1)
-        flat = (t * num_freq_patches + f).reshape(batch_size, -1)
-        is_block.scatter_(1, flat, 1.0)
-
+        # (batch, blocks, size, 1) and (batch, blocks, 1, size) broadcast to every cell of every block.
+        time = (centre_time[:, :, None, None] + offsets[:, None]).clamp_(0, num_time_patches - 1)
+        freq = (centre_freq[:, :, None, None] + offsets[None, :]).clamp_(0, num_freq_patches - 1)
+        in_block.scatter_(1, (time * num_freq_patches + freq).reshape(batch_size, -1), 1.0)
     noise = torch.rand(batch_size, num_patches, generator=generator, device=device)
-    return _keep_top_scores(is_block + noise, n_keep)
+    return _keep_top_scores(in_block + noise, num_keep)
 
 
 def random_mask(
     batch_size: int,
     num_patches: int,
     mask_ratio: float,
-    generator: Optional[torch.Generator] = None,
-    device: DeviceLike = None,
+    generator: torch.Generator | None = None,
+    device: str | torch.device | None = None,
 ) -> torch.Tensor:
-    """Uniform random mask (MAE / MaskSpec style) with an exact count per row.
+    """Uniform random mask (MAE / MaskSpec) hiding exactly `int(num_patches * mask_ratio)` patches of every row.
 
-    Exactly ``int(num_patches * mask_ratio)`` patches are masked in every row,
-    i.e. ``num_patches - int(num_patches * mask_ratio)`` stay visible (for
-    512 patches at 0.8: 409 masked, 103 visible; note this rounds the other way
-    from :func:`inverse_block_mask`, which fixes the *visible* count).
+    It fixes the *hidden* count, where `inverse_block_mask` fixes the visible one: at 0.8 of 512 patches, 409 are
+    hidden here and 410 there.
 
-    Returns a bool tensor ``[batch_size, num_patches]``, True = masked.
+    Returns:
+        `torch.BoolTensor` of shape `(batch_size, num_patches)`, True = hidden.
     """
-    batch_size = _check_positive_int("batch_size", batch_size)
-    num_patches = _check_positive_int("num_patches", num_patches)
-    mask_ratio = _check_ratio("mask_ratio", mask_ratio)
-    device = _resolve_device(generator, device)
-
-    n_mask = _floor(num_patches * mask_ratio)
+    batch_size = _positive_int("batch_size", batch_size)
+    num_patches = _positive_int("num_patches", num_patches)
+    num_hidden = _floor(num_patches * _ratio("mask_ratio", mask_ratio))
+    device = _mask_device(generator, device)
     noise = torch.rand(batch_size, num_patches, generator=generator, device=device)
-    return _keep_top_scores(noise, num_patches - n_mask)
-
-
-def visible_run_lengths(
-    mask: torch.Tensor, num_time_patches: int, num_freq_patches: int
-) -> torch.Tensor:
-    """Mean length of runs of visible patches along time, per mask row.
-
-    Each frequency column is scanned along time; a run is a maximal stretch of
-    consecutive visible patches. The result pools all columns of a row:
-    ``visible patches / number of runs`` (0 for a row with nothing visible).
-    Inverse block masks give long runs (about 4 on the 64 x 8 grid at 0.8),
-    uniform random masks short ones (about ``1 / mask_ratio``, 1.25 at 0.8),
-    which makes it a simple blockiness statistic.
-
-    ``mask``: bool ``[batch, num_time_patches * num_freq_patches]``, True = masked.
-    Returns float32 ``[batch]``.
-    """
-    num_time_patches = _check_positive_int("num_time_patches", num_time_patches)
-    num_freq_patches = _check_positive_int("num_freq_patches", num_freq_patches)
-    if mask.dim() != 2 or mask.shape[1] != num_time_patches * num_freq_patches:
-        raise ValueError(
-            f"mask must have shape [batch, {num_time_patches * num_freq_patches}], "
-            f"got {tuple(mask.shape)}"
-        )
-    visible = ~mask.bool().view(mask.shape[0], num_time_patches, num_freq_patches)
-    starts = visible.clone()
-    starts[:, 1:] &= ~visible[:, :-1]
-    n_visible = visible.sum(dim=(1, 2)).float()
-    n_runs = starts.sum(dim=(1, 2)).float()
-    return torch.where(n_runs > 0, n_visible / n_runs.clamp(min=1), torch.zeros_like(n_visible))
+    return _keep_top_scores(noise, num_patches - num_hidden)
 
 
 class EATMaskGenerator:
-    """Draws the per-clone student masks for a batch of clips.
+    """Draws the student masks of a batch: `clone_batch` independent masks per clip.
 
-    Configured from any object exposing ``mask_strategy`` (``"inverse_block"``
-    or ``"random"``), ``mask_ratio``, ``mask_prob_adjust``, ``mask_block_size``
-    and ``clone_batch`` (an ``EATConfig`` in practice). Only those attributes
-    are read, once, at construction.
-
-    Cheap enough for a DataLoader collate function on CPU, which is where EAT
-    draws its masks so the GPU step does not wait on them.
+    Reads `mask_strategy`, `mask_ratio`, `mask_prob_adjust`, `mask_block_size` and `clone_batch` from `config` (an
+    `EATConfig`, or any object with those attributes) once, and checks them, naming the field at fault. Cheap enough
+    for a DataLoader collate function, where pre-training draws its masks so that the training step never waits for
+    them.
     """
 
-    STRATEGIES = ("inverse_block", "random")
-
-    def __init__(self, config: Any):
-        strategy = getattr(config, "mask_strategy")
-        if strategy not in self.STRATEGIES:
-            raise ValueError(f"mask_strategy must be one of {self.STRATEGIES}, got {strategy!r}")
-        self.mask_strategy: str = strategy
-        self.mask_ratio = _check_ratio("mask_ratio", getattr(config, "mask_ratio"))
-        self.mask_prob_adjust = _check_adjust(getattr(config, "mask_prob_adjust"))
-        self.mask_block_size = _check_positive_int("mask_block_size", getattr(config, "mask_block_size"))
-        self.clone_batch = _check_positive_int("clone_batch", getattr(config, "clone_batch"))
+    def __init__(self, config):
+        if config.mask_strategy not in MASK_STRATEGIES:
+            raise ValueError(f"mask_strategy must be one of {MASK_STRATEGIES}, got {config.mask_strategy!r}")
+        self.mask_strategy = config.mask_strategy
+        self.mask_ratio = _ratio("mask_ratio", config.mask_ratio)
+        self.mask_prob_adjust = _non_negative("mask_prob_adjust", config.mask_prob_adjust)
+        self.mask_block_size = _positive_int("mask_block_size", config.mask_block_size)
+        self.clone_batch = _positive_int("clone_batch", config.clone_batch)
 
     def num_visible(self, num_time_patches: int, num_freq_patches: int) -> int:
-        """Visible patches per clone that :meth:`__call__` produces for this grid."""
-        num_patches = _check_positive_int("num_time_patches", num_time_patches) * _check_positive_int(
-            "num_freq_patches", num_freq_patches
-        )
+        """Visible patches per mask row that `__call__` draws on this grid."""
+        num_patches = _grid_size(num_time_patches, num_freq_patches)
         if self.mask_strategy == "random":
             return num_patches - _floor(num_patches * self.mask_ratio)
         return _floor(num_patches * (1.0 - self.mask_ratio))
@@ -279,22 +198,17 @@ class EATMaskGenerator:
         batch_size: int,
         num_time_patches: int,
         num_freq_patches: int,
-        generator: Optional[torch.Generator] = None,
-        device: DeviceLike = None,
+        generator: torch.Generator | None = None,
+        device: str | torch.device | None = None,
     ) -> torch.Tensor:
-        """Return ``[batch_size * clone_batch, N]`` bool masks, True = masked.
+        """Masks of shape `(batch_size * clone_batch, num_patches)`, True = hidden.
 
-        Rows ``b * clone_batch .. b * clone_batch + clone_batch - 1`` belong to
-        clip ``b`` (clip-major), matching ``x.repeat_interleave(clone_batch, 0)``
-        of the clips. Every row is an independent draw, so clip-major order is
-        just a labelling of the rows.
+        Rows `b * clone_batch` to `(b + 1) * clone_batch - 1` belong to clip `b`, matching
+        `input_values.repeat_interleave(clone_batch, dim=0)`.
         """
-        batch_size = _check_positive_int("batch_size", batch_size)
-        rows = batch_size * self.clone_batch
+        rows = _positive_int("batch_size", batch_size) * self.clone_batch
         if self.mask_strategy == "random":
-            num_patches = _check_positive_int("num_time_patches", num_time_patches) * _check_positive_int(
-                "num_freq_patches", num_freq_patches
-            )
+            num_patches = _grid_size(num_time_patches, num_freq_patches)
             return random_mask(rows, num_patches, self.mask_ratio, generator=generator, device=device)
         return inverse_block_mask(
             rows,
@@ -313,3 +227,6 @@ class EATMaskGenerator:
             f"mask_prob_adjust={self.mask_prob_adjust}, mask_block_size={self.mask_block_size}, "
             f"clone_batch={self.clone_batch})"
         )
+
+
+__all__ = ["MASK_STRATEGIES", "EATMaskGenerator", "inverse_block_mask", "random_mask"]

@@ -1,8 +1,20 @@
+# Copyright 2026 The modeling_eat authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file except in compliance with
+# the License. You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software distributed under the License is distributed on
+# an "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the License for the
+# specific language governing permissions and limitations under the License.
 """PyTorch EAT (Efficient Audio Transformer, Chen et al. 2024, arXiv 2401.03497).
 
 An audio ViT over 16x16 patches of a Kaldi log-mel spectrogram, pre-trained data2vec-2.0 style: a student sees the
 visible patches of an inverse-block-masked clip, a lightweight CNN decoder predicts the targets an EMA teacher computes
-from the whole clip (frame loss), and the student's CLS token predicts their mean (utterance loss).
+from the whole clip (frame loss), and the student's CLS token predicts their mean (utterance loss). MaskSpec (random
+masks, a Transformer decoder reconstructing the hidden spectrogram patches) is the second pre-training objective of the
+same encoder.
 """
 
 import math
@@ -25,6 +37,52 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_eat import EATConfig
 from .masking_eat import EATMaskGenerator
+
+
+@dataclass
+class EATModelOutput(BaseModelOutputWithPooling):
+    r"""
+    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, 1 + num_patches, hidden_size)`):
+        Output of the last block, CLS first. EAT has no final LayerNorm.
+    pooler_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+        The CLS token of the last block (the utterance-level embedding).
+    ffn_outputs (`tuple(torch.FloatTensor)`, *optional*, returned when `output_ffn_outputs=True`):
+        Each block's feed-forward output before its residual and LayerNorm: what the EMA teacher's targets are made of.
+    """
+
+    ffn_outputs: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class EATForPreTrainingOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`):
+        The training objective: `frame_loss + utterance_loss_weight * utterance_loss` (EAT), or the masked patch
+        MSE (MaskSpec).
+    frame_loss (`torch.FloatTensor` of shape `()`):
+        Frame-level regression loss over the masked patches.
+    utterance_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        CLS-vs-mean-target loss (EAT only).
+    logits (`torch.FloatTensor` of shape `(batch_size * clones, num_patches, dim)`):
+        Decoder predictions for every patch position (teacher space for EAT, spectrogram patches for MaskSpec).
+    bool_masked_pos (`torch.BoolTensor` of shape `(batch_size * clones, num_patches)`):
+        The mask used, True where the student did not see the patch.
+    target_std (`torch.FloatTensor` of shape `()`):
+        Mean over channels of the targets' standard deviation across the masked patches; a collapse shows as ~0.
+    prediction_std (`torch.FloatTensor` of shape `()`):
+        The same statistic for the predictions.
+    """
+
+    loss: torch.FloatTensor | None = None
+    frame_loss: torch.FloatTensor | None = None
+    utterance_loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    bool_masked_pos: torch.BoolTensor | None = None
+    target_std: torch.FloatTensor | None = None
+    prediction_std: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 def sincos_position_table(num_time_patches: int, num_freq_patches: int, dim: int) -> torch.Tensor:
@@ -105,6 +163,42 @@ def drop_masked_tokens(
     if tokens.dim() == 3:
         visible_index = visible_index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1])
     return torch.gather(tokens, 1, visible_index)
+
+
+class EATMaskIndex:
+    """Where the visible and the hidden patches of every mask row are, worked out once per pre-training step.
+
+    Rows are the `clones` masked copies of each clip, clip-major. `order` lists each row's patch positions visible
+    first, each part ascending, so `order[:, :num_visible]` are the visible positions (in the order the student's
+    tokens come in) and `order[:, num_visible:]` the hidden ones.
+    """
+
+    def __init__(self, bool_masked_pos: torch.Tensor, num_clips: int, num_visible: int):
+        self.order = mask_order(bool_masked_pos)
+        self.num_visible = num_visible
+        self.clones = bool_masked_pos.shape[0] // num_clips
+        self.clip_of_row = torch.arange(bool_masked_pos.shape[0], device=bool_masked_pos.device).div(
+            self.clones, rounding_mode="floor"
+        )
+
+    @property
+    def hidden(self) -> torch.Tensor:
+        return self.order[:, self.num_visible :]
+
+    def hidden_of_rows(self, values: torch.Tensor) -> torch.Tensor:
+        """`(rows, patches, dim)` → the hidden positions' `(rows, hidden, dim)`."""
+        return torch.gather(values, 1, self.hidden.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
+
+    def hidden_of_clips(self, values: torch.Tensor) -> torch.Tensor:
+        """`(clips, patches, dim)` → `(rows, hidden, dim)`: each row reads its own clip's values, so the `clones`
+        copies are never materialised."""
+        return values[self.clip_of_row.unsqueeze(1), self.hidden]
+
+    def restore(self, visible: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+        """Puts the visible tokens `(rows, visible, dim)` back on the full patch grid `fill` `(rows, patches, dim)`,
+        the inverse of `drop_masked_tokens`: hidden positions keep `fill`."""
+        index = self.order[:, : visible.shape[1]].unsqueeze(-1).expand(-1, -1, visible.shape[-1])
+        return fill.scatter(1, index, visible)
 
 
 class EATPatchEmbeddings(nn.Module):
@@ -273,20 +367,6 @@ class EATLayer(GradientCheckpointingLayer):
         return hidden_states
 
 
-@dataclass
-class EATModelOutput(BaseModelOutputWithPooling):
-    r"""
-    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, 1 + num_patches, hidden_size)`):
-        Output of the last block, CLS first. EAT has no final LayerNorm.
-    pooler_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
-        The CLS token of the last block (the utterance-level embedding).
-    ffn_outputs (`tuple(torch.FloatTensor)`, *optional*, returned when `output_ffn_outputs=True`):
-        Each block's feed-forward output before its residual and LayerNorm: what the EMA teacher's targets are made of.
-    """
-
-    ffn_outputs: tuple[torch.FloatTensor, ...] | None = None
-
-
 class EATPreTrainedModel(PreTrainedModel):
     config: EATConfig
     base_model_prefix = "eat"
@@ -369,8 +449,8 @@ class EATModel(EATPreTrainedModel):
             )
         if num_frames > max_frames:
             raise ValueError(
-                f"input_values has {num_frames} frames, more than the positional table covers ({max_frames} frames, "
-                f"about {max_frames // 100} s): split the audio into shorter windows."
+                f"input_values has {num_frames} frames, more than the positional table covers ({max_frames} frames: "
+                "config.max_time_patches * patch_size): split the audio into shorter windows."
             )
         return input_values
 
@@ -397,7 +477,23 @@ class EATModel(EATPreTrainedModel):
             `EATMaskGenerator.num_visible(num_time_patches, num_freq_patches)`). It spares reading the count back
             from the mask, a wait for the accelerator; the mask is checked against it (a `ValueError` on the CPU, a
             device-side assertion on an accelerator). When omitted, the count is read from the mask.
-        """
+
+        Example:
+
+        ```python
+        >>> import numpy as np
+        >>> from modeling_eat import EATConfig, EATFeatureExtractor, EATModel
+
+        >>> feature_extractor = EATFeatureExtractor()
+        >>> model = EATModel(EATConfig.from_preset("tiny")).eval()
+        >>> waveform = np.random.default_rng(0).uniform(-0.1, 0.1, 16000).astype(np.float32)  # 1 s, 16 kHz, mono
+        >>> inputs = feature_extractor(waveform, sampling_rate=16000, max_length=96, return_tensors="pt")
+        >>> outputs = model(**inputs)
+        >>> outputs.pooler_output.shape  # the CLS token: the clip's embedding
+        torch.Size([1, 64])
+        >>> outputs.last_hidden_state.shape  # CLS + 6 time rows x 8 frequency patches
+        torch.Size([1, 49, 64])
+        ```"""
         input_values = self.check_input_values(input_values)
         hidden_states = self.embeddings(input_values, bool_masked_pos, num_visible_patches)
 
@@ -454,22 +550,26 @@ class EATForAudioClassification(EATPreTrainedModel):
         r"""
         labels (`torch.LongTensor` of shape `(batch_size,)` or `torch.FloatTensor` of shape `(batch_size, num_labels)`):
             Class indices (cross-entropy) or multi-hot floats (binary cross-entropy, e.g. AudioSet).
-        """
+
+        Example:
+
+        ```python
+        >>> import torch
+        >>> from modeling_eat import EATConfig, EATForAudioClassification
+
+        >>> model = EATForAudioClassification(EATConfig.from_preset("tiny", num_labels=3)).eval()
+        >>> spectrogram = torch.randn(2, 96, 128)  # (batch, frames, mel): from EATFeatureExtractor in practice
+        >>> outputs = model(spectrogram, labels=torch.tensor([0, 2]))
+        >>> outputs.logits.shape
+        torch.Size([2, 3])
+        >>> outputs.loss.backward()
+        ```"""
         outputs = self.eat(input_values, attention_mask=attention_mask, **kwargs)
         logits = self.classifier(self.fc_norm(self.pool(outputs.last_hidden_state, attention_mask)))
         loss = self.loss_function(labels, logits, self.config, **kwargs) if labels is not None else None
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-
-
-
-
-def restore_masked_positions(visible: torch.Tensor, order: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
-    """Puts the visible tokens `[rows, visible, dim]` back on the full patch grid (the inverse of
-    `drop_masked_tokens`; `order` from `mask_order`); masked slots take `fill`."""
-    index = order[:, : visible.shape[1]].unsqueeze(-1).expand(-1, -1, visible.shape[-1])
-    return fill.scatter(1, index, visible)
 
 
 def patchify(input_values: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -508,6 +608,12 @@ def utterance_frame_loss(
     return frame_loss + utterance_loss_weight * utterance_loss, frame_loss, utterance_loss
 
 
+def mean_channel_std(values: torch.Tensor) -> torch.Tensor:
+    """Mean over channels of the standard deviation across rows: the statistic data2vec logs to spot a collapse."""
+    values = values.detach().float().reshape(-1, values.shape[-1])
+    return torch.sqrt(values.var(dim=0) + 1e-6).mean()
+
+
 class EATTeacher(nn.Module):
     """The EMA teacher: a frozen full copy of the student encoder that turns whole clips into regression targets.
 
@@ -530,24 +636,17 @@ class EATTeacher(nn.Module):
         self.encoder.requires_grad_(False)
         return super().train(False)
 
-    def decay_of(self, step: torch.Tensor) -> torch.Tensor:
-        """The decay after `step` updates (a 0-dim integer tensor), computed on the step's device so the per-step
-        update never waits for the accelerator to read the count back. Float64 like Python floats (float32 on MPS,
-        which has no float64)."""
+    def ema_decay(self, num_updates: int | torch.Tensor | None = None) -> torch.Tensor:
+        """The decay applied after `num_updates` updates (by default the one the next `update()` applies), as a
+        0-dim tensor on the count's device, so that the per-step update never waits for the accelerator; convert it
+        with `float()` only to log it. Float64 like Python floats (float32 on MPS, which has no float64)."""
         config = self.config
+        step = self.num_updates if num_updates is None else torch.as_tensor(num_updates)
         dtype = torch.float32 if step.device.type == "mps" else torch.float64
-        # The operation order of the former Python float formula, so the float64 result is the same to the bit.
+        # In this order of operations the float64 result equals Python-float arithmetic to the bit.
         increment = (config.ema_end_decay - config.ema_decay) * step.to(dtype) / config.ema_anneal_end_step
         annealed = config.ema_decay + increment
         return torch.where(step >= config.ema_anneal_end_step, config.ema_end_decay, annealed)
-
-    def decay_at(self, step: int) -> float:
-        return float(self.decay_of(torch.tensor(step)))
-
-    @property
-    def decay(self) -> float:
-        """The decay the next `update()` applies (reads the update count back to the host: for logging)."""
-        return self.decay_at(int(self.num_updates))
 
     @torch.no_grad()
     def update(self, student: EATModel) -> torch.Tensor:
@@ -557,10 +656,10 @@ class EATTeacher(nn.Module):
         student_params = [p.detach().to(t.dtype) for t, p in zip(teacher_params, student.parameters())]
         if len(teacher_params) != len(list(student.parameters())):
             raise ValueError("the student and the teacher have different parameter lists; they must be the same EAT")
-        decay = self.decay_of(self.num_updates)
-        # Rounded once to the weights' dtype, as the Python-float weight used to be, so the update is bit for bit
-        # the scalar-weight lerp. No `_foreach_lerp_` overload takes one tensor weight; the list overload broadcasts
-        # a 0-dim weight per tensor (a lerp kernel per tensor rather than one fused launch, and no host read).
+        decay = self.ema_decay()
+        # Rounded once to the weights' dtype, so that the update equals a lerp by a Python-float weight bit for bit.
+        # No `_foreach_lerp_` overload takes one tensor weight; the list overload broadcasts a 0-dim weight per
+        # tensor (a lerp kernel per tensor rather than one fused launch, and no host read).
         weight = (1.0 - decay).to(teacher_params[0].dtype)
         torch._foreach_lerp_(teacher_params, student_params, [weight] * len(teacher_params))
         self.num_updates += 1
@@ -609,7 +708,8 @@ class EATDecoderBlock(nn.Module):
 class EATCNNDecoder(nn.Module):
     """EAT's lightweight decoder: conv blocks on the `(time, frequency)` patch grid, each with a residual.
 
-    Position reaches it only through the grid layout: masked slots hold noise, not a learned token.
+    Position reaches it only through the grid layout: `decoder_input` fills the hidden slots with fresh noise, not a
+    learned token.
     """
 
     def __init__(self, config: EATConfig):
@@ -618,6 +718,18 @@ class EATCNNDecoder(nn.Module):
         channels = [config.hidden_size] + [config.decoder_hidden_size] * config.decoder_num_layers
         self.layers = nn.ModuleList([EATDecoderBlock(config, channels[i]) for i in range(config.decoder_num_layers)])
         self.projection = nn.Linear(config.decoder_hidden_size, config.hidden_size)
+
+    def decoder_input(
+        self, visible: torch.Tensor, mask_index: EATMaskIndex, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The student's visible tokens `(rows, visible, hidden)` on the full patch grid, hidden slots drawn from
+        N(0, mask_noise_std²) afresh each step."""
+        num_patches = mask_index.order.shape[1]
+        noise = torch.randn(
+            visible.shape[0], num_patches, visible.shape[-1], generator=generator, device=visible.device,
+            dtype=visible.dtype,
+        )
+        return mask_index.restore(visible, noise * self.config.mask_noise_std)
 
     def forward(self, hidden_states: torch.Tensor, num_time_patches: int) -> torch.Tensor:
         """`(batch, patches, hidden)` in grid order → predictions of the same shape."""
@@ -661,60 +773,22 @@ class EATMaskSpecDecoder(nn.Module):
         self.layers = nn.ModuleList([EATLayer(decoder_config) for _ in range(config.maskspec_decoder_num_layers)])
         self.prediction = nn.Linear(hidden_size, config.patch_size * config.patch_size)
 
-    def forward(self, student_hidden_states: torch.Tensor, bool_masked_pos: torch.Tensor) -> torch.Tensor:
+    def forward(self, student_hidden_states: torch.Tensor, mask_index: EATMaskIndex) -> torch.Tensor:
         """Student output `(rows, 1 + visible, hidden)` → predicted patches `(rows, patches, patch_size**2)`."""
         visible = self.embed(student_hidden_states[:, 1:])
-        fill = self.mask_token.expand(bool_masked_pos.shape[0], bool_masked_pos.shape[1], -1).to(visible.dtype)
-        hidden_states = restore_masked_positions(visible, mask_order(bool_masked_pos), fill)
+        fill = self.mask_token.expand(*mask_index.order.shape, -1).to(visible.dtype)
+        hidden_states = mask_index.restore(visible, fill)
         hidden_states = hidden_states + self.position_embeddings[:, : hidden_states.shape[1]]
         for layer in self.layers:
             hidden_states = layer(hidden_states)
         return self.prediction(hidden_states)
 
 
-@dataclass
-class EATForPreTrainingOutput(ModelOutput):
-    r"""
-    loss (`torch.FloatTensor` of shape `()`):
-        The training objective: `frame_loss + utterance_loss_weight * utterance_loss` (EAT), or the masked patch
-        MSE (MaskSpec).
-    frame_loss (`torch.FloatTensor` of shape `()`):
-        Frame-level regression loss over the masked patches.
-    utterance_loss (`torch.FloatTensor` of shape `()`, *optional*):
-        CLS-vs-mean-target loss (EAT only).
-    logits (`torch.FloatTensor` of shape `(batch_size * clones, num_patches, dim)`):
-        Decoder predictions for every patch position (teacher space for EAT, spectrogram patches for MaskSpec).
-    bool_masked_pos (`torch.BoolTensor` of shape `(batch_size * clones, num_patches)`):
-        The mask used, True where the student did not see the patch.
-    target_var (`torch.FloatTensor` of shape `()`):
-        Mean over channels of the targets' standard deviation across masked patches; a collapse shows as ~0.
-    prediction_var (`torch.FloatTensor` of shape `()`):
-        The same statistic for the predictions.
-    """
-
-    loss: torch.FloatTensor | None = None
-    frame_loss: torch.FloatTensor | None = None
-    utterance_loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    bool_masked_pos: torch.BoolTensor | None = None
-    target_var: torch.FloatTensor | None = None
-    prediction_var: torch.FloatTensor | None = None
-    last_hidden_state: torch.FloatTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
-
-
-def spread(values: torch.Tensor) -> torch.Tensor:
-    """Mean over channels of the standard deviation across rows: the statistic data2vec logs to spot collapse."""
-    values = values.detach().float().reshape(-1, values.shape[-1])
-    return torch.sqrt(values.var(dim=0) + 1e-6).mean()
-
-
 class EATForPreTraining(EATPreTrainedModel):
     """EAT pre-training: the student encoder, its decoder and (for the EAT objective) the EMA teacher.
 
     Call `update_teacher()` after each optimizer step. With `pretraining_objective="maskspec"` the same student is
-    trained MaskSpec style instead: no teacher, a Transformer decoder, MSE on the masked spectrogram patches.
+    trained MaskSpec style instead: no teacher, a Transformer decoder, MSE on the hidden spectrogram patches.
     """
 
     _keys_to_ignore_on_load_unexpected = None
@@ -747,6 +821,55 @@ class EATForPreTraining(EATPreTrainedModel):
         (None for MaskSpec, which has none). Convert it with `float()` only when logging: that waits for the device."""
         return self.teacher.update(self.eat) if self.teacher is not None else None
 
+    def eat_objective(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        student: EATModelOutput,
+        mask_index: EATMaskIndex,
+        generator: torch.Generator | None,
+    ) -> dict[str, torch.Tensor]:
+        """The Utterance-Frame Objective: the CNN decoder predicts the teacher's targets at the hidden patches, and
+        the student's CLS their mean over the clip."""
+        frame_targets, utterance_targets = self.teacher(input_values, attention_mask)
+        decoder_input = self.decoder.decoder_input(student.last_hidden_state[:, 1:], mask_index, generator)
+        predictions = self.decoder(decoder_input, input_values.shape[1] // self.config.patch_size)
+        hidden_predictions = mask_index.hidden_of_rows(predictions)
+        hidden_targets = mask_index.hidden_of_clips(frame_targets)
+        loss, frame_loss, utterance_loss = utterance_frame_loss(
+            hidden_predictions,
+            hidden_targets,
+            student.pooler_output,
+            utterance_targets[mask_index.clip_of_row],
+            self.config.utterance_loss_weight,
+        )
+        return {
+            "loss": loss,
+            "frame_loss": frame_loss,
+            "utterance_loss": utterance_loss,
+            "logits": predictions,
+            "target_std": mean_channel_std(hidden_targets),
+            "prediction_std": mean_channel_std(hidden_predictions),
+        }
+
+    def maskspec_objective(
+        self, input_values: torch.Tensor, student: EATModelOutput, mask_index: EATMaskIndex
+    ) -> dict[str, torch.Tensor]:
+        """MaskSpec: the Transformer decoder reconstructs the hidden spectrogram patches (MSE)."""
+        predictions = self.decoder(student.last_hidden_state, mask_index)
+        hidden_targets = mask_index.hidden_of_clips(patchify(input_values, self.config.patch_size))
+        if self.config.maskspec_norm_patch_loss:
+            hidden_targets = F.layer_norm(hidden_targets, hidden_targets.shape[-1:], eps=1e-6)
+        hidden_predictions = mask_index.hidden_of_rows(predictions)
+        frame_loss = (hidden_predictions.float() - hidden_targets.float()).pow(2).mean()
+        return {
+            "loss": frame_loss,
+            "frame_loss": frame_loss,
+            "logits": predictions,
+            "target_std": mean_channel_std(hidden_targets),
+            "prediction_std": mean_channel_std(hidden_predictions),
+        }
+
     @can_return_tuple
     def forward(
         self,
@@ -766,68 +889,42 @@ class EATForPreTraining(EATPreTrainedModel):
             accelerator; to pre-train with another ratio, set it in the config.
         generator (`torch.Generator`, *optional*):
             Makes the drawn masks and the decoder's mask noise reproducible.
-        """
+
+        Example:
+
+        ```python
+        >>> import torch
+        >>> from modeling_eat import EATConfig, EATForPreTraining
+
+        >>> model = EATForPreTraining(EATConfig.from_preset("tiny"))
+        >>> spectrogram = torch.randn(2, 128, 128)  # (batch, frames, mel): from EATFeatureExtractor in practice
+        >>> outputs = model(spectrogram, generator=torch.Generator().manual_seed(0))
+        >>> outputs.loss.backward()
+        >>> model.update_teacher()  # after each optimizer step
+        ```"""
         input_values = self.eat.check_input_values(input_values)
-        num_time_patches = input_values.shape[1] // self.config.patch_size
+        num_clips, num_time_patches = input_values.shape[0], input_values.shape[1] // self.config.patch_size
+        num_freq_patches = self.config.num_freq_patches
         if bool_masked_pos is None:
             bool_masked_pos = self.mask_generator(
-                input_values.shape[0], num_time_patches, self.config.num_freq_patches, generator, input_values.device
+                num_clips, num_time_patches, num_freq_patches, generator, input_values.device
             )
-        clones = bool_masked_pos.shape[0] // input_values.shape[0]
-        num_visible_patches = self.mask_generator.num_visible(num_time_patches, self.config.num_freq_patches)
+        num_visible = self.mask_generator.num_visible(num_time_patches, num_freq_patches)
         student = self.eat(
             input_values,
             attention_mask=attention_mask,
             bool_masked_pos=bool_masked_pos,
-            num_visible_patches=num_visible_patches,
+            num_visible_patches=num_visible,
             **kwargs,
         )
-        # One sort of the mask serves the decoder input and the loss's gather of the masked positions.
-        order = mask_order(bool_masked_pos)
-        masked_index = order[:, student.last_hidden_state.shape[1] - 1 :]
-
-        def masked(values):
-            return torch.gather(values, 1, masked_index.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
-
-        # Targets exist once per clip: each clone row indexes its clip's, so `clones` copies are never materialised.
-        clip_of_row = torch.arange(masked_index.shape[0], device=masked_index.device).div(clones, rounding_mode="floor")
-
-        def masked_targets(per_clip_values):
-            return per_clip_values[clip_of_row.unsqueeze(1), masked_index]
-
+        mask_index = EATMaskIndex(bool_masked_pos, num_clips, num_visible=student.last_hidden_state.shape[1] - 1)
         if self.teacher is not None:
-            frame_targets, utterance_targets = self.teacher(input_values, attention_mask)
-            frame_targets = masked_targets(frame_targets)
-            utterance_targets = utterance_targets[clip_of_row]
-            visible = student.last_hidden_state[:, 1:]
-            noise = torch.randn(
-                visible.shape[0], bool_masked_pos.shape[1], visible.shape[-1],
-                generator=generator, device=visible.device, dtype=visible.dtype,
-            )
-            decoder_input = restore_masked_positions(visible, order, noise * self.config.mask_noise_std)
-            predictions = self.decoder(decoder_input, num_time_patches)
-            masked_predictions = masked(predictions)
-            loss, frame_loss, utterance_loss = utterance_frame_loss(
-                masked_predictions, frame_targets, student.pooler_output, utterance_targets,
-                self.config.utterance_loss_weight,
-            )
+            objective = self.eat_objective(input_values, attention_mask, student, mask_index, generator)
         else:
-            predictions = self.decoder(student.last_hidden_state, bool_masked_pos)
-            frame_targets = masked_targets(patchify(input_values, self.config.patch_size))
-            if self.config.maskspec_norm_patch_loss:
-                frame_targets = F.layer_norm(frame_targets, frame_targets.shape[-1:], eps=1e-6)
-            masked_predictions = masked(predictions)
-            frame_loss = (masked_predictions.float() - frame_targets.float()).pow(2).mean()
-            loss, utterance_loss = frame_loss, None
-
+            objective = self.maskspec_objective(input_values, student, mask_index)
         return EATForPreTrainingOutput(
-            loss=loss,
-            frame_loss=frame_loss,
-            utterance_loss=utterance_loss,
-            logits=predictions,
+            **objective,
             bool_masked_pos=bool_masked_pos,
-            target_var=spread(frame_targets),
-            prediction_var=spread(masked_predictions),
             last_hidden_state=student.last_hidden_state,
             hidden_states=student.hidden_states,
             attentions=student.attentions,
@@ -835,13 +932,13 @@ class EATForPreTraining(EATPreTrainedModel):
 
 
 __all__ = [
-    "EATModel",
+    "EATCNNDecoder",
     "EATForAudioClassification",
     "EATForPreTraining",
+    "EATMaskSpecDecoder",
+    "EATModel",
     "EATPreTrainedModel",
     "EATTeacher",
-    "EATCNNDecoder",
-    "EATMaskSpecDecoder",
-    "utterance_frame_loss",
     "sincos_position_table",
+    "utterance_frame_loss",
 ]

@@ -17,13 +17,16 @@ from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
+from .audio import FRAMES_PER_SECOND, decode_audio, patch_aligned, seconds_to_frames
+from .configuration_eat import EATConfig
+from .feature_extraction_eat import EATFeatureExtractor, kaldi_num_frames
+from .masking_eat import EATMaskGenerator
+
 
 # The masked-patch fill: a neutral grey, which no pixel of the viridis spectrogram (chroma >= 0.27) can be.
 MASK_COLOR = (0.6, 0.6, 0.6)
 VISIBLE_EDGE_COLOR = "white"
 SPECTROGRAM_COLORMAP = "viridis"
-# Kaldi fbank hop (EAT.md §1).
-FRAMES_PER_SECOND = 100
 
 
 def _as_numpy(values) -> np.ndarray:
@@ -293,16 +296,12 @@ def mask_figure_from_audio(
     audio_path, config, output, clone: int = 0, seed: int = 0, max_seconds: float | None = None
 ) -> Path:
     """Draws a real `EATMaskGenerator` mask over the AudioSet-normalized fbank of an audio file."""
-    from .feature_extraction_eat import EATFeatureExtractor, kaldi_num_frames
-    from .masking_eat import EATMaskGenerator
-    from .pretraining_data import decode_audio
-
     feature_extractor = EATFeatureExtractor.from_preset("audioset")
     waveform = decode_audio(str(audio_path), feature_extractor.sampling_rate)
     patch_size = config.patch_size
-    limit = config.max_length if max_seconds is None else int(max_seconds * FRAMES_PER_SECOND)
+    limit = config.max_length if max_seconds is None else seconds_to_frames(max_seconds)
     num_valid_frames = min(kaldi_num_frames(waveform.shape[0], feature_extractor.sampling_rate), limit)
-    num_frames = max(patch_size, -(-num_valid_frames // patch_size) * patch_size)
+    num_frames = patch_aligned(num_valid_frames, patch_size, round_up=True)
     features = feature_extractor(
         waveform, sampling_rate=feature_extractor.sampling_rate, max_length=num_frames, return_tensors="pt"
     )
@@ -325,20 +324,16 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description="Figures for EAT.")
     commands = parser.add_subparsers(dest="command", required=True)
     mask = commands.add_parser("mask", help="a pre-training mask drawn over a clip's spectrogram")
-    mask.add_argument("--config_name", default="base", help="preset (tiny/base/large) or a saved model folder")
+    mask.add_argument(
+        "--config_name", default="base", help="size preset (tiny/small/base/large), a config JSON or a model folder"
+    )
     mask.add_argument("--audio", required=True, help="audio file (wav/flac/ogg, or anything FFmpeg reads)")
     mask.add_argument("--output", required=True, help="PNG to write")
     mask.add_argument("--clone", type=int, default=0, help="which of the clip's clone masks to draw")
     mask.add_argument("--seed", type=int, default=0)
     mask.add_argument("--max_seconds", type=float, default=None, help="crop; defaults to config.max_length frames")
     args = parser.parse_args(argv)
-
-    from .configuration_eat import PRESETS, EATConfig
-
-    if args.config_name in PRESETS:
-        config = EATConfig.from_preset(args.config_name)
-    else:
-        config = EATConfig.from_pretrained(args.config_name)
+    config = EATConfig.from_name_or_path(args.config_name)
     output = mask_figure_from_audio(args.audio, config, args.output, args.clone, args.seed, args.max_seconds)
     print(f"wrote {output}")
     return output

@@ -2,17 +2,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import constants
+
+from eat_testing import PROJECT_ROOT, SHARED_DIR
+
+
+FIXTURES_DIR = SHARED_DIR / "fixtures"
+FSDD_DIR = SHARED_DIR / "data" / "fsdd"
 
 
 def pytest_configure(config):
     # pytest-xdist runs one worker per core; intra-op threads on top of that oversubscribe the CPU many times over.
     torch.set_num_threads(1)
-
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = PROJECT_ROOT.parent / "shared"
-FIXTURES_DIR = SHARED_DIR / "fixtures"
-FSDD_DIR = SHARED_DIR / "data" / "fsdd"
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +33,12 @@ def fsdd_dir() -> Path:
     if not FSDD_DIR.is_dir():
         pytest.fail(f"FSDD data not found at {FSDD_DIR}: check out ../shared beside the project")
     return FSDD_DIR
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """No test reaches the network. huggingface_hub reads HF_HUB_OFFLINE once at import, hence its constant too;
+    offline mode also stops its background telemetry requests, so a fake Hub sees only the requests a test makes."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from eat_testing import PROJECT_ROOT
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+BENCHMARKS = PROJECT_ROOT / "benchmarks"
 
 
 def run_smoke(script: str, tmp_path: Path, *extra: str) -> dict:

@@ -86,15 +86,11 @@ def test_unknown_preset_names_the_choices():
         ({"num_mel_bins": 120}, "num_mel_bins"),
         ({"max_length": 100}, "max_length"),
         ({"max_length": 16 * 769}, "positional table"),
-        ({"mask_ratio": 1.5}, "mask_ratio"),
-        ({"mask_ratio": 0.0}, "mask_ratio"),
         ({"decoder_kernel_size": 4}, "decoder_kernel_size"),
         ({"decoder_groups": 5}, "decoder_groups"),
         ({"average_top_k_layers": 4}, "average_top_k_layers"),
         ({"classifier_pooling": "max"}, "classifier_pooling"),
         ({"pretraining_objective": "mae"}, "pretraining_objective"),
-        ({"mask_strategy": "block"}, "mask_strategy"),
-        ({"clone_batch": 0}, "clone_batch"),
         ({"ema_decay": 1.5}, "ema_decay"),
         ({"drop_path_rate": -0.1}, "drop_path_rate"),
     ],
@@ -138,3 +134,14 @@ def test_objective_defaults_survive_a_round_trip(tmp_path):
 def test_num_freq_patches():
     assert EATConfig().num_freq_patches == 8
     assert EATConfig(num_mel_bins=64).num_freq_patches == 4
+
+
+def test_from_name_or_path_takes_presets_json_files_and_folders(tmp_path):
+    assert EATConfig.from_name_or_path("tiny").to_dict() == EATConfig.from_preset("tiny").to_dict()
+    assert EATConfig.from_name_or_path("small", hidden_size=96).hidden_size == 96
+    EATConfig.from_preset("tiny", num_hidden_layers=2, average_top_k_layers=2).to_json_file(tmp_path / "c.json")
+    assert EATConfig.from_name_or_path(tmp_path / "c.json").num_hidden_layers == 2
+    EATConfig.from_preset("tiny", hidden_size=32).save_pretrained(tmp_path / "folder")
+    assert EATConfig.from_name_or_path(str(tmp_path / "folder")).hidden_size == 32
+    with pytest.raises(ValueError, match=r"'huge' is neither a size preset \(base, large, small, tiny\)"):
+        EATConfig.from_name_or_path("huge")

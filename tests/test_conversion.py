@@ -13,32 +13,29 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForAudioClassification
 
-from modeling_eat import EATForAudioClassification, EATForPreTraining, EATModel, conversion
+from modeling_eat import EATForAudioClassification, EATForPreTraining, EATModel
 from modeling_eat.conversion import (
-    CODE_FILES,
-    FAIRSEQ_PRETRAINING,
     ConversionError,
-    SourceCheckpoint,
     UnsafeCheckpointError,
     audioset_id2label,
     build_converted_model,
-    config_for,
     convert_checkpoint,
     load_source_checkpoint,
     plan_conversion,
 )
+from modeling_eat.conversion import reference as reference_forward
+from modeling_eat.conversion.layouts import FAIRSEQ_PRETRAINING, SourceCheckpoint
+from modeling_eat.conversion.settings import config_for
+from modeling_eat.hub import CODE_FILES
+
+from eat_testing import PROJECT_ROOT
 
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CLI = PROJECT_ROOT / "conversion" / "convert_eat_to_hf.py"
 TOLERANCE = 1e-4
 POSITIONS = "modality_encoders.IMAGE.fixed_positional_encoder.positions"
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
 
 
 @pytest.fixture(scope="module")
@@ -342,7 +339,7 @@ def test_cli_refuses_untrusted_pickle_with_exit_code(pretraining_checkpoint, tmp
 
 def test_refuses_when_the_reference_disagrees(eat_reference, monkeypatch, tmp_path):
     # The reference decoder's LayerNorm eps made wrong: the parity gate must catch the disagreement and write nothing.
-    monkeypatch.setattr(conversion, "DECODER_NORM_EPS", 0.5)
+    monkeypatch.setattr(reference_forward, "DECODER_NORM_EPS", 0.5)
     with pytest.raises(ConversionError, match=r"more than 0.0001 \(decoder output: ") as error:
         convert_checkpoint(eat_reference / "fairseq_pretrain_tiny.pt", tmp_path / "out", target="pretraining")
     assert "student last_hidden_state" not in str(error.value)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from modeling_eat import feature_extraction_eat
-from modeling_eat.feature_extraction_eat import PRESETS, EATFeatureExtractor, kaldi_fbank, kaldi_num_frames
+from modeling_eat.feature_extraction_eat import NORMALIZATION_PRESETS, EATFeatureExtractor, kaldi_fbank, kaldi_num_frames
 
 
 SAMPLING_RATE = 16000
@@ -260,7 +260,7 @@ def test_save_and_load_round_trip(tmp_path, reference):
 def test_presets(reference, name, mean, std, max_length):
     extractor = EATFeatureExtractor.from_preset(name)
     assert (extractor.mean, extractor.std, extractor.max_length) == (mean, std, max_length)
-    assert PRESETS[name] == {"mean": mean, "std": std, "max_length": max_length}
+    assert NORMALIZATION_PRESETS[name] == {"mean": mean, "std": std, "max_length": max_length}
     features = extractor(reference["noise_1s/wave"], sampling_rate=SAMPLING_RATE)
     assert features["input_values"].shape == (1, max_length, 128)
     # 1 s of audio has 98 frames, fewer than any preset's length: the last frame is padding, normalized by the preset.

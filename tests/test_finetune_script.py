@@ -5,12 +5,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from eat_testing import PROJECT_ROOT
 
-SCRIPT = Path(__file__).resolve().parents[1] / "training" / "finetune.py"
+
+SCRIPT = PROJECT_ROOT / "training" / "finetune.py"
 DIGITS = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
 
 
@@ -90,7 +91,8 @@ def test_model_from_a_pretraining_folder_takes_the_student_and_a_new_head(finetu
     import torch
 
     from modeling_eat import EATConfig, EATForPreTraining
-    from modeling_eat.finetuning import FinetuningRecipe, build_label_spec
+    from modeling_eat.finetuning.labels import build_label_spec
+    from modeling_eat.finetuning.recipes import FinetuningRecipe
 
     torch.manual_seed(0)
     pretrained = EATForPreTraining(EATConfig.from_preset("tiny"))

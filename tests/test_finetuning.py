@@ -1,4 +1,5 @@
-"""Unit tests of modeling_eat.finetuning: recipes, augmentations, layer-wise LR decay, labels, loss, metrics, sampling."""
+"""Unit tests of the fine-tuning workflow (modeling_eat/finetuning/): recipes, augmentations, labels, the Trainer and
+its losses, metrics, sampling."""
 
 import numpy as np
 import pytest
@@ -8,32 +9,15 @@ from datasets import ClassLabel, Dataset, Features, List, Value
 from sklearn.metrics import average_precision_score
 from transformers import EvalPrediction, TrainingArguments
 
-from modeling_eat import EATConfig, EATForAudioClassification
-from modeling_eat.finetuning import (
-    RECIPES,
-    EATFinetuningTrainer,
-    FinetuningArguments,
-    FinetuningRecipe,
-    WeightedEpochSampler,
-    ClassificationMetrics,
-    build_label_spec,
-    classification_loss,
-    clip_weights_from_labels,
-    layer_decay_parameter_groups,
-    loss_kind,
-    mean_average_precision,
-    mixup,
-    resolve_recipe,
-    roll_and_gain,
-    spec_augment,
-    write_evaluation_reports,
-)
+from modeling_eat import EATForAudioClassification
+from modeling_eat.finetuning.augmentations import mixup, roll_and_gain, spec_augment
+from modeling_eat.finetuning.data import WeightedEpochSampler, clip_weights_from_labels
+from modeling_eat.finetuning.labels import build_label_spec
+from modeling_eat.finetuning.metrics import ClassificationMetrics, mean_average_precision, write_evaluation_reports
+from modeling_eat.finetuning.recipes import RECIPES, FinetuningArguments, FinetuningRecipe, resolve_recipe
+from modeling_eat.finetuning.trainer import EATFinetuningTrainer, classification_loss, loss_kind
 
-
-def tiny_classifier(num_labels=4, **overrides) -> EATForAudioClassification:
-    torch.manual_seed(0)
-    config = EATConfig.from_preset("tiny", num_labels=num_labels, **overrides)
-    return EATForAudioClassification(config)
+from eat_testing import build
 
 
 # ---------------------------------------------------------------------------------------------------- augmentations
@@ -119,46 +103,13 @@ def test_roll_and_gain_is_a_circular_shift_times_a_gain():
 # ---------------------------------------------------------------------------------------------------- optimizer
 
 
-def test_layer_decay_groups_scale_blocks_and_leave_the_rest_at_one():
-    model = tiny_classifier()
-    num_blocks = model.config.num_hidden_layers
-    groups = layer_decay_parameter_groups(model, learning_rate=1e-3, weight_decay=0.05, layer_decay=0.65)
-    seen = {}
-    for group in groups:
-        assert group["lr"] == pytest.approx(1e-3 * group["lr_scale"])
-        for name, param in zip(group["names"], group["params"]):
-            seen[name] = (group["lr_scale"], group["weight_decay"], param)
-    assert set(seen) == {name for name, _ in model.named_parameters()}
-    for name, (scale, decay, param) in seen.items():
-        if name.startswith("eat.layers."):
-            block = int(name.split(".")[2])
-            assert scale == pytest.approx(0.65 ** (num_blocks - block)), name
-        else:
-            assert scale == 1.0, name
-        assert decay == (0.0 if param.ndim == 1 or name.endswith(".bias") else 0.05), name
-    outside = {"eat.embeddings.patch_embeddings.projection.weight", "eat.embeddings.cls_token",
-               "eat.embeddings.layer_norm.weight", "fc_norm.weight", "classifier.weight", "classifier.bias"}
-    assert outside <= set(seen)
-    assert seen["eat.embeddings.cls_token"][1] == 0.05  # (1, 1, D): decayed, as in the official code
-    assert seen["eat.layers.0.mlp.fc1.weight"][0] == pytest.approx(0.65**3)
-    assert seen["eat.layers.2.attention.qkv_proj.weight"][0] == pytest.approx(0.65)
-
-
-def test_layer_decay_skips_frozen_parameters():
-    model = tiny_classifier()
-    model.freeze_feature_encoder()
-    names = {name for group in layer_decay_parameter_groups(model, 1e-3, 0.05, 0.65) for name in group["names"]}
-    assert not any(name.startswith("eat.embeddings.patch_embeddings") for name in names)
-    assert "eat.embeddings.cls_token" in names
-
-
 def _trainer(tmp_path, model, recipe, **training):
     args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, seed=0, **training)
     return EATFinetuningTrainer(model=model, args=args, recipe=recipe)
 
 
 def test_trainer_optimizer_and_schedule_keep_the_layer_ratios(tmp_path):
-    model = tiny_classifier()
+    model = build(EATForAudioClassification, num_labels=4)
     recipe = FinetuningRecipe(layer_decay=0.5)
     trainer = _trainer(tmp_path, model, recipe, learning_rate=1e-3, weight_decay=0.05, warmup_steps=2,
                        lr_scheduler_type="cosine")
@@ -173,7 +124,7 @@ def test_trainer_optimizer_and_schedule_keep_the_layer_ratios(tmp_path):
 
 
 def test_trainer_augments_only_in_training_and_picks_the_official_loss(tmp_path):
-    model = tiny_classifier()
+    model = build(EATForAudioClassification, num_labels=4)
     seen = []
     model.eat.embeddings.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
     recipe = FinetuningRecipe(mixup_alpha=0.8, mixup_prob=1.0, specaug_ratio=0.3, label_smoothing=0.1, layer_decay=1.0)

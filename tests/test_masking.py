@@ -1,21 +1,29 @@
-"""Tests for modeling_eat/masking_eat.py (EAT inverse block multi-mask, spec §3)."""
+"""Tests for modeling_eat/masking_eat.py (EAT's inverse block multi-mask, EAT.md §3; MaskSpec's random mask)."""
 
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from modeling_eat.masking_eat import (
-    EATMaskGenerator,
-    inverse_block_mask,
-    num_visible_patches,
-    random_mask,
-    visible_run_lengths,
-)
+from modeling_eat.masking_eat import EATMaskGenerator, inverse_block_mask, random_mask
 
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def visible_run_lengths(mask: torch.Tensor, num_time_patches: int, num_freq_patches: int) -> torch.Tensor:
+    """Mean length of the runs of visible patches along time, per mask row: `visible patches / runs` over all
+    frequency columns (0 for a row with nothing visible). A blockiness statistic: inverse block masks make long runs,
+    uniform random ones runs of about `1 / mask_ratio`."""
+    if mask.dim() != 2 or mask.shape[1] != num_time_patches * num_freq_patches:
+        raise ValueError(f"mask must have shape [batch, {num_time_patches * num_freq_patches}], got {tuple(mask.shape)}")
+    visible = ~mask.bool().view(mask.shape[0], num_time_patches, num_freq_patches)
+    starts = visible.clone()
+    starts[:, 1:] &= ~visible[:, :-1]
+    num_visible = visible.sum(dim=(1, 2)).float()
+    num_runs = starts.sum(dim=(1, 2)).float()
+    return torch.where(num_runs > 0, num_visible / num_runs.clamp(min=1), torch.zeros_like(num_visible))
 
 
 def _config(**overrides):
@@ -48,7 +56,8 @@ def _config(**overrides):
 )
 def test_visible_count_exact_for_every_row(num_time, num_freq, ratio, adjust, expected_visible):
     n = num_time * num_freq
-    assert num_visible_patches(n, ratio) == expected_visible == int(n * (1 - ratio) + 1e-6)
+    generator = EATMaskGenerator(_config(mask_ratio=ratio, mask_prob_adjust=adjust))
+    assert generator.num_visible(num_time, num_freq) == expected_visible == int(n * (1 - ratio) + 1e-6)
     mask = inverse_block_mask(
         512, num_time, num_freq, mask_ratio=ratio, mask_prob_adjust=adjust, generator=_gen(0)
     )
@@ -60,7 +69,7 @@ def test_visible_count_exact_for_every_row(num_time, num_freq, ratio, adjust, ex
 
 def test_float_roundoff_does_not_drop_a_patch():
     # 10 * (1 - 0.9) == 0.9999999999999998 in floating point; the count must still be 1.
-    assert num_visible_patches(10, 0.9) == 1
+    assert EATMaskGenerator(_config(mask_ratio=0.9)).num_visible(5, 2) == 1
     mask = inverse_block_mask(64, 5, 2, mask_ratio=0.9, generator=_gen(0))
     assert torch.all((~mask).sum(1) == 1)
 
@@ -196,41 +205,31 @@ def test_mask_generator_large_and_random_strategy():
 # --------------------------------------------------------------------------- validation
 
 
-@pytest.mark.parametrize(
-    "kwargs, name",
-    [
-        (dict(mask_ratio=0.0), "mask_ratio"),
-        (dict(mask_ratio=1.0), "mask_ratio"),
-        (dict(mask_ratio=-0.2), "mask_ratio"),
-        (dict(mask_ratio="high"), "mask_ratio"),
-        (dict(block_size=0), "block_size"),
-        (dict(block_size=2.5), "block_size"),
-        (dict(mask_prob_adjust=-0.1), "mask_prob_adjust"),
-        (dict(num_time_patches=0), "num_time_patches"),
-        (dict(num_freq_patches=-1), "num_freq_patches"),
-        (dict(batch_size=0), "batch_size"),
-    ],
-)
-def test_inverse_block_mask_bad_arguments(kwargs, name):
-    args = dict(batch_size=2, num_time_patches=64, num_freq_patches=8)
-    args.update(kwargs)
-    with pytest.raises(ValueError, match=name):
-        inverse_block_mask(**args)
+INVERSE_BLOCK_ARGUMENTS = dict(batch_size=2, num_time_patches=64, num_freq_patches=8)
+RANDOM_MASK_ARGUMENTS = dict(batch_size=2, num_patches=512, mask_ratio=0.8)
 
 
 @pytest.mark.parametrize(
-    "kwargs, name",
+    "mask_function, arguments, bad, name",
     [
-        (dict(mask_ratio=1.5), "mask_ratio"),
-        (dict(num_patches=0), "num_patches"),
-        (dict(batch_size=-3), "batch_size"),
+        (inverse_block_mask, INVERSE_BLOCK_ARGUMENTS, dict(mask_ratio=0.0), "mask_ratio"),
+        (inverse_block_mask, INVERSE_BLOCK_ARGUMENTS, dict(mask_ratio=1.0), "mask_ratio"),
+        (inverse_block_mask, INVERSE_BLOCK_ARGUMENTS, dict(mask_ratio=-0.2), "mask_ratio"),
+        (inverse_block_mask, INVERSE_BLOCK_ARGUMENTS, dict(mask_ratio="high"), "mask_ratio"),
+        (inverse_block_mask, INVERSE_BLOCK_ARGUMENTS, dict(block_size=0), "block_size"),
+        (inverse_block_mask, INVERSE_BLOCK_ARGUMENTS, dict(block_size=2.5), "block_size"),
+        (inverse_block_mask, INVERSE_BLOCK_ARGUMENTS, dict(mask_prob_adjust=-0.1), "mask_prob_adjust"),
+        (inverse_block_mask, INVERSE_BLOCK_ARGUMENTS, dict(num_time_patches=0), "num_time_patches"),
+        (inverse_block_mask, INVERSE_BLOCK_ARGUMENTS, dict(num_freq_patches=-1), "num_freq_patches"),
+        (inverse_block_mask, INVERSE_BLOCK_ARGUMENTS, dict(batch_size=0), "batch_size"),
+        (random_mask, RANDOM_MASK_ARGUMENTS, dict(mask_ratio=1.5), "mask_ratio"),
+        (random_mask, RANDOM_MASK_ARGUMENTS, dict(num_patches=0), "num_patches"),
+        (random_mask, RANDOM_MASK_ARGUMENTS, dict(batch_size=-3), "batch_size"),
     ],
 )
-def test_random_mask_bad_arguments(kwargs, name):
-    args = dict(batch_size=2, num_patches=512, mask_ratio=0.8)
-    args.update(kwargs)
+def test_mask_functions_name_the_bad_argument(mask_function, arguments, bad, name):
     with pytest.raises(ValueError, match=name):
-        random_mask(**args)
+        mask_function(**{**arguments, **bad})
 
 
 @pytest.mark.parametrize(

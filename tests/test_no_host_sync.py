@@ -14,8 +14,9 @@ from modeling_eat import EATConfig, EATForPreTraining
 from modeling_eat.masking_eat import EATMaskGenerator
 from modeling_eat.modeling_eat import drop_masked_tokens
 
+from eat_testing import NUM_FRAMES, build, seeded, spectrogram
 
-NUM_FRAMES = 128
+
 NUM_TIME_PATCHES = NUM_FRAMES // 16
 NUM_PATCHES = NUM_TIME_PATCHES * 8
 
@@ -25,24 +26,6 @@ aten = torch.ops.aten
 HOST_READS = {aten._local_scalar_dense.default, aten.nonzero.default, aten.equal.default, aten.is_nonzero.default}
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-
-
-def build(seed: int = 0, **overrides) -> EATForPreTraining:
-    overrides.setdefault("clone_batch", 2)
-    torch.manual_seed(seed)
-    return EATForPreTraining(EATConfig.from_preset("tiny", **overrides))
-
-
-def seeded(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def spectrogram(batch_size: int = 2, seed: int = 0) -> torch.Tensor:
-    return torch.randn(batch_size, NUM_FRAMES, 128, generator=seeded(seed))
 
 
 def padding_mask() -> torch.Tensor:
@@ -110,7 +93,7 @@ def test_pretraining_outputs_equal_those_of_the_mask_read_path(objective, with_p
     monkeypatch.setattr(model.mask_generator, "num_visible", lambda *grid: None)
     read, read_gradients = step()
 
-    for name in ("loss", "frame_loss", "utterance_loss", "logits", "last_hidden_state", "target_var"):
+    for name in ("loss", "frame_loss", "utterance_loss", "logits", "last_hidden_state", "target_std"):
         counted_value, read_value = getattr(counted, name), getattr(read, name)
         assert (counted_value is None and read_value is None) or torch.equal(counted_value, read_value), name
     assert all(torch.equal(first, second) for first, second in zip(counted_gradients, read_gradients))
@@ -136,7 +119,7 @@ def test_ema_update_equals_the_scalar_weight_update(ema_decay, ema_end_decay, em
                 parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.1)
         # The former update: the decay read on the host, a Python-float lerp weight.
         expected = [parameter.clone() for parameter in teacher.encoder.parameters()]
-        expected_decay = teacher.decay_at(step)
+        expected_decay = float(teacher.ema_decay(step))
         torch._foreach_lerp_(expected, [p.detach() for p in model.eat.parameters()], 1.0 - expected_decay)
 
         decay = model.update_teacher()
@@ -149,7 +132,7 @@ def test_ema_update_equals_the_scalar_weight_update(ema_decay, ema_end_decay, em
         decays.append(float(decay))
     if ema_anneal_end_step == 4:
         assert decays == pytest.approx([0.9, 0.924975, 0.94995, 0.974925, 0.9999, 0.9999], abs=1e-12)
-    assert teacher.decay == teacher.decay_at(6) == ema_end_decay
+    assert float(teacher.ema_decay()) == float(teacher.ema_decay(6)) == ema_end_decay
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -210,7 +193,7 @@ def test_the_sync_check_catches_host_reads():
     # update count.
     model = build().to("meta").train()
     input_values, masks = meta_batch(model)
-    for read_back in (lambda: model.eat(input_values, bool_masked_pos=masks), lambda: model.teacher.decay):
+    for read_back in (lambda: model.eat(input_values, bool_masked_pos=masks), lambda: float(model.teacher.ema_decay())):
         recorder = HostTrafficRecorder()
         with pytest.raises(RuntimeError, match="meta"), recorder:
             read_back()
@@ -240,7 +223,7 @@ def test_cuda_pretraining_step_does_not_synchronise():
         decay = step()
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert float(decay) == model.teacher.decay_at(1)
+    assert float(decay) == float(model.teacher.ema_decay(1))
 
 
 @pytest.mark.parametrize("objective", ["eat", "maskspec"])

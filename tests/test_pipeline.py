@@ -14,10 +14,6 @@ ID2LABEL = {0: "bark", 1: "rain", 2: "siren", 3: "speech"}
 SAMPLING_RATE = 16000
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
 
 
 def save_classifier(folder, **config_overrides):

@@ -13,39 +13,18 @@ import torch
 import torch.nn.functional as F
 import transformers
 
-from modeling_eat import EATConfig, EATForAudioClassification, EATForPreTraining, EATModel
+from modeling_eat import EATForAudioClassification, EATForPreTraining, EATModel
 from modeling_eat.modeling_eat import EATCNNDecoder, EATMaskSpecDecoder, EATTeacher, utterance_frame_loss
 
+from eat_testing import NUM_FRAMES, build, seeded, spectrogram, tiny_config
 
-NUM_FRAMES = 128
+
 NUM_TIME_PATCHES = NUM_FRAMES // 16
 NUM_PATCHES = NUM_TIME_PATCHES * 8
 PATCH = 16
 
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-
-
-def tiny_config(**overrides) -> EATConfig:
-    overrides.setdefault("clone_batch", 2)
-    return EATConfig.from_preset("tiny", **overrides)
-
-
-def build(seed: int = 0, **overrides) -> EATForPreTraining:
-    torch.manual_seed(seed)
-    return EATForPreTraining(tiny_config(**overrides))
-
-
-def spectrogram(batch_size: int = 2, seed: int = 0, num_frames: int = NUM_FRAMES) -> torch.Tensor:
-    return torch.randn(batch_size, num_frames, 128, generator=torch.Generator().manual_seed(seed))
-
-
-def seeded(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def draw_masks(model: EATForPreTraining, batch_size: int = 2, seed: int = 0) -> torch.Tensor:
@@ -185,13 +164,13 @@ def test_teacher_gets_no_gradient_and_stays_in_eval_mode():
 
 def test_decay_is_annealed_linearly_then_constant():
     teacher = EATTeacher(tiny_config(ema_decay=0.9, ema_end_decay=0.99, ema_anneal_end_step=10))
-    assert teacher.decay_at(0) == pytest.approx(0.9)
-    assert teacher.decay_at(5) == pytest.approx(0.945)
-    assert teacher.decay_at(10) == pytest.approx(0.99)
-    assert teacher.decay_at(1000) == pytest.approx(0.99)
-    assert teacher.decay == pytest.approx(0.9)
+    assert float(teacher.ema_decay(0)) == pytest.approx(0.9)
+    assert float(teacher.ema_decay(5)) == pytest.approx(0.945)
+    assert float(teacher.ema_decay(10)) == pytest.approx(0.99)
+    assert float(teacher.ema_decay(1000)) == pytest.approx(0.99)
+    assert float(teacher.ema_decay()) == pytest.approx(0.9)
     teacher.num_updates.fill_(4)
-    assert teacher.decay == pytest.approx(0.936)
+    assert float(teacher.ema_decay()) == pytest.approx(0.936)
 
 
 def test_ema_update_matches_hand_computation():
@@ -342,7 +321,7 @@ def test_eat_loss_is_the_objective_on_masked_patches_of_hand_made_targets():
     torch.testing.assert_close(out.utterance_loss, expected[2])
     assert torch.equal(out.bool_masked_pos, masks)
     assert out.logits.shape == (4, NUM_PATCHES, 64)
-    assert out.target_var > 0.5 and out.prediction_var > 0
+    assert out.target_std > 0.5 and out.prediction_std > 0
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -535,7 +514,7 @@ def test_save_and_load_round_trip_everything(objective, tmp_path):
     if objective == "eat":
         assert same_weights(loaded.teacher, model.teacher)
         assert int(loaded.teacher.num_updates) == 123
-        assert loaded.teacher.decay == pytest.approx(model.teacher.decay)
+        assert float(loaded.teacher.ema_decay()) == pytest.approx(float(model.teacher.ema_decay()))
     input_values = spectrogram()
     with torch.no_grad():
         loaded_loss = loaded(input_values, generator=seeded(0)).loss
@@ -621,3 +600,20 @@ def test_from_pretrained_in_bf16_keeps_the_teacher_fp32(tmp_path):
     assert int(model.teacher.num_updates) == 1
     # No optimizer step was taken, so the teacher only moved by the bf16 rounding of the student's copy of it.
     torch.testing.assert_close(model.teacher.encoder.embeddings.cls_token, teacher_before, rtol=0, atol=1e-2)
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"mask_ratio": 1.5}, "mask_ratio"),
+        ({"mask_ratio": 0.0}, "mask_ratio"),
+        ({"mask_strategy": "block"}, "mask_strategy"),
+        ({"clone_batch": 0}, "clone_batch"),
+        ({"mask_block_size": 0}, "mask_block_size"),
+    ],
+)
+def test_impossible_masking_settings_raise_when_the_model_is_built(overrides, field):
+    # The config takes them (EATModel never masks); the mask generator, the one home of masking, refuses them.
+    config = tiny_config(**overrides)
+    with pytest.raises(ValueError, match=field):
+        EATForPreTraining(config)

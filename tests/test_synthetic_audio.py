@@ -1,4 +1,4 @@
-"""Tests for the built-in synthetic audio set (modeling_eat/synthetic_audio.py).
+"""Tests for the quickstart's synthetic audio set (training/synthetic_audio.py).
 
 The class checks measure each clip with plain numpy (spectra, the analytic signal, envelopes) and compare with the
 parameters the generator says it drew: a family is only useful to the quickstart if its defining property is
@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from modeling_eat.synthetic_audio import (
+from eat_testing import PROJECT_ROOT
+
+sys.path.insert(0, str(PROJECT_ROOT / "training"))
+from synthetic_audio import (  # noqa: E402  (a module beside the training scripts, not of the package)
     MANIFEST_NAME,
     SYNTHETIC_LABELS,
     generate_clip,
@@ -438,11 +441,11 @@ def test_command_line(tmp_path, capsys, monkeypatch):
     assert exit_info.value.code == 2
     assert "refusing to overwrite" in capsys.readouterr().err
 
-    # The module entry point, as the README runs it; the same parameters reuse the folder. run_module rather than a
-    # subprocess: a fresh interpreter would spend seconds importing the package (and transformers) again.
+    # The script entry point; the same parameters reuse the folder. run_path rather than a subprocess: a fresh
+    # interpreter would spend seconds importing numpy and soundfile again.
     argv = ["synthetic_audio", str(out), "--num_train_per_class", "1", "--num_test_per_class", "1", "--seed", "2"]
     monkeypatch.setattr(sys, "argv", argv)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*found in sys.modules", category=RuntimeWarning)
-        runpy.run_module("modeling_eat.synthetic_audio", run_name="__main__")
+        runpy.run_path(str(PROJECT_ROOT / "training" / "synthetic_audio.py"), run_name="__main__")
     assert str(out) in capsys.readouterr().out

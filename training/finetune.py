@@ -12,10 +12,10 @@ and test/ (or validation/). With neither --do_train nor --do_eval, both run.
 
 `--recipe` sets everything of an official run (clip length, normalisation, augmentations, loss, layer decay, drop
 path and the optimizer/schedule/batch/steps); each flag given on the command line (or in the JSON) wins over it.
-Without a recipe, settings for a small custom data set apply (see `modeling_eat.finetuning.DEFAULT_RECIPE`).
+Without a recipe, settings for a small custom data set apply (see `modeling_eat.finetuning.recipes.DEFAULT_RECIPE`).
 
 `--push_to_hub` is this script's: TrainingArguments' own upload is switched off so that the card is
-`modeling_eat.hub_utils.write_model_card`'s and the folder is checked (code files, auto_map) before
+`modeling_eat.hub.write_model_card`'s and the folder is checked (code files, auto_map) before
 `publish_folder` uploads it once, after training.
 """
 
@@ -28,17 +28,14 @@ from pathlib import Path
 import transformers
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
-from modeling_eat import EATConfig, EATFeatureExtractor, EATForAudioClassification
-from modeling_eat.configuration_eat import PRESETS
-from modeling_eat.finetuning import (
-    ClassificationMetrics,
-    EATFinetuningTrainer,
-    FinetuningArguments,
-    get_recipe,
-    prepare_datasets,
-    resolve_recipe,
-    write_evaluation_reports,
-)
+from modeling_eat import EATConfig, EATForAudioClassification
+from modeling_eat.audio import load_feature_extractor
+from modeling_eat.configuration_eat import SIZE_PRESETS
+from modeling_eat.finetuning.data import prepare_datasets
+from modeling_eat.finetuning.metrics import ClassificationMetrics, write_evaluation_reports
+from modeling_eat.finetuning.recipes import FinetuningArguments, get_recipe, resolve_recipe
+from modeling_eat.finetuning.trainer import EATFinetuningTrainer
+from modeling_eat.hub import publish_folder, write_model_card
 
 
 logger = logging.getLogger(__name__)
@@ -50,7 +47,7 @@ class ModelArguments:
         default=None, metadata={"help": "EAT checkpoint (classifier, converted official, or pre-training folder)."}
     )
     config_name: str | None = field(
-        default=None, metadata={"help": f"Preset ({', '.join(PRESETS)}) or config JSON/folder, to train from scratch."}
+        default=None, metadata={"help": f"Size preset ({', '.join(SIZE_PRESETS)}) or config JSON/folder, to train from scratch."}
     )
     feature_extractor_name: str | None = field(
         default=None, metadata={"help": "Feature extractor folder, if not the checkpoint's."}
@@ -97,19 +94,8 @@ def parse_arguments(argv: list[str]):
     return parser.parse_args_into_dataclasses(args=argv)
 
 
-def load_feature_extractor(model_args: ModelArguments) -> EATFeatureExtractor | None:
-    source = model_args.feature_extractor_name or model_args.model_name_or_path
-    if source is None:
-        return None
-    try:
-        return EATFeatureExtractor.from_pretrained(
-            source, cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token
-        )
-    except OSError:
-        if model_args.feature_extractor_name is not None:
-            raise
-        logger.info(f"{source} has no feature extractor; using EAT's defaults with the recipe's statistics.")
-        return None
+def hub_options(model_args: ModelArguments) -> dict:
+    return {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision, "token": model_args.token}
 
 
 def build_model(model_args: ModelArguments, label_spec, recipe) -> EATForAudioClassification:
@@ -122,15 +108,13 @@ def build_model(model_args: ModelArguments, label_spec, recipe) -> EATForAudioCl
         "drop_path_rate": recipe.drop_path_rate,
         "max_length": recipe.target_length,
     }
-    hub = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision, "token": model_args.token}
-    if model_args.config_name in PRESETS:
-        config = EATConfig.from_preset(model_args.config_name)
-    elif model_args.config_name is not None:
-        config = EATConfig.from_pretrained(model_args.config_name, **hub)
-    elif model_args.model_name_or_path is not None:
-        config = EATConfig.from_pretrained(model_args.model_name_or_path, **hub)
-    else:
+    hub = hub_options(model_args)
+    if model_args.config_name is None and model_args.model_name_or_path is None:
         raise ValueError("Give --model_name_or_path (a checkpoint to fine-tune) or --config_name (to train from scratch).")
+    if model_args.config_name is not None:
+        config = EATConfig.from_name_or_path(model_args.config_name)
+    else:
+        config = EATConfig.from_pretrained(model_args.model_name_or_path, **hub)
     for name, value in head.items():
         setattr(config, name, value)
     config.validate_architecture()
@@ -159,7 +143,9 @@ def main(argv: list[str] | None = None):
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     set_seed(training_args.seed)
 
-    base_feature_extractor = load_feature_extractor(model_args)
+    base_feature_extractor = load_feature_extractor(
+        model_args.feature_extractor_name, model_args.model_name_or_path, **hub_options(model_args)
+    )
     recipe = resolve_recipe(
         finetuning_args,
         pretrained=model_args.model_name_or_path is not None,
@@ -167,7 +153,7 @@ def main(argv: list[str] | None = None):
         max_length_seconds=data_args.max_length_seconds,
     )
     logger.info(f"Fine-tuning recipe {finetuning_args.recipe or 'none (small-data defaults)'}: {recipe}")
-    feature_extractor = base_feature_extractor or EATFeatureExtractor()
+    feature_extractor = base_feature_extractor
     feature_extractor.mean, feature_extractor.std = recipe.norm_mean, recipe.norm_std
     feature_extractor.max_length = recipe.target_length
 
@@ -224,8 +210,6 @@ def main(argv: list[str] | None = None):
         trainer.save_metrics("eval", eval_metrics)
 
     if trainer.is_world_process_zero():
-        from modeling_eat.hub_utils import publish_folder, write_model_card
-
         base_model = model_args.model_name_or_path
         dataset = data_args.dataset_name
         write_model_card(

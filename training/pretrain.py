@@ -27,26 +27,21 @@ from tqdm.auto import tqdm
 from transformers import SchedulerType, get_scheduler
 
 from modeling_eat import EATForPreTraining
+from modeling_eat.audio import crop_num_frames, load_audio_dataset, load_feature_extractor
 from modeling_eat.masking_eat import EATMaskGenerator
-from modeling_eat.pretraining_data import (
+from modeling_eat.optimization import optimizer_param_groups
+from modeling_eat.pretraining.checkpoints import TrainingProgress, load_checkpoint, resolve_checkpoint, save_checkpoint
+from modeling_eat.pretraining.data import (
     EATPretrainingCollator,
     EpochShuffleSampler,
     PretrainingAudioDataset,
     StreamingPretrainingAudioDataset,
-    crop_num_frames,
     derived_seed,
-    load_feature_extractor,
-    load_audio_dataset,
 )
-from modeling_eat.pretraining_loop import (
-    TrainingProgress,
+from modeling_eat.pretraining.settings import (
     build_pretraining_config,
     check_supported_distributed_setup,
     check_teacher_precision,
-    load_checkpoint,
-    optimizer_param_groups,
-    resolve_checkpoint,
-    save_checkpoint,
 )
 
 
@@ -181,7 +176,7 @@ def main(argv=None):
         model = EATForPreTraining.from_pretrained(args.model_name_or_path, config=config)
     else:
         model = EATForPreTraining(config)
-    feature_extractor = load_feature_extractor(args.feature_extractor_name)
+    feature_extractor = load_feature_extractor(args.feature_extractor_name, args.model_name_or_path)
 
     with accelerator.main_process_first():
         train_dataloader, sampler, num_frames = build_dataloader(args, config, feature_extractor)
@@ -296,7 +291,7 @@ def main(argv=None):
                 }
                 logs["lr"] = lr_scheduler.get_last_lr()[0]
                 if unwrapped.teacher is not None:
-                    logs["ema_decay"] = unwrapped.teacher.decay
+                    logs["ema_decay"] = float(unwrapped.teacher.ema_decay())
                 logs["samples_per_second"] = (
                     window_batches * args.per_device_train_batch_size * accelerator.num_processes / elapsed
                 )
@@ -328,7 +323,7 @@ def main(argv=None):
     if accelerator.is_main_process:
         feature_extractor.save_pretrained(output_dir)
         teacher_state = (
-            f" teacher_num_updates={int(unwrapped.teacher.num_updates)} ema_decay={unwrapped.teacher.decay:.8f}"
+            f" teacher_num_updates={int(unwrapped.teacher.num_updates)} ema_decay={float(unwrapped.teacher.ema_decay()):.8f}"
             if unwrapped.teacher is not None
             else ""
         )
@@ -343,7 +338,7 @@ def main(argv=None):
 
 
 def push_to_hub(args, output_dir: Path) -> None:
-    from modeling_eat.hub_utils import publish_folder, write_model_card
+    from modeling_eat.hub import publish_folder, write_model_card
 
     is_local_data = Path(args.dataset_name).exists()
     write_model_card(

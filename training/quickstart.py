@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from modeling_eat.synthetic_audio import write_audiofolder
+from synthetic_audio import write_audiofolder
 
 
 TRAINING_DIR = Path(__file__).resolve().parent
@@ -112,6 +112,8 @@ def main(argv=None):
           f"{1 / num_labels:.3f})")
 
     from transformers import pipeline
+
+    import modeling_eat  # noqa: F401  (registers EAT with the Auto classes, which the pipeline loads through)
 
     classifier = pipeline("audio-classification", model=str(finetuned_dir))
     example = next(iter(sorted((Path(dataset) / "test").glob("*.wav"))), None) if Path(str(dataset)).is_dir() else None

@@ -13,10 +13,10 @@ The output is a standard ``audiofolder`` (``train/`` and ``test/``, each with WA
 
 Usage::
 
-    python -m modeling_eat.synthetic_audio OUTPUT_DIR [--num_train_per_class N] [--num_test_per_class N] [--seed S]
+    python training/synthetic_audio.py OUTPUT_DIR [--num_train_per_class N] [--num_test_per_class N] [--seed S]
 
-This module is part of the Python package but not of the model files shipped to the Hub; it needs only numpy and
-soundfile (``datasets`` is needed only to load the result).
+Demo data of the quickstart, beside it: it needs only numpy and soundfile (``datasets`` is needed only to load the
+result).
 """
 
 from __future__ import annotations
@@ -365,7 +365,7 @@ def _manifest(
     num_train_per_class: int, num_test_per_class: int, seed: int, sampling_rate: int, duration_seconds: float
 ) -> Dict[str, Any]:
     return {
-        "generator": "modeling_eat.synthetic_audio",
+        "generator": "training/synthetic_audio.py",
         "generator_version": GENERATOR_VERSION,
         "labels": list(SYNTHETIC_LABELS),
         "num_train_per_class": num_train_per_class,
@@ -510,7 +510,7 @@ def _move_into_place(staging: Path, output_dir: Path, manifest: Dict[str, Any]) 
 
 def main(argv: Optional[Sequence[str]] = None) -> Path:
     parser = argparse.ArgumentParser(
-        prog="python -m modeling_eat.synthetic_audio",
+        prog="python training/synthetic_audio.py",
         description="Write the built-in synthetic labelled audio set as an audiofolder (train/ and test/ with "
         "metadata.csv), loadable with datasets.load_dataset('audiofolder', data_dir=OUTPUT_DIR).",
     )

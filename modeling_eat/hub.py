@@ -2,7 +2,7 @@
 
 `write_model_card` renders the `model_card.md` template at the repository root into `folder/README.md`;
 `publish_folder` checks that the folder loads with `trust_remote_code=True` anywhere, then uploads it.
-Not shipped to the Hub: this module may use huggingface_hub freely.
+Not shipped with saved folders: this module may use huggingface_hub freely.
 """
 
 import json
@@ -12,12 +12,14 @@ from pathlib import Path
 from huggingface_hub import EvalResult, HfApi, ModelCardData
 from safetensors import safe_open
 
-from .configuration_eat import AUTO_MAP, PRESETS, EATConfig
+from .audio import frames_to_seconds
+from .configuration_eat import AUTO_MAP, SIZE_PRESETS, EATConfig
 
 
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_card.md"
 
-# The files `trust_remote_code=True` imports: the modeling file reaches the others through relative imports.
+# The files every saved folder carries for `trust_remote_code=True`: the modeling file reaches the others through
+# relative imports, which `save_pretrained` follows to copy them.
 CODE_FILES = ("configuration_eat.py", "modeling_eat.py", "masking_eat.py", "feature_extraction_eat.py")
 CLASSIFICATION_ARCHITECTURE = "EATForAudioClassification"
 PRETRAINING_ARCHITECTURE = "EATForPreTraining"
@@ -216,12 +218,12 @@ def check_folder_for_hub(folder) -> list[str]:
     readme = folder / "README.md"
     if not readme.is_file():
         problems.append(
-            "README.md is missing: write the model card with `modeling_eat.hub_utils.write_model_card(folder, ...)`."
+            "README.md is missing: write the model card with `modeling_eat.hub.write_model_card(folder, ...)`."
         )
     elif not readme.read_text().startswith("---\n"):
         problems.append(
             "README.md has no YAML front matter, so the Hub will not know its pipeline or library: "
-            "regenerate it with `modeling_eat.hub_utils.write_model_card(folder, ...)`."
+            "regenerate it with `modeling_eat.hub.write_model_card(folder, ...)`."
         )
     return problems
 
@@ -330,7 +332,7 @@ def _details_table(folder: Path, config: dict, preprocessor: dict | None, datase
     size = next(
         (
             name
-            for name, preset in PRESETS.items()
+            for name, preset in SIZE_PRESETS.items()
             if (preset.get("hidden_size", 768), preset.get("num_hidden_layers", 12)) == (hidden, layers)
         ),
         "custom",
@@ -356,7 +358,7 @@ def _details_table(folder: Path, config: dict, preprocessor: dict | None, datase
             (
                 "Input",
                 f"{preprocessor.get('sampling_rate')} Hz mono audio, {preprocessor.get('num_mel_bins')}-bin Kaldi "
-                f"log-mel filterbank, padded or cut to {frames} frames ({frames / 100:g} s), normalized with mean "
+                f"log-mel filterbank, padded or cut to {frames} frames ({frames_to_seconds(frames):g} s), normalized with mean "
                 f"{preprocessor.get('mean')} and std {preprocessor.get('std')}",
             )
         )

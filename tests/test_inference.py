@@ -1,4 +1,5 @@
-"""Embedding extraction (`modeling_eat.extract`) and the linear probe (`modeling_eat.linear_probe`)."""
+"""The inference workflow (modeling_eat/inference/): embedding extraction (`python -m modeling_eat.extract`) and the
+linear probe (`python -m modeling_eat.linear_probe`)."""
 
 import os
 import subprocess
@@ -11,16 +12,12 @@ import soundfile
 import torch
 
 from modeling_eat import EATConfig, EATFeatureExtractor, EATModel
-from modeling_eat.pretraining_data import load_audio_dataset
-from modeling_eat.extract import (
-    decoded_clips,
-    extract_features,
-    find_audio_files,
-    load_features,
-    main,
-    save_features,
-)
-from modeling_eat.linear_probe import linear_probe, pooled_features
+from modeling_eat.audio import load_audio_dataset
+from modeling_eat.inference.cli import extract_main
+from modeling_eat.inference.features import extract_features
+from modeling_eat.inference.probe import linear_probe, pooled_features
+from modeling_eat.inference.sources import decoded_clips, find_audio_files
+from modeling_eat.inference.storage import load_features, save_features
 
 
 SAMPLING_RATE = 16000
@@ -31,10 +28,6 @@ CLIP_SAMPLES = (8000, 16000, 19200)
 CLIP_ROWS = (3, 7, 8)
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
 
 
 @pytest.fixture(scope="module")
@@ -212,9 +205,9 @@ def test_command_on_folder(tmp_path, saved_model, model, feature_extractor, clip
 
     # The output is not overwritten by accident, and inputs come from files or a data set, not both.
     with pytest.raises(SystemExit):
-        main(command[3:])
+        extract_main(command[3:])
     with pytest.raises(SystemExit):
-        main(["--model_name_or_path", str(saved_model), "--output", str(tmp_path / "other"), "--dataset_name", "x",
+        extract_main(["--model_name_or_path", str(saved_model), "--output", str(tmp_path / "other"), "--dataset_name", "x",
               str(tmp_path / "clips")])
 
 
@@ -229,16 +222,16 @@ def test_command_on_audiofolder_dataset(tmp_path, saved_model, clips):
         "--model_name_or_path", str(saved_model), "--dataset_name", str(tmp_path / "data"), "--split", "train",
         "--format", "npy", "--device", "cpu", "--output", str(output),
     ]
-    main(arguments)
+    extract_main(arguments)
     loaded, _ = load_features(output)
     assert [Path(clip.name).name for clip in loaded] == ["clip0.wav", "clip1.wav", "clip2.wav"]
     assert [clip.frame_embeddings.shape[0] for clip in loaded] == list(CLIP_ROWS)
 
     # --overwrite replaces earlier features (no stale per-clip files survive) but never a folder of something else.
-    main(arguments + ["--max_samples", "1", "--overwrite"])
+    extract_main(arguments + ["--max_samples", "1", "--overwrite"])
     assert len(load_features(output)[0]) == 1 and len(list((output / "frame_embeddings").iterdir())) == 1
     with pytest.raises(ValueError, match="not a features file or folder"):
-        main([*arguments[:-2], "--output", str(data), "--overwrite"])
+        extract_main([*arguments[:-2], "--output", str(data), "--overwrite"])
     assert (data / "metadata.csv").is_file()
 
     with pytest.raises(ValueError, match="--label_column_name 'genre' is not a column"):

@@ -12,11 +12,11 @@ import pytest
 import soundfile
 import torch
 from safetensors.torch import load_file
-from huggingface_hub import ModelCard, constants, set_client_factory
+from huggingface_hub import ModelCard, set_client_factory
 from huggingface_hub.utils._http import default_client_factory
 
 from modeling_eat import EATConfig, EATFeatureExtractor, EATForAudioClassification, EATForPreTraining
-from modeling_eat.hub_utils import (
+from modeling_eat.hub import (
     CODE_FILES,
     check_folder_for_hub,
     eval_results_from_folder,
@@ -31,12 +31,6 @@ BASE_MODEL = "test-user/eat-tiny-pretrained"
 EVAL_RESULTS = {"eval_loss": 0.41, "eval_accuracy": 0.875, "eval_map": 0.6123, "eval_runtime": 2.5, "epoch": 3.0}
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    # huggingface_hub reads the variable once at import; offline mode also stops its background telemetry requests,
-    # so the fake Hub below sees only the requests publish_folder makes.
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
 
 
 def _save_folder(folder, model_class, **config_overrides):

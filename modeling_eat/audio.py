@@ -1,0 +1,254 @@
+"""Audio in, below every workflow: decoding files to 16 kHz mono, resampling, loading data sets, random crops, the
+feature extractor a model goes with, and the one geometry of seconds, samples, fbank frames and patches.
+
+Not shipped with saved folders (the decoders need `soundfile` or `torchcodec`, data sets need `datasets`); the shipped
+files never import it.
+"""
+
+import functools
+import io
+import logging
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .feature_extraction_eat import FRAME_SHIFT_MS, EATFeatureExtractor, kaldi_num_frames, kaldi_num_samples
+
+
+logger = logging.getLogger(__name__)
+
+SAMPLING_RATE = 16000
+# Shorter than one 25 ms fbank frame: nothing to learn from, and the feature extractor rejects it.
+MIN_NUM_SAMPLES = 400
+FRAMES_PER_SECOND = 1000.0 / FRAME_SHIFT_MS
+
+
+class AudioDecodingError(ValueError):
+    """An example whose audio cannot be turned into a usable 16 kHz mono waveform."""
+
+
+# ---------------------------------------------------------------------------------------------------------- geometry
+
+
+def seconds_to_samples(seconds: float, sampling_rate: int = SAMPLING_RATE) -> int:
+    return int(round(seconds * sampling_rate))
+
+
+def seconds_to_frames(seconds: float) -> int:
+    """Fbank frames that a span of `seconds` holds, one per 10 ms hop (a window cut out of a longer fbank)."""
+    return int(round(seconds * FRAMES_PER_SECOND))
+
+
+def frames_to_seconds(num_frames):
+    """Start time in seconds of frame `num_frames` (an int or an array)."""
+    return num_frames / FRAMES_PER_SECOND
+
+
+def patch_aligned(num_frames: int, patch_size: int, round_up: bool = False) -> int:
+    """`num_frames` rounded to whole patch rows: down (a crop never reaches past the audio), or up to at least one
+    row (padding, so that every real frame is encoded)."""
+    if round_up:
+        return max(1, math.ceil(num_frames / patch_size)) * patch_size
+    return num_frames // patch_size * patch_size
+
+
+def crop_num_frames(max_length_seconds: float, patch_size: int = 16, sampling_rate: int = SAMPLING_RATE) -> int:
+    """Fbank frames of a random crop of `max_length_seconds`, rounded down to whole patches (10 s: 998 -> 992)."""
+    num_frames = patch_aligned(
+        kaldi_num_frames(seconds_to_samples(max_length_seconds, sampling_rate), sampling_rate), patch_size
+    )
+    if num_frames < patch_size:
+        raise ValueError(
+            f"--max_length_seconds {max_length_seconds} gives fewer fbank frames than one patch ({patch_size} frames, "
+            f"{kaldi_num_samples(patch_size, sampling_rate) / sampling_rate:.3f} s): use a longer crop."
+        )
+    return num_frames
+
+
+# ---------------------------------------------------------------------------------------------------------- decoding
+
+
+@functools.lru_cache(maxsize=16)
+def _resampling_kernels(
+    orig: int, new: int, lowpass_filter_width: int, rolloff: float
+) -> tuple[torch.Tensor, int]:
+    # Cut-off as a fraction of the input rate; the filters are written in input-sample units.
+    cutoff = rolloff * min(orig, new) / orig
+    half_width = math.ceil(lowpass_filter_width / cutoff)
+    offsets = torch.arange(-half_width, half_width + orig, dtype=torch.float64)
+    phases = torch.arange(new, dtype=torch.float64)[:, None] * orig / new
+    distance = offsets[None, :] - phases
+    window = torch.where(
+        distance.abs() <= half_width, torch.cos(distance * math.pi / (2 * half_width)) ** 2, torch.zeros(())
+    )
+    return cutoff * torch.sinc(cutoff * distance) * window, half_width
+
+
+def resample(
+    waveform: torch.Tensor, orig_freq: int, new_freq: int, lowpass_filter_width: int = 6, rolloff: float = 0.99
+) -> torch.Tensor:
+    """Band-limited resampling of `(..., num_samples)` with a Hann-windowed sinc, in polyphase form.
+
+    The rates are reduced by their gcd to `orig` in and `new` out; output sample `k * new + p` sits `p * orig / new`
+    input samples after input sample `k * orig`, so each of the `new` phases is one filter applied every `orig` input
+    samples. The low-pass cut-off is `rolloff` times the lower Nyquist frequency; `lowpass_filter_width` zero
+    crossings of the sinc are kept on each side.
+    """
+    if orig_freq <= 0 or new_freq <= 0:
+        raise ValueError(f"sampling rates must be positive, got {orig_freq} and {new_freq}")
+    if orig_freq == new_freq:
+        return waveform
+    common = math.gcd(int(orig_freq), int(new_freq))
+    orig, new = int(orig_freq) // common, int(new_freq) // common
+    kernels, half_width = _resampling_kernels(orig, new, lowpass_filter_width, float(rolloff))
+    kernels = kernels.to(waveform.dtype)
+
+    shape = waveform.shape
+    signal = F.pad(waveform.reshape(-1, shape[-1]), (half_width, half_width + orig))
+    # A matmul over strided windows: conv1d with a stride in the hundreds is several times slower on CPU.
+    output = (signal.unfold(-1, kernels.shape[1], orig) @ kernels.T).flatten(1)
+    num_output = math.ceil(shape[-1] * new / orig)
+    return output[:, :num_output].reshape(*shape[:-1], num_output)
+
+
+def _audio_source(audio) -> tuple[object, str]:
+    """The bytes or path to decode from, and a name for messages, of an `Audio(decode=False)` value or a path."""
+    if isinstance(audio, dict):
+        path = audio.get("path") or "<in-memory audio>"
+        if audio.get("bytes"):
+            return audio["bytes"], path
+        if audio.get("path"):
+            return audio["path"], path
+        raise AudioDecodingError(f"{path}: the example holds neither audio bytes nor a path")
+    if isinstance(audio, (str, bytes)):
+        return audio, audio if isinstance(audio, str) else "<in-memory audio>"
+    raise AudioDecodingError(
+        f"expected an audio column cast to `Audio(decode=False)` (a dict with 'bytes'/'path') or a file path, got "
+        f"{type(audio).__name__}"
+    )
+
+
+def _decode_with_soundfile(source) -> tuple[np.ndarray, int]:
+    import soundfile
+
+    data, sampling_rate = soundfile.read(
+        io.BytesIO(source) if isinstance(source, bytes) else source, dtype="float32", always_2d=True
+    )
+    # soundfile returns (frames, channels).
+    return data.mean(axis=1), sampling_rate
+
+
+def _decode_with_torchcodec(source, sampling_rate: int) -> np.ndarray:
+    from torchcodec.decoders import AudioDecoder
+
+    samples = AudioDecoder(source, sample_rate=sampling_rate, num_channels=1).get_all_samples()
+    return samples.data.mean(dim=0).numpy()
+
+
+def decode_audio(audio, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
+    """Float32 mono waveform at `sampling_rate` of an `Audio(decode=False)` value (or a path or bytes).
+
+    soundfile reads WAV/FLAC/OGG; anything it cannot read goes to torchcodec's FFmpeg decoder, which also resamples
+    and down-mixes. Raises `AudioDecodingError` when neither can decode it, or when the audio is empty, shorter than
+    one 25 ms frame, or not finite.
+    """
+    source, name = _audio_source(audio)
+    try:
+        waveform, source_rate = _decode_with_soundfile(source)
+        if source_rate != sampling_rate:
+            waveform = resample(torch.from_numpy(waveform), source_rate, sampling_rate).numpy()
+    except Exception as soundfile_error:
+        try:
+            waveform = _decode_with_torchcodec(source, sampling_rate)
+        except Exception as torchcodec_error:
+            raise AudioDecodingError(
+                f"{name}: soundfile failed ({soundfile_error}) and torchcodec failed ({torchcodec_error})"
+            ) from torchcodec_error
+    minimum = MIN_NUM_SAMPLES * sampling_rate // SAMPLING_RATE
+    if waveform.shape[0] < minimum:
+        raise AudioDecodingError(f"{name}: {waveform.shape[0]} samples, shorter than one 25 ms frame ({minimum})")
+    if not np.isfinite(waveform).all():
+        raise AudioDecodingError(f"{name}: the decoded audio contains NaN or infinite samples")
+    return np.ascontiguousarray(waveform, dtype=np.float32)
+
+
+def random_crop(waveform: np.ndarray, num_samples: int, generator: np.random.Generator) -> np.ndarray:
+    """A random window of `num_samples`; shorter clips come back whole (the fbank is padded instead)."""
+    if waveform.shape[0] <= num_samples:
+        return waveform
+    offset = int(generator.integers(0, waveform.shape[0] - num_samples + 1))
+    return waveform[offset : offset + num_samples]
+
+
+
+# ------------------------------------------------------------------------------------------------- data and models
+
+
+def load_audio_dataset(
+    dataset_name: str,
+    dataset_config_name: str | None = None,
+    split: str = "train",
+    audio_column_name: str = "audio",
+    label_column_name: str | None = None,
+    streaming: bool = False,
+    max_samples: int | None = None,
+):
+    """`load_dataset` (a Hub id or a local folder) reduced to the audio (and label) column, audio left undecoded:
+    our own decoding then skips broken files instead of failing the whole run."""
+    from datasets import Audio, load_dataset
+
+    dataset = load_dataset(dataset_name, dataset_config_name, split=split, streaming=streaming)
+    options = {audio_column_name: "--audio_column_name", label_column_name: "--label_column_name"}
+    column_names = dataset.column_names
+    for column, option in options.items():
+        if column is not None and column_names is not None and column not in column_names:
+            raise ValueError(
+                f"{option} {column!r} is not a column of {dataset_name} (split {split}); its columns are "
+                f"{column_names}. Pass the right name with {option}."
+            )
+    dataset = dataset.select_columns([column for column in options if column is not None])
+    dataset = dataset.cast_column(audio_column_name, Audio(decode=False))
+    if max_samples is not None:
+        dataset = dataset.take(max_samples) if streaming else dataset.select(range(min(max_samples, len(dataset))))
+    return dataset
+
+
+
+
+def load_feature_extractor(
+    feature_extractor_name: str | None = None, model_name_or_path: str | None = None, **kwargs
+) -> EATFeatureExtractor:
+    """The feature extractor that goes with a run: `feature_extractor_name` (a normalization preset, or a saved
+    extractor) when given; else the model's own (from its folder or Hub id) when it has one; else the AudioSet
+    preset EAT pre-trains with. `kwargs` (e.g. `cache_dir`, `token`) go to `from_pretrained`."""
+    if feature_extractor_name is not None:
+        return EATFeatureExtractor.from_name_or_path(feature_extractor_name, **kwargs)
+    if model_name_or_path is not None:
+        try:
+            return EATFeatureExtractor.from_pretrained(model_name_or_path, **kwargs)
+        except OSError:
+            logger.warning(
+                f"{model_name_or_path} has no preprocessor_config.json: using the AudioSet feature extractor "
+                "statistics (pass --feature_extractor_name to choose)."
+            )
+    return EATFeatureExtractor.from_preset("audioset")
+
+
+__all__ = [
+    "FRAMES_PER_SECOND",
+    "MIN_NUM_SAMPLES",
+    "SAMPLING_RATE",
+    "AudioDecodingError",
+    "crop_num_frames",
+    "decode_audio",
+    "frames_to_seconds",
+    "load_audio_dataset",
+    "load_feature_extractor",
+    "patch_aligned",
+    "random_crop",
+    "resample",
+    "seconds_to_frames",
+    "seconds_to_samples",
+]

@@ -1,0 +1,127 @@
+"""The official checkpoint layouts (EAT.md §5, §6): where one encoder's weights live in a source state dict, and the
+renaming rules from those names to this package's."""
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+# fairseq keeps the teacher as a nested dict; flattened under this prefix so every weight has one flat name.
+EMA_PREFIX = "_ema."
+
+
+@dataclass(frozen=True)
+class SourceLayout:
+    """Where one encoder's weights live in a source state dict."""
+
+    description: str
+    encoder_prefix: str
+    blocks_prefix: str
+    context_norm: str
+    head_prefix: str | None = None
+
+    @property
+    def positions_key(self) -> str:
+        return f"{self.encoder_prefix}fixed_positional_encoder.positions"
+
+    @property
+    def decoder_prefix(self) -> str:
+        return f"{self.encoder_prefix}decoder."
+
+    def teacher(self) -> "SourceLayout":
+        return SourceLayout(
+            f"{self.description} (EMA teacher)",
+            EMA_PREFIX + self.encoder_prefix,
+            EMA_PREFIX + self.blocks_prefix,
+            self.context_norm,
+        )
+
+
+FAIRSEQ_PRETRAINING = SourceLayout(
+    "fairseq pre-training checkpoint", "modality_encoders.IMAGE.", "blocks.", "context_encoder.norm"
+)
+FAIRSEQ_FINETUNED = SourceLayout(
+    "fairseq fine-tuned checkpoint", "model.modality_encoders.IMAGE.", "model.blocks.", "context_encoder.norm", ""
+)
+HUB_PORT = SourceLayout("hub remote-code port folder", "model.", "model.blocks.", "pre_norm", "model.")
+
+# Official block parameter names → ours (EAT.md §2.4: norm1 follows attention, norm2 the MLP; post-LN).
+BLOCK_PARAMETERS = {
+    "norm1": "attention_norm",
+    "attn.qkv": "attention.qkv_proj",
+    "attn.proj": "attention.o_proj",
+    "norm2": "output_norm",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+}
+
+
+def encoder_rules(layout: SourceLayout, target_prefix: str) -> list[tuple[re.Pattern, str]]:
+    """Renaming rules from one official encoder to an `EATModel` whose weights start with `target_prefix`."""
+    encoder, blocks = re.escape(layout.encoder_prefix), re.escape(layout.blocks_prefix)
+    rules = [
+        (rf"{encoder}local_encoder\.proj\.(weight|bias)", "embeddings.patch_embeddings.projection.{0}"),
+        (rf"{encoder}extra_tokens", "embeddings.cls_token"),
+        (rf"{encoder}{re.escape(layout.context_norm)}\.(weight|bias)", "embeddings.layer_norm.{0}"),
+    ]
+    for official, ours in BLOCK_PARAMETERS.items():
+        rules.append((rf"{blocks}(\d+)\.{re.escape(official)}\.(weight|bias)", f"layers.{{0}}.{ours}.{{1}}"))
+    return [(re.compile(pattern), target_prefix + template) for pattern, template in rules]
+
+
+def decoder_rules(layout: SourceLayout) -> list[tuple[re.Pattern, str]]:
+    decoder = re.escape(layout.decoder_prefix)
+    return [
+        # In each official decoder block, index 0 is the convolution; its LayerNorm has no parameters.
+        (re.compile(rf"{decoder}blocks\.(\d+)\.0\.(weight|bias)"), "decoder.layers.{0}.conv.{1}"),
+        (re.compile(rf"{decoder}proj\.(weight|bias)"), "decoder.projection.{0}"),
+    ]
+
+
+def head_rules(layout: SourceLayout) -> list[tuple[re.Pattern, str]]:
+    head = re.escape(layout.head_prefix)
+    return [
+        (re.compile(rf"{head}fc_norm\.(weight|bias)"), "fc_norm.{0}"),
+        (re.compile(rf"{head}head\.(weight|bias)"), "classifier.{0}"),
+    ]
+
+
+@dataclass
+class SourceCheckpoint:
+    """A checkpoint read into memory: flat state dict (teacher under `_ema.`), its layout and configuration."""
+
+    path: Path
+    layout: SourceLayout
+    state_dict: dict[str, torch.Tensor]
+    fairseq_cfg: dict | None = None
+    hub_config: dict | None = None
+    num_updates: int | None = None
+    num_updates_origin: str = ""
+
+    @property
+    def has_teacher(self) -> bool:
+        return any(key.startswith(EMA_PREFIX) for key in self.state_dict)
+
+    @property
+    def has_decoder(self) -> bool:
+        return any(key.startswith(self.layout.decoder_prefix) for key in self.state_dict)
+
+    @property
+    def has_head(self) -> bool:
+        return self.layout.head_prefix is not None and f"{self.layout.head_prefix}head.weight" in self.state_dict
+
+
+__all__ = [
+    "BLOCK_PARAMETERS",
+    "EMA_PREFIX",
+    "FAIRSEQ_FINETUNED",
+    "FAIRSEQ_PRETRAINING",
+    "HUB_PORT",
+    "SourceCheckpoint",
+    "SourceLayout",
+    "decoder_rules",
+    "encoder_rules",
+    "head_rules",
+]

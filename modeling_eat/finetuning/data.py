@@ -1,0 +1,220 @@
+"""Fine-tuning data: a Hub data set or a local audiofolder turned into `input_values` and `labels` on the fly, with
+the label classes taken from the train split and, for AudioSet-style runs, weighted epochs towards rare classes."""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..audio import random_crop, seconds_to_samples
+from ..feature_extraction_eat import kaldi_num_samples
+from .augmentations import roll_and_gain
+from .labels import LabelSpec, build_label_spec
+from .recipes import FinetuningRecipe
+
+
+def _fresh_rng() -> np.random.Generator:
+    # Seeded from numpy's global state, which Trainer's set_seed and its per-worker seeding control: reproducible
+    # runs, and different draws in each dataloader worker.
+    return np.random.default_rng(np.random.randint(0, 2**31 - 1))
+
+
+class AudioClassificationTransform:
+    """`datasets.Dataset.set_transform` function: decoded audio → `input_values` (normalised fbank) and `labels`.
+
+    For training it first cuts a random window of `crop_samples` from longer clips and applies roll + gain when
+    asked; for evaluation the whole clip goes to the feature extractor, which crops or pads it to its `max_length`.
+    """
+
+    def __init__(
+        self,
+        feature_extractor,
+        label_spec: LabelSpec,
+        audio_column: str = "audio",
+        label_column: str = "label",
+        *,
+        train: bool = False,
+        crop_samples: int | None = None,
+        roll_augment: bool = False,
+    ):
+        self.feature_extractor = feature_extractor
+        self.label_spec = label_spec
+        self.audio_column = audio_column
+        self.label_column = label_column
+        self.train = train
+        self.crop_samples = crop_samples
+        self.roll_augment = roll_augment
+
+    def waveform(self, audio, rng: np.random.Generator | None) -> np.ndarray:
+        waveform = np.asarray(audio["array"], dtype=np.float32)
+        if audio["sampling_rate"] != self.feature_extractor.sampling_rate:
+            raise ValueError(
+                f"A clip of {self.audio_column!r} is at {audio['sampling_rate']} Hz, not "
+                f"{self.feature_extractor.sampling_rate} Hz: cast the column with "
+                f"Audio(sampling_rate={self.feature_extractor.sampling_rate}) first."
+            )
+        if waveform.ndim != 1:
+            raise ValueError(f"A clip of {self.audio_column!r} has shape {waveform.shape}; cast it to mono.")
+        if rng is not None:
+            if self.crop_samples is not None:
+                waveform = random_crop(waveform, self.crop_samples, rng)
+            if self.roll_augment:
+                waveform = roll_and_gain(waveform, rng)
+        return waveform
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        rng = _fresh_rng() if self.train else None
+        waveforms = [self.waveform(audio, rng) for audio in batch[self.audio_column]]
+        features = self.feature_extractor(
+            waveforms, sampling_rate=self.feature_extractor.sampling_rate, return_tensors="np"
+        )
+        return {
+            "input_values": list(features["input_values"]),
+            "labels": [self.label_spec.encode(value) for value in batch[self.label_column]],
+        }
+
+
+def clip_weights_from_labels(label_indices: Sequence[Sequence[int]], num_labels: int) -> np.ndarray:
+    """Per-clip sampling weights that favour rare classes: each class weighs 1 / (its clip count), a clip weighs the
+    sum over its classes (the recipe behind AudioSet's `weight_train_all.csv`). Normalised to sum 1."""
+    counts = np.zeros(num_labels)
+    for indices in label_indices:
+        counts[list(indices)] += 1
+    class_weights = 1.0 / np.maximum(counts, 1.0)
+    weights = np.array([class_weights[list(indices)].sum() for indices in label_indices])
+    if (weights <= 0).any():
+        # A clip without labels would never be drawn; give it the smallest weight a labelled clip has.
+        weights[weights <= 0] = weights[weights > 0].min() if (weights > 0).any() else 1.0
+    return weights / weights.sum()
+
+
+def load_sample_weights(path: str | Path, num_rows: int) -> np.ndarray:
+    weights = np.loadtxt(path, dtype=np.float64, ndmin=1)
+    if weights.shape != (num_rows,):
+        raise ValueError(
+            f"{path} holds {weights.size} weights but the train split has {num_rows} rows: give one weight per line, "
+            "in the order of the split's rows."
+        )
+    if (weights < 0).any() or not np.isfinite(weights).all() or weights.sum() <= 0:
+        raise ValueError(f"{path}: sample weights must be finite, non-negative, and not all zero.")
+    return weights / weights.sum()
+
+
+class WeightedEpochSampler(torch.utils.data.Sampler):
+    """Each epoch draws `num_samples` distinct clips with `torch.multinomial(weights, replacement=False)`, as EAT's
+    AS-2M fine-tuning does (200k of ~2M clips per epoch). Drawing the whole data set only reorders it.
+
+    The draw depends on `seed` and the epoch only, so every process of a distributed run draws the same indices and
+    accelerate's batch sharding splits them.
+    """
+
+    def __init__(self, weights, num_samples: int | None = None, seed: int = 0):
+        self.weights = torch.as_tensor(np.asarray(weights), dtype=torch.float64)
+        available = int((self.weights > 0).sum())
+        self.num_samples = available if num_samples is None else min(int(num_samples), available)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        indices = torch.multinomial(self.weights, self.num_samples, replacement=False, generator=generator)
+        self.epoch += 1
+        yield from indices.tolist()
+
+
+def prepare_datasets(
+    dataset_name: str,
+    *,
+    feature_extractor,
+    recipe: FinetuningRecipe,
+    dataset_config_name: str | None = None,
+    train_split: str = "train",
+    eval_split: str | None = None,
+    audio_column: str = "audio",
+    label_column: str = "label",
+    max_length_seconds: float | None = None,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    sample_weights_file: str | None = None,
+    seed: int = 42,
+    cache_dir: str | None = None,
+    token: str | None = None,
+    need_train: bool = True,
+):
+    """Loads a Hub data set or a local audiofolder, builds the label classes from the train split, and returns
+    `(train_dataset, eval_dataset, label_spec, sample_weights)` with transforms set (either may be None)."""
+    from datasets import Audio, load_dataset
+
+    if Path(dataset_name).is_dir():
+        raw = load_dataset("audiofolder", data_dir=dataset_name, cache_dir=cache_dir)
+    else:
+        raw = load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir, token=token)
+    if eval_split is None:
+        eval_split = next((name for name in ("test", "validation") if name in raw), None)
+    for split, what in ((train_split, "--train_split_name"), (eval_split, "--eval_split_name")):
+        if split is not None and split not in raw:
+            raise ValueError(f"{dataset_name} has no split {split!r} (it has {sorted(raw)}): set {what}.")
+    train_raw = raw[train_split]
+    for column in (audio_column, label_column):
+        if column not in train_raw.column_names:
+            flag = "--audio_column_name" if column == audio_column else "--label_column_name"
+            raise ValueError(
+                f"{dataset_name} has no column {column!r} (it has {train_raw.column_names}): set {flag}."
+            )
+
+    # datasets decodes, resamples and down-mixes to mono.
+    mono_audio = Audio(sampling_rate=feature_extractor.sampling_rate, num_channels=1)
+    label_values = train_raw[label_column]
+    label_spec = build_label_spec(train_raw.features[label_column], label_values, label_column)
+    sampling_rate = feature_extractor.sampling_rate
+    crop = kaldi_num_samples(recipe.target_length, sampling_rate)
+    if max_length_seconds is not None:
+        crop = seconds_to_samples(max_length_seconds, sampling_rate)
+
+    train_dataset = sample_weights = None
+    if need_train:
+        order = np.random.default_rng(seed).permutation(len(train_raw))
+        if max_train_samples is not None:
+            order = order[:max_train_samples]
+        train_dataset = train_raw.select(order).cast_column(audio_column, mono_audio)
+        if recipe.weighted_sampling or sample_weights_file is not None:
+            if sample_weights_file is not None:
+                sample_weights = load_sample_weights(sample_weights_file, len(train_raw))[order]
+            else:
+                sample_weights = clip_weights_from_labels(
+                    label_spec.label_indices([label_values[i] for i in order]), label_spec.num_labels
+                )
+        train_dataset.set_transform(
+            AudioClassificationTransform(
+                feature_extractor, label_spec, audio_column, label_column,
+                train=True, crop_samples=crop, roll_augment=recipe.roll_augment,
+            )
+        )
+
+    eval_dataset = None
+    if eval_split is not None:
+        eval_raw = raw[eval_split]
+        label_spec.check_covers(eval_raw[label_column], eval_split)
+        if max_eval_samples is not None:
+            eval_raw = eval_raw.shuffle(seed=seed).select(range(min(max_eval_samples, len(eval_raw))))
+        eval_dataset = eval_raw.cast_column(audio_column, mono_audio)
+        eval_dataset.set_transform(
+            AudioClassificationTransform(feature_extractor, label_spec, audio_column, label_column, train=False)
+        )
+    return train_dataset, eval_dataset, label_spec, sample_weights
+
+
+__all__ = [
+    "AudioClassificationTransform",
+    "WeightedEpochSampler",
+    "clip_weights_from_labels",
+    "load_sample_weights",
+    "prepare_datasets",
+]

@@ -1,0 +1,170 @@
+"""The inference commands: `python -m modeling_eat.extract` (embeddings of audio files or a data set) and
+`python -m modeling_eat.linear_probe` (a frozen-encoder quality check), sharing their model options."""
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..audio import frames_to_seconds, load_audio_dataset, load_feature_extractor
+from .features import frame_hop_seconds, iter_features, load_encoder, resolve_layer, window_num_frames
+from .probe import linear_probe, pooled_features
+from .sources import decoded_clips, find_audio_files
+from .storage import FORMATS, remove_features, save_features
+
+
+logger = logging.getLogger(__name__)
+
+EXTRACT_DESCRIPTION = "Utterance and frame-level embeddings from an EAT encoder, for audio files or a data set."
+PROBE_DESCRIPTION = "Linear probe: logistic regression on frozen EAT embeddings, a quick quality measure of a checkpoint."
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by both commands: model, extractor, batching, device, layer, windows."""
+    parser.add_argument("--model_name_or_path", required=True, help="saved EAT folder or Hub id")
+    parser.add_argument("--feature_extractor_name", default=None, help="preset (audioset/esc50/spc2) or folder")
+    parser.add_argument("--batch_size", type=int, default=8, help="windows per forward pass")
+    parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--layer", type=int, default=-1, help="hidden state: 0 = embeddings, i = block i, -1 = last")
+    parser.add_argument(
+        "--window_seconds", type=float, default=None, help="window for long clips (default 10 s or the model's limit)"
+    )
+    parser.add_argument("--always_window", action="store_true", help="window every clip longer than the window")
+    parser.add_argument("--num_workers", type=int, default=0, help="audio decoding processes")
+    parser.add_argument("--skip_undecodable", action="store_true", help="log and skip files that fail to decode")
+
+
+def feature_metadata(args, model) -> dict:
+    return {
+        "model_name_or_path": str(args.model_name_or_path),
+        "layer": resolve_layer(args.layer, model.config.num_hidden_layers),
+        "hidden_size": model.config.hidden_size,
+        "frame_hop_seconds": frame_hop_seconds(model.config.patch_size),
+        "frame_times": "start",
+        "window_seconds": frames_to_seconds(window_num_frames(model.config, args.window_seconds)),
+        "always_window": args.always_window,
+    }
+
+
+def parse_extract_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m modeling_eat.extract", description=EXTRACT_DESCRIPTION)
+    parser.add_argument("inputs", nargs="*", help="audio files and folders (searched for .wav/.flac/.mp3/.ogg)")
+    add_model_arguments(parser)
+    parser.add_argument("--dataset_name", default=None, help="local audiofolder or Hub data set instead of inputs")
+    parser.add_argument("--dataset_config_name", default=None)
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--audio_column_name", default="audio")
+    parser.add_argument("--max_samples", type=int, default=None, help="only the first N clips")
+    parser.add_argument("--output", required=True, help=".safetensors file, or a folder for npy/datasets")
+    parser.add_argument("--format", default="safetensors", choices=FORMATS)
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+    if bool(args.inputs) == bool(args.dataset_name):
+        parser.error("pass audio files/folders or --dataset_name (exactly one of the two)")
+    if Path(args.output).exists() and not args.overwrite:
+        parser.error(f"{args.output} exists: pass --overwrite or another --output")
+    return args
+
+
+def extract_main(argv: Sequence[str] | None = None) -> Path:
+    from tqdm.auto import tqdm
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_extract_args(argv)
+    if args.overwrite and Path(args.output).exists():
+        remove_features(args.output)
+    model = load_encoder(args.model_name_or_path, args.device, args.dtype)
+    feature_extractor = load_feature_extractor(args.feature_extractor_name, args.model_name_or_path)
+    if args.dataset_name:
+        dataset = load_audio_dataset(
+            args.dataset_name, args.dataset_config_name, args.split, args.audio_column_name,
+            max_samples=args.max_samples,
+        )
+        sources = dataset[args.audio_column_name]
+    else:
+        sources = [str(path) for path in find_audio_files(args.inputs)][: args.max_samples]
+    clips = decoded_clips(sources, feature_extractor.sampling_rate, args.num_workers, args.skip_undecodable)
+    features = list(
+        tqdm(
+            iter_features(
+                model, feature_extractor, clips, args.batch_size, args.layer, args.window_seconds, args.always_window
+            ),
+            total=len(sources),
+            desc="extracting",
+            unit="clip",
+        )
+    )
+    output = save_features(features, args.output, args.format, feature_metadata(args, model))
+    logger.info(
+        f"wrote {len(features)} clips ({args.format}, hidden size {model.config.hidden_size}, frame rows every "
+        f"{frame_hop_seconds(model.config.patch_size):.2f} s) to {output} on {model.device}"
+    )
+    return output
+
+
+def parse_probe_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m modeling_eat.linear_probe", description=PROBE_DESCRIPTION)
+    add_model_arguments(parser)
+    parser.add_argument("--dataset_name", required=True, help="local audiofolder or Hub data set")
+    parser.add_argument("--dataset_config_name", default=None)
+    parser.add_argument("--train_split", default="train")
+    parser.add_argument("--test_split", default="test")
+    parser.add_argument("--audio_column_name", default="audio")
+    parser.add_argument("--label_column_name", default="label")
+    parser.add_argument("--max_train_samples", type=int, default=None)
+    parser.add_argument("--max_test_samples", type=int, default=None)
+    parser.add_argument("--pooling", default="cls", choices=["cls", "mean"])
+    parser.add_argument("--regularization", type=float, default=1.0, help="inverse L2 strength C")
+    parser.add_argument("--confusion_matrix", default=None, help="write the test confusion matrix to this PNG")
+    parser.add_argument("--output_json", default=None, help="write the results to this JSON file")
+    return parser.parse_args(argv)
+
+
+def probe_main(argv: Sequence[str] | None = None) -> dict:
+    from tqdm.auto import tqdm
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_probe_args(argv)
+    if args.skip_undecodable:
+        raise SystemExit("--skip_undecodable is not supported here: features and labels must stay aligned")
+    model = load_encoder(args.model_name_or_path, args.device, args.dtype)
+    feature_extractor = load_feature_extractor(args.feature_extractor_name, args.model_name_or_path)
+
+    def split_features(split: str, max_samples: int | None):
+        dataset = load_audio_dataset(
+            args.dataset_name, args.dataset_config_name, split, args.audio_column_name, args.label_column_name,
+            max_samples=max_samples,
+        )
+        clips = decoded_clips(dataset[args.audio_column_name], feature_extractor.sampling_rate, args.num_workers)
+        features = iter_features(
+            model, feature_extractor, clips, args.batch_size, args.layer, args.window_seconds, args.always_window
+        )
+        features = list(tqdm(features, total=len(dataset), desc=f"{split} features", unit="clip"))
+        return pooled_features(features, args.pooling), list(dataset[args.label_column_name])
+
+    train_features, train_labels = split_features(args.train_split, args.max_train_samples)
+    test_features, test_labels = split_features(args.test_split, args.max_test_samples)
+    results = linear_probe(train_features, train_labels, test_features, test_labels, args.regularization)
+    predictions = results.pop("predictions")
+    results.update(model_name_or_path=args.model_name_or_path, pooling=args.pooling, layer=args.layer)
+    print(
+        f"linear probe ({args.pooling}, layer {args.layer}) on {args.dataset_name}: accuracy {results['accuracy']:.4f} "
+        f"vs chance {results['chance']:.4f} ({results['num_classes']} classes, {results['num_train']} train / "
+        f"{results['num_test']} test clips)"
+    )
+    if args.confusion_matrix:
+        from ..plotting import plot_confusion_matrix
+
+        labels = sorted(set(train_labels) | set(test_labels))
+        plot_confusion_matrix(
+            test_labels, predictions, labels, args.confusion_matrix, title=f"linear probe, {args.dataset_name}"
+        )
+    if args.output_json:
+        with open(args.output_json, "w") as handle:
+            json.dump(results, handle, indent=1)
+    return results
+
+
+__all__ = ["add_model_arguments", "extract_main", "feature_metadata", "probe_main"]

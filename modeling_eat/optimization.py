@@ -1,0 +1,54 @@
+"""The optimizer parameter-group rules of EAT, shared by pre-training and fine-tuning: which parameters take weight
+decay, and fine-tuning's layer-wise learning-rate decay (EAT.md §3 and §4, Optimization)."""
+
+from typing import Any
+
+from torch import nn
+
+
+def takes_weight_decay(name: str, parameter: nn.Parameter) -> bool:
+    """EAT's rule, in pre-training and fine-tuning alike: decay matrices and kernels, not biases or 1-D parameters
+    (LayerNorms)."""
+    return parameter.ndim > 1 and not name.endswith(".bias")
+
+
+def optimizer_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Trainable parameters in two AdamW groups: weight decay on matrices and kernels; none on biases and 1-D
+    parameters (LayerNorms), as EAT. Frozen ones (the EMA teacher) stay out of the optimizer."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (decay if takes_weight_decay(name, parameter) else no_decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def layer_decay_parameter_groups(
+    model: nn.Module, learning_rate: float, weight_decay: float, layer_decay: float
+) -> list[dict[str, Any]]:
+    """Optimizer groups of EAT's fine-tuning: block i (0-based) of L trains at `learning_rate * layer_decay**(L-i)`,
+    everything outside the blocks (patch embedding, CLS, embedding norm, fc_norm, classifier) at `learning_rate`;
+    1-D parameters and biases get no weight decay. Each group carries `lr_scale` and the parameter `names`.
+
+    The learning-rate schedulers of transformers scale each group's own initial `lr`, so the ratios hold all along.
+    """
+    blocks = model.base_model.layers
+    num_blocks = len(blocks)
+    block_of = {id(param): index for index, block in enumerate(blocks) for param in block.parameters()}
+    groups: dict[tuple, dict[str, Any]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        block = block_of.get(id(param))
+        scale = layer_decay ** (num_blocks - block) if block is not None else 1.0
+        decay = weight_decay if takes_weight_decay(name, param) else 0.0
+        group = groups.setdefault(
+            (block, decay),
+            {"params": [], "names": [], "lr": learning_rate * scale, "lr_scale": scale, "weight_decay": decay},
+        )
+        group["params"].append(param)
+        group["names"].append(name)
+    return list(groups.values())
+
+
+__all__ = ["layer_decay_parameter_groups", "optimizer_param_groups", "takes_weight_decay"]
