@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import SAMPLING_RATE, apply_threads, benchmark_parser, machine_info, print_table, time_calls, write_json
 from modeling_eat import EATConfig
-from modeling_eat.masking_eat import EATMaskGenerator
 from modeling_eat.audio import crop_num_frames, decode_audio, load_feature_extractor
+from modeling_eat.masking_eat import EATMaskGenerator
 from modeling_eat.pretraining.data import EATPretrainingCollator, EpochShuffleSampler, PretrainingAudioDataset
+
+from common import SAMPLING_RATE, apply_threads, benchmark_parser, machine_info, print_table, time_calls, write_json
 
 
 def write_noise_clips(folder: Path, count: int, seconds: float, sampling_rate: int) -> list[Path]:

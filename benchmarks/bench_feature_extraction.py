@@ -31,8 +31,17 @@ import warnings
 import numpy as np
 import torch
 
-from common import SAMPLING_RATE, apply_threads, benchmark_parser, failure_status, machine_info, print_table, write_json
 from modeling_eat.feature_extraction_eat import EATFeatureExtractor, kaldi_fbank
+
+from common import (
+    SAMPLING_RATE,
+    apply_threads,
+    benchmark_parser,
+    failure_status,
+    machine_info,
+    print_table,
+    write_json,
+)
 
 
 SECTIONS = ("cpu", "torchaudio", "device")

@@ -41,24 +41,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import (
-    CLIP_FRAMES,
-    NUM_MEL_BINS,
-    PeakMemory,
-    apply_threads,
-    benchmark_parser,
-    failure_status,
-    flops_of,
-    machine_info,
-    print_table,
-    synchronize,
-    time_calls,
-    write_json,
-)
 from modeling_eat import EATConfig, EATForPreTraining
 from modeling_eat.masking_eat import EATMaskGenerator
 from modeling_eat.modeling_eat import sincos_position_table
 from modeling_eat.optimization import optimizer_param_groups
+
+import common
 
 
 CASES = {
@@ -359,7 +347,7 @@ class PeakDeviceMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
-            self.host = PeakMemory().__enter__()
+            self.host = common.PeakMemory().__enter__()
         return self
 
     def __exit__(self, *exc):
@@ -384,10 +372,10 @@ def measure_steps(steps: dict, spectrogram, bool_masked_pos, repeats: int, devic
         try:
             start = time.perf_counter()
             step(spectrogram, bool_masked_pos)
-            synchronize(device)
+            common.synchronize(device)
             first_call[name] = time.perf_counter() - start
         except Exception as error:  # noqa: BLE001 - one variant failing must not lose the others' figures
-            failures[name] = failure_status(error)
+            failures[name] = common.failure_status(error)
             print(f"  {name}: {failures[name]}", flush=True)
     for _ in range(max(1, repeats)):
         for name, step in steps.items():
@@ -395,13 +383,13 @@ def measure_steps(steps: dict, spectrogram, bool_masked_pos, repeats: int, devic
                 continue
             try:
                 with PeakDeviceMemory(device) as memory:
-                    synchronize(device)
+                    common.synchronize(device)
                     start = time.perf_counter()
                     step(spectrogram, bool_masked_pos, record_parts=True)
-                    synchronize(device)
+                    common.synchronize(device)
                     seconds = time.perf_counter() - start
             except Exception as error:  # noqa: BLE001
-                failures[name] = failure_status(error)
+                failures[name] = common.failure_status(error)
                 continue
             parts = step.parts() if step.measures_parts else {}
             if parts:
@@ -468,7 +456,7 @@ def decoder_conv_variants(config: EATConfig, rows: int, num_time_patches: int, r
         reference = conv(grid).float()
     # The convolution's own count, for every formulation: the counter does not see through unfold's broadcast matmul.
     reference_input = grid.detach().requires_grad_(True)
-    flops = flops_of(lambda: conv(reference_input).sum().backward())
+    flops = common.flops_of(lambda: conv(reference_input).sum().backward())
     results = []
     cudnn_benchmark = torch.backends.cudnn.benchmark
     for name, (module, x, benchmark_cudnn) in variants.items():
@@ -482,11 +470,11 @@ def decoder_conv_variants(config: EATConfig, rows: int, num_time_patches: int, r
         torch.backends.cudnn.benchmark = benchmark_cudnn
         try:
             with PeakDeviceMemory(device) as memory:
-                timing = time_calls(forward_backward, repeats=repeats, device=device)
+                timing = common.time_calls(forward_backward, repeats=repeats, device=device)
             with torch.no_grad(), autocast(device, dtype):
                 difference = (module(x).float() - reference).abs().max().item()
         except Exception as error:  # noqa: BLE001 - an out-of-memory formulation must not lose the others
-            results.append({"formulation": name, "rows": rows, "status": failure_status(error)})
+            results.append({"formulation": name, "rows": rows, "status": common.failure_status(error)})
             continue
         finally:
             torch.backends.cudnn.benchmark = cudnn_benchmark
@@ -515,13 +503,14 @@ def peak_tflops(device: torch.device, dtype: torch.dtype | None, override: float
 
 
 def main():
-    parser = benchmark_parser(__doc__)
+    parser = common.benchmark_parser(__doc__)
     parser.add_argument("--cases", default=None,
-                        help=f"comma-separated, from {sorted(CASES)} (default: tiny,base-2l on the CPU, base on a GPU)")
+                        help=f"comma-separated, from {sorted(CASES)} (default: tiny,base-2l on the CPU, base on a "
+                             "GPU)")
     parser.add_argument("--batch", default=None,
                         help="clips per step, or several comma-separated "
                              "(default: the case's; 12,32 for base on a GPU)")
-    parser.add_argument("--frames", type=int, default=CLIP_FRAMES, help="fbank frames per clip (1024 = 10 s)")
+    parser.add_argument("--frames", type=int, default=common.CLIP_FRAMES, help="fbank frames per clip (1024 = 10 s)")
     parser.add_argument("--clones", type=int, default=None, help="masked clones per clip (default: the config's, 16)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default=None,
@@ -533,7 +522,7 @@ def main():
                         help="the device's peak for the MFU column (default: known bf16 peaks of H100/H200/A100)")
     parser.add_argument("--skip-decoder-variants", action="store_true", help="leave out the decoder conv table")
     args = parser.parse_args()
-    apply_threads(args.threads)
+    common.apply_threads(args.threads)
     device = torch.device(args.device)
     dtype_name = args.dtype or ("bf16" if device.type == "cuda" else "fp32")
     dtype = torch.bfloat16 if dtype_name == "bf16" else None
@@ -549,7 +538,7 @@ def main():
     if args.smoke:
         cases, args.frames, args.repeats, batches, args.clones = ["tiny"], 64, 1, [1], 4
     peak = peak_tflops(device, dtype, args.peak_tflops)
-    machine = machine_info()
+    machine = common.machine_info()
     print(f"{machine['gpu'] or machine['cpu']}, {machine['torch_threads']} threads, torch {machine['torch']}, "
           f"transformers {machine['transformers']}, load {machine.get('load_average_1min')}; {args.frames} frames per "
           f"clip, {dtype_name}, variants {variants}, median of {args.repeats} timed steps each, after one warm-up, "
@@ -568,31 +557,30 @@ def main():
                     config, batch * config.clone_batch, args.frames // config.patch_size, args.repeats, device, dtype)]
             if args.json:
                 # A long GPU run may be stopped at its time limit: what finished is kept.
-                write_json(args.json, machine, {**vars(args), "json": str(args.json)}, results,
-                           decoder_convolution=decoder_rows, dtype=dtype_name, device=str(device))
+                common.write_json(args.json, machine, {**vars(args), "json": str(args.json)}, results,
+                                  decoder_convolution=decoder_rows, dtype=dtype_name, device=str(device))
 
-    print_table(results, ["case", "implementation", "batch", "clones", "clips_per_s", "best_clips_per_s",
-                          "ours/plain clips/s", "vs ours", "gflop_per_clip", "achieved_tflop_per_s", "mfu", "peak_mib",
-                          "first_call_s",
-                          "status"],
-                f"pre-training step ({dtype_name}, {device.type})")
-    print_table(results, ["case", "implementation", "batch", "step_s", *[f"{part}_s" for part in PARTS]],
-                "parts of the median step, seconds")
-    print_table(results, ["case", "implementation", "batch", "second_loss", "second_loss_diff_vs_ours"],
-                "loss of the second step, same weights and noise (a lever must not change it beyond rounding)")
+    step_columns = ["case", "implementation", "batch", "clones", "clips_per_s", "best_clips_per_s",
+                    "ours/plain clips/s", "vs ours", "gflop_per_clip", "achieved_tflop_per_s", "mfu", "peak_mib",
+                    "first_call_s", "status"]
+    common.print_table(results, step_columns, f"pre-training step ({dtype_name}, {device.type})")
+    common.print_table(results, ["case", "implementation", "batch", "step_s", *[f"{part}_s" for part in PARTS]],
+                       "parts of the median step, seconds")
+    common.print_table(results, ["case", "implementation", "batch", "second_loss", "second_loss_diff_vs_ours"],
+                       "loss of the second step, same weights and noise (a lever must not change it beyond rounding)")
     if decoder_rows:
-        print_table(decoder_rows, ["case", "formulation", "rows", "channels", "groups", "ms", "best_ms", "gflop_per_s",
-                                   "speedup_vs_conv2d", "max_abs_diff", "peak_mib", "status"],
-                    "one decoder convolution, forward + backward")
-    write_json(args.json, machine, {**vars(args), "json": str(args.json)}, results,
-               decoder_convolution=decoder_rows, dtype=dtype_name, device=str(device))
+        columns = ["case", "formulation", "rows", "channels", "groups", "ms", "best_ms", "gflop_per_s",
+                   "speedup_vs_conv2d", "max_abs_diff", "peak_mib", "status"]
+        common.print_table(decoder_rows, columns, "one decoder convolution, forward + backward")
+    common.write_json(args.json, machine, {**vars(args), "json": str(args.json)}, results,
+                      decoder_convolution=decoder_rows, dtype=dtype_name, device=str(device))
 
 
 def counted_first_steps(step, spectrogram, bool_masked_pos) -> tuple[int, float]:
     """FLOPs of a step's first call, and the loss of its second: the first update (optimizer, EMA) shows in it. The
     global random state (the decoder's noise) is seeded alike before each."""
     torch.manual_seed(1)
-    flops = flops_of(lambda: step(spectrogram, bool_masked_pos))
+    flops = common.flops_of(lambda: step(spectrogram, bool_masked_pos))
     torch.manual_seed(2)
     return flops, float(step(spectrogram, bool_masked_pos).detach())
 
@@ -600,7 +588,7 @@ def counted_first_steps(step, spectrogram, bool_masked_pos) -> tuple[int, float]
 def measure_case(case, config, batch, args, variants, device, dtype, peak) -> list[dict]:
     num_time_patches = args.frames // config.patch_size
     generator = torch.Generator().manual_seed(0)
-    spectrogram = torch.randn(batch, args.frames, NUM_MEL_BINS, generator=generator).to(device)
+    spectrogram = torch.randn(batch, args.frames, common.NUM_MEL_BINS, generator=generator).to(device)
     bool_masked_pos = EATMaskGenerator(config)(batch, num_time_patches, config.num_freq_patches, generator)
     bool_masked_pos = bool_masked_pos.to(device)
     steps, flops = {}, {}

@@ -11,6 +11,9 @@ Usage:
 
 import torch
 
+from modeling_eat import EATConfig, EATForAudioClassification
+from modeling_eat.audio import crop_num_frames
+
 from common import (
     NUM_MEL_BINS,
     PeakMemory,
@@ -21,8 +24,6 @@ from common import (
     time_calls,
     write_json,
 )
-from modeling_eat import EATConfig, EATForAudioClassification
-from modeling_eat.audio import crop_num_frames
 
 
 # Past this length one timed call is enough: it lasts seconds, and the machine's time is better spent elsewhere.
@@ -65,7 +66,7 @@ def main():
                 })
                 print(f"  {attention} {seconds:g} s: {timing['median_s']:.2f} s, peak {memory.peak_mib:.0f} MiB",
                       flush=True)
-        del model
+        model = None  # frees the weights before the next variant is built
     shortest = {row["attention"]: row for row in reversed(results)}
     for row in results:
         base = shortest[row["attention"]]

@@ -2,7 +2,8 @@
 
 Examples:
 
-    python conversion/convert_eat_to_hf.py --checkpoint_path EAT-base_epoch10_pt.pt --output_dir eat-base --trust_pickle
+    python conversion/convert_eat_to_hf.py --checkpoint_path EAT-base_epoch10_pt.pt --output_dir eat-base \
+        --trust_pickle
     python conversion/convert_eat_to_hf.py --checkpoint_path EAT-base_epoch10_pt.pt --output_dir eat-base-pretraining \
         --target pretraining --trust_pickle
     python conversion/convert_eat_to_hf.py --checkpoint_path EAT_finetuned_AS2M.pt --output_dir eat-base-as2m \
@@ -57,17 +58,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     try:
-        report = convert_checkpoint(
-            args.checkpoint_path,
-            args.output_dir,
-            target=args.target,
-            use_ema=args.use_ema,
-            id2label=args.id2label,
-            trust_pickle=args.trust_pickle,
-            push_to_hub=args.push_to_hub,
-            token=args.token,
-            private=args.private,
-        )
+        # The flags are named as convert_checkpoint's parameters.
+        report = convert_checkpoint(**vars(args))
     except ConversionError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -186,6 +186,26 @@ def random_crop(waveform: np.ndarray, num_samples: int, generator: np.random.Gen
 # ------------------------------------------------------------------------------------------------- data and models
 
 
+class SeededEpochSampler(torch.utils.data.Sampler):
+    """A sampler whose order in epoch `e` depends on `seed + e` only, so that every process of a distributed run and
+    a resumed run draw the same order. Subclasses draw it in `__iter__` from `self.epoch_generator()`; call
+    `set_epoch` (accelerate's `DataLoaderShard.set_epoch` forwards to it) before iterating."""
+
+    def __init__(self, num_samples: int, seed: int = 0):
+        self.num_samples = num_samples
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def epoch_generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed + self.epoch)
+
+
 def load_audio_dataset(
     dataset_name: str,
     dataset_config_name: str | None = None,
@@ -241,6 +261,7 @@ __all__ = [
     "MIN_NUM_SAMPLES",
     "SAMPLING_RATE",
     "AudioDecodingError",
+    "SeededEpochSampler",
     "crop_num_frames",
     "decode_audio",
     "frames_to_seconds",

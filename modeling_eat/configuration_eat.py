@@ -19,8 +19,8 @@ from transformers.configuration_utils import PreTrainedConfig
 
 # Sizes and pre-training recipes of the official checkpoints (EAT.md §2.4, §2.5, §3). `tiny` and `small` are ours:
 # `tiny` has the width and depth of the reference fixtures, for tests; `small` is twice as wide, for demos, because
-# 64 channels learn too slowly in a few hundred steps (BENCHMARKS.md). Both anneal the EMA faster so that a short
-# run moves the teacher.
+# 64 channels learn too slowly in a few hundred steps (FIDELITY.md). Both anneal the EMA faster so that a short run
+# moves the teacher.
 SIZE_PRESETS = {
     "base": {},
     "large": {
@@ -137,6 +137,7 @@ class EATConfig(PreTrainedConfig):
 
     >>> config = EATConfig.from_preset("base")
     >>> model = EATModel(config)
+
     ```"""
 
     model_type = "eat"
@@ -193,7 +194,7 @@ class EATConfig(PreTrainedConfig):
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "EATConfig":
-        """Builds the configuration of a named size (`base`, `large`, `small`, `tiny`); keyword arguments override fields."""
+        """The configuration of a named size (`base`, `large`, `small`, `tiny`); keyword arguments override fields."""
         if name not in SIZE_PRESETS:
             raise ValueError(f"Unknown EAT preset {name!r}: choose one of {sorted(SIZE_PRESETS)}.")
         return cls(**{**SIZE_PRESETS[name], **overrides})

@@ -77,14 +77,9 @@ def kaldi_num_frames(
     return 1 + (num_samples - frame_length) // frame_shift
 
 
-def kaldi_num_samples(
-    num_frames: int,
-    sampling_rate: int = 16000,
-    frame_length_ms: float = FRAME_LENGTH_MS,
-    frame_shift_ms: float = FRAME_SHIFT_MS,
-) -> int:
-    """The fewest samples Kaldi makes `num_frames` frames of (the inverse of `kaldi_num_frames`)."""
-    frame_length, frame_shift, _ = _frame_sizes(sampling_rate, frame_length_ms, frame_shift_ms)
+def kaldi_num_samples(num_frames: int, sampling_rate: int = 16000) -> int:
+    """The fewest samples Kaldi makes `num_frames` frames of, 25 ms every 10 ms (the inverse of `kaldi_num_frames`)."""
+    frame_length, frame_shift, _ = _frame_sizes(sampling_rate, FRAME_LENGTH_MS, FRAME_SHIFT_MS)
     return (num_frames - 1) * frame_shift + frame_length if num_frames > 0 else 0
 
 
@@ -105,7 +100,7 @@ def _fbank_constants(
     """
     # Both are computed in the compute dtype (float32 = Kaldi's BaseFloat), not in float64: a pure tone near the foot
     # of a mel triangle gets a small weight whose float32 rounding moves its log-mel by several 1e-4, so a matrix built
-    # in float64 lands further from torchaudio's (BENCHMARKS.md, "Faithfulness").
+    # in float64 lands further from torchaudio's (README, "Numerical faithfulness").
     # Kaldi's "hanning" is the symmetric Hann window (denominator N - 1), unlike torch's periodic default.
     window = torch.hann_window(frame_length, periodic=False, dtype=dtype)
 

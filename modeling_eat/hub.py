@@ -140,7 +140,7 @@ def write_model_card(
             imports="AutoModelForAudioClassification, pipeline",
             model_id=model_id,
             auto_class="AutoModelForAudioClassification",
-            # Before 5.23 the pipeline applies softmax whatever the problem type: naming sigmoid works on every version.
+            # Before 5.23 the pipeline applies softmax whatever the problem type; naming sigmoid works on all versions.
             outputs=_CLASSIFIER_OUTPUTS.format(
                 score_function=', function_to_apply="sigmoid"'
                 if config.get("problem_type") == "multi_label_classification"
@@ -358,8 +358,8 @@ def _details_table(folder: Path, config: dict, preprocessor: dict | None, datase
             (
                 "Input",
                 f"{preprocessor.get('sampling_rate')} Hz mono audio, {preprocessor.get('num_mel_bins')}-bin Kaldi "
-                f"log-mel filterbank, padded or cut to {frames} frames ({frames_to_seconds(frames):g} s), normalized with mean "
-                f"{preprocessor.get('mean')} and std {preprocessor.get('std')}",
+                f"log-mel filterbank, padded or cut to {frames} frames ({frames_to_seconds(frames):g} s), normalized "
+                f"with mean {preprocessor.get('mean')} and std {preprocessor.get('std')}",
             )
         )
     if CLASSIFICATION_ARCHITECTURE in (config.get("architectures") or []):

@@ -42,37 +42,34 @@ def _floor(value: float) -> int:
     return int(math.floor(value + _FLOOR_TOLERANCE))
 
 
-def _positive_int(name: str, value) -> int:
-    # operator.index takes numpy and 0-dim torch integers from configs, and refuses 2.5 and "5".
+def _checked(name: str, value, convert, is_valid, requirement: str):
     try:
-        if isinstance(value, bool):
-            raise TypeError
-        as_int = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
-    if as_int < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return as_int
+        converted = convert(value)
+    except (TypeError, ValueError):
+        converted = None
+    if converted is None or not is_valid(converted):
+        raise ValueError(f"{name} must be {requirement}, got {value!r}") from None
+    return converted
+
+
+def _as_index(value) -> int:
+    # operator.index takes numpy and 0-dim torch integers from configs, and refuses 2.5 and "5" (and booleans here).
+    if isinstance(value, bool):
+        raise TypeError
+    return operator.index(value)
+
+
+def _positive_int(name: str, value) -> int:
+    return _checked(name, value, _as_index, lambda number: number >= 1, "a positive integer")
 
 
 def _ratio(name: str, value) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}") from None
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"{name} must lie strictly between 0 and 1, got {value!r}")
-    return value
+    return _checked(name, value, float, lambda number: 0.0 < number < 1.0, "a number strictly between 0 and 1")
 
 
 def _non_negative(name: str, value) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite non-negative number, got {value!r}") from None
-    if not (math.isfinite(value) and value >= 0.0):
-        raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
-    return value
+    is_valid = lambda number: math.isfinite(number) and number >= 0.0  # noqa: E731
+    return _checked(name, value, float, is_valid, "a finite non-negative number")
 
 
 def _grid_size(num_time_patches: int, num_freq_patches: int) -> int:

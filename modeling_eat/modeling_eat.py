@@ -106,7 +106,7 @@ def sincos_position_table(num_time_patches: int, num_freq_patches: int, dim: int
 
 
 def patch_attention_mask(attention_mask: torch.Tensor, patch_size: int, num_freq_patches: int) -> torch.Tensor:
-    """Frame mask `[batch, frames]` → patch mask `[batch, patches]`: a patch row counts if any of its frames is real."""
+    """Frame mask `(batch, frames)` → patch mask `(batch, patches)`: a patch row is real if any of its frames is."""
     batch_size, num_frames = attention_mask.shape
     rows = attention_mask.view(batch_size, num_frames // patch_size, patch_size).any(dim=-1)
     return rows.repeat_interleave(num_freq_patches, dim=1)
@@ -493,6 +493,7 @@ class EATModel(EATPreTrainedModel):
         torch.Size([1, 64])
         >>> outputs.last_hidden_state.shape  # CLS + 6 time rows x 8 frequency patches
         torch.Size([1, 49, 64])
+
         ```"""
         input_values = self.check_input_values(input_values)
         hidden_states = self.embeddings(input_values, bool_masked_pos, num_visible_patches)
@@ -521,7 +522,9 @@ class EATForAudioClassification(EATPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.eat = EATModel(config)
-        self.fc_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.use_fc_norm else nn.Identity()
+        self.fc_norm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.use_fc_norm else nn.Identity()
+        )
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
@@ -548,7 +551,7 @@ class EATForAudioClassification(EATPreTrainedModel):
         **kwargs: Unpack[TransformersKwargs],
     ) -> SequenceClassifierOutput:
         r"""
-        labels (`torch.LongTensor` of shape `(batch_size,)` or `torch.FloatTensor` of shape `(batch_size, num_labels)`):
+        labels (`torch.LongTensor` of shape `(batch_size,)`, or `torch.FloatTensor` `(batch_size, num_labels)`):
             Class indices (cross-entropy) or multi-hot floats (binary cross-entropy, e.g. AudioSet).
 
         Example:
@@ -563,6 +566,7 @@ class EATForAudioClassification(EATPreTrainedModel):
         >>> outputs.logits.shape
         torch.Size([2, 3])
         >>> outputs.loss.backward()
+
         ```"""
         outputs = self.eat(input_values, attention_mask=attention_mask, **kwargs)
         logits = self.classifier(self.fc_norm(self.pool(outputs.last_hidden_state, attention_mask)))
@@ -900,7 +904,8 @@ class EATForPreTraining(EATPreTrainedModel):
         >>> spectrogram = torch.randn(2, 128, 128)  # (batch, frames, mel): from EATFeatureExtractor in practice
         >>> outputs = model(spectrogram, generator=torch.Generator().manual_seed(0))
         >>> outputs.loss.backward()
-        >>> model.update_teacher()  # after each optimizer step
+        >>> decay = model.update_teacher()  # after each optimizer step
+
         ```"""
         input_values = self.eat.check_input_values(input_values)
         num_clips, num_time_patches = input_values.shape[0], input_values.shape[1] // self.config.patch_size

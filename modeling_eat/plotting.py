@@ -199,7 +199,9 @@ def plot_confusion_matrix(
     """
     y_true, y_pred = list(_as_numpy(y_true)), list(_as_numpy(y_pred))
     if len(y_true) != len(y_pred) or not y_true:
-        raise ValueError(f"need as many predictions as true labels (at least one), got {len(y_true)} and {len(y_pred)}")
+        raise ValueError(
+            f"need as many predictions as true labels (at least one), got {len(y_true)} and {len(y_pred)}"
+        )
     matrix = confusion_matrix(y_true, y_pred, labels, normalize)
     accuracy = float(np.mean([true == predicted for true, predicted in zip(y_true, y_pred)]))
     num_labels = len(labels)

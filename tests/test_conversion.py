@@ -155,7 +155,7 @@ def test_pretraining_target_takes_the_update_count(eat_reference, pretraining_ch
 
 
 def manifest_source(path: Path) -> SourceCheckpoint:
-    """The key manifest as meta tensors, with the `_ema` teacher (student keys without the decoder) the README names."""
+    """The key manifest as meta tensors, with the `_ema` teacher (student keys minus the decoder) the README names."""
     shapes = json.loads(path.read_text())
     state_dict = {key: torch.empty(shape, device="meta") for key, shape in shapes.items()}
     teacher_shapes = {key: shape for key, shape in shapes.items() if ".decoder." not in key}

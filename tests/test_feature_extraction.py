@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from modeling_eat import feature_extraction_eat
-from modeling_eat.feature_extraction_eat import NORMALIZATION_PRESETS, EATFeatureExtractor, kaldi_fbank, kaldi_num_frames
+from modeling_eat.feature_extraction_eat import (
+    NORMALIZATION_PRESETS,
+    EATFeatureExtractor,
+    kaldi_fbank,
+    kaldi_num_frames,
+)
 
 
 SAMPLING_RATE = 16000

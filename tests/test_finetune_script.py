@@ -77,8 +77,9 @@ def test_finetune_tiny_on_fsdd_then_pipeline(fsdd_dir, tmp_path):
     assert "eat" in (output_dir / "README.md").read_text()
     assert (output_dir / "confusion_matrix.png").stat().st_size > 0  # modeling_eat.plotting is installed here
 
-    import modeling_eat  # noqa: F401  (registers EAT with the Auto classes)
     from transformers import pipeline
+
+    import modeling_eat  # noqa: F401  (registers EAT with the Auto classes)
 
     classifier = pipeline("audio-classification", model=str(output_dir))
     wav = sorted((fsdd_dir / "test").glob("*.wav"))[0]
@@ -103,7 +104,8 @@ def test_model_from_a_pretraining_folder_takes_the_student_and_a_new_head(finetu
 
     label_spec = build_label_spec(None, ["dog", "cat", "owl"])
     model_args = finetune_script.ModelArguments(model_name_or_path=str(tmp_path / "pretrained"))
-    model = finetune_script.build_model(model_args, label_spec, FinetuningRecipe(drop_path_rate=0.1, target_length=128))
+    recipe = FinetuningRecipe(drop_path_rate=0.1, target_length=128)
+    model = finetune_script.build_model(model_args, label_spec, recipe)
     student = pretrained.eat.state_dict()
     for name, value in model.eat.state_dict().items():
         assert torch.equal(value, student[name]), name

@@ -6,14 +6,14 @@ import shutil
 import subprocess
 import sys
 
-from huggingface_hub.utils import httpx
 import numpy as np
 import pytest
 import soundfile
 import torch
-from safetensors.torch import load_file
 from huggingface_hub import ModelCard, set_client_factory
+from huggingface_hub.utils import httpx
 from huggingface_hub.utils._http import default_client_factory
+from safetensors.torch import load_file
 
 from modeling_eat import EATConfig, EATFeatureExtractor, EATForAudioClassification, EATForPreTraining
 from modeling_eat.hub import (

@@ -207,8 +207,8 @@ def test_command_on_folder(tmp_path, saved_model, model, feature_extractor, clip
     with pytest.raises(SystemExit):
         extract_main(command[3:])
     with pytest.raises(SystemExit):
-        extract_main(["--model_name_or_path", str(saved_model), "--output", str(tmp_path / "other"), "--dataset_name", "x",
-              str(tmp_path / "clips")])
+        extract_main(["--model_name_or_path", str(saved_model), "--output", str(tmp_path / "other"),
+                      "--dataset_name", "x", str(tmp_path / "clips")])
 
 
 def test_command_on_audiofolder_dataset(tmp_path, saved_model, clips):

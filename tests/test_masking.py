@@ -17,7 +17,7 @@ def visible_run_lengths(mask: torch.Tensor, num_time_patches: int, num_freq_patc
     frequency columns (0 for a row with nothing visible). A blockiness statistic: inverse block masks make long runs,
     uniform random ones runs of about `1 / mask_ratio`."""
     if mask.dim() != 2 or mask.shape[1] != num_time_patches * num_freq_patches:
-        raise ValueError(f"mask must have shape [batch, {num_time_patches * num_freq_patches}], got {tuple(mask.shape)}")
+        raise ValueError(f"mask must have {num_time_patches * num_freq_patches} columns, got {tuple(mask.shape)}")
     visible = ~mask.bool().view(mask.shape[0], num_time_patches, num_freq_patches)
     starts = visible.clone()
     starts[:, 1:] &= ~visible[:, :-1]

@@ -29,12 +29,12 @@ PATCH_EMBEDDING_PARAMS = {
 
 
 
-def build_model(model_class, **overrides):
+def tiny_model(model_class, **overrides):
     """A tiny EAT in eval mode, on FRAMES-frame clips with a 3-class head."""
     return build(model_class, **{"max_length": FRAMES, "num_labels": 3, **overrides}).eval()
 
 
-def clips(batch_size: int = 2, num_frames: int = FRAMES, seed: int = 0) -> torch.Tensor:
+def model_inputs(batch_size: int = 2, num_frames: int = FRAMES, seed: int = 0) -> torch.Tensor:
     return spectrogram(batch_size, num_frames, seed)
 
 
@@ -52,8 +52,8 @@ def num_patches(frames: int) -> int:
 
 @pytest.mark.parametrize("model_class", [EATModel, EATForAudioClassification])
 def test_save_load_round_trip_with_safetensors(tmp_path, model_class):
-    model = build_model(model_class)
-    inputs = clips()
+    model = tiny_model(model_class)
+    inputs = model_inputs()
     with torch.no_grad():
         expected = model(inputs)[0]
     model.save_pretrained(tmp_path)
@@ -68,9 +68,9 @@ def test_save_load_round_trip_with_safetensors(tmp_path, model_class):
 
 
 def test_pretraining_save_load_round_trip(tmp_path):
-    model = build_model(EATForPreTraining)
+    model = tiny_model(EATForPreTraining)
     model.teacher.update(model.eat)  # a teacher whose update count is not zero must survive the round trip
-    inputs = clips()
+    inputs = model_inputs()
     with torch.no_grad():
         expected = model(inputs, generator=torch.Generator().manual_seed(3)).loss
     model.save_pretrained(tmp_path)
@@ -85,7 +85,7 @@ def test_pretraining_save_load_round_trip(tmp_path):
 
 
 def test_classifier_from_encoder_folder_reports_the_missing_head(tmp_path):
-    encoder = build_model(EATModel)
+    encoder = tiny_model(EATModel)
     encoder.save_pretrained(tmp_path)
     classifier, info = EATForAudioClassification.from_pretrained(tmp_path, output_loading_info=True)
     assert info["missing_keys"] == HEAD_KEYS
@@ -95,18 +95,18 @@ def test_classifier_from_encoder_folder_reports_the_missing_head(tmp_path):
 
 
 def test_encoder_from_classifier_folder_takes_the_encoder(tmp_path):
-    classifier = build_model(EATForAudioClassification)
+    classifier = tiny_model(EATForAudioClassification)
     classifier.save_pretrained(tmp_path)
     encoder, info = EATModel.from_pretrained(tmp_path, output_loading_info=True)
     assert info["missing_keys"] == set()
     assert info["unexpected_keys"] == HEAD_KEYS  # reported, as transformers does for any head
-    inputs = clips()
+    inputs = model_inputs()
     with torch.no_grad():
         assert torch.equal(encoder(inputs).last_hidden_state, classifier.eat(inputs).last_hidden_state)
 
 
 def test_encoder_and_classifier_from_pretraining_folder_take_the_student(tmp_path):
-    pretraining = build_model(EATForPreTraining)
+    pretraining = tiny_model(EATForPreTraining)
     with torch.no_grad():  # make the teacher differ, so taking it instead of the student would show
         for param in pretraining.teacher.parameters():
             param.add_(1.0)
@@ -127,17 +127,17 @@ def test_encoder_and_classifier_from_pretraining_folder_take_the_student(tmp_pat
 
 
 def test_eval_mode_is_deterministic_even_with_dropout():
-    model = build_model(EATForAudioClassification, hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.3,
+    model = tiny_model(EATForAudioClassification, hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.3,
                   drop_path_rate=0.3)
-    inputs = clips()
+    inputs = model_inputs()
     with torch.no_grad():
         assert torch.equal(model(inputs).logits, model(inputs).logits)
 
 
 @pytest.mark.parametrize("model_class", [EATModel, EATForAudioClassification])
 def test_batch_equals_items_one_by_one(model_class):
-    model = build_model(model_class)
-    inputs = clips(batch_size=3)
+    model = tiny_model(model_class)
+    inputs = model_inputs(batch_size=3)
     with torch.no_grad():
         batched = model(inputs)[0]
         for index in range(3):
@@ -145,8 +145,8 @@ def test_batch_equals_items_one_by_one(model_class):
 
 
 def test_output_shapes_and_pooler():
-    model = build_model(EATModel)
-    outputs = model(clips(batch_size=3, num_frames=96))
+    model = tiny_model(EATModel)
+    outputs = model(model_inputs(batch_size=3, num_frames=96))
     assert outputs.last_hidden_state.shape == (3, 1 + num_patches(96), 64)
     assert torch.equal(outputs.pooler_output, outputs.last_hidden_state[:, 0])
     assert outputs.hidden_states is None and outputs.attentions is None
@@ -154,27 +154,27 @@ def test_output_shapes_and_pooler():
 
 @pytest.mark.parametrize("model_class", [EATModel, EATForAudioClassification])
 def test_hidden_states(model_class):
-    model = build_model(model_class)
-    outputs = model(clips(), output_hidden_states=True)
+    model = tiny_model(model_class)
+    outputs = model(model_inputs(), output_hidden_states=True)
     assert len(outputs.hidden_states) == model.config.num_hidden_layers + 1
     for hidden_state in outputs.hidden_states:
         assert hidden_state.shape == (2, 1 + num_patches(FRAMES), 64)
     if model_class is EATModel:
         assert torch.equal(outputs.hidden_states[-1], outputs.last_hidden_state)
         # hidden_states[0] is the embedding output: CLS + positioned patches, layer-normalised
-        assert torch.equal(outputs.hidden_states[0], model.embeddings(clips()))
+        assert torch.equal(outputs.hidden_states[0], model.embeddings(model_inputs()))
 
 
 def test_hidden_states_from_the_config():
-    model = build_model(EATModel, output_hidden_states=True)
-    assert len(model(clips()).hidden_states) == 4
+    model = tiny_model(EATModel, output_hidden_states=True)
+    assert len(model(model_inputs()).hidden_states) == 4
 
 
 @pytest.mark.parametrize("model_class", [EATModel, EATForAudioClassification])
 def test_attentions_under_eager(model_class):
-    model = build_model(model_class)
+    model = tiny_model(model_class)
     model.set_attn_implementation("eager")
-    outputs = model(clips(), output_attentions=True)
+    outputs = model(model_inputs(), output_attentions=True)
     tokens = 1 + num_patches(FRAMES)
     assert len(outputs.attentions) == model.config.num_hidden_layers
     for attention in outputs.attentions:
@@ -183,19 +183,19 @@ def test_attentions_under_eager(model_class):
 
 
 def test_output_attentions_under_sdpa_is_empty_as_in_transformers():
-    model = build_model(EATModel)
+    model = tiny_model(EATModel)
     assert model.config._attn_implementation == "sdpa"
-    outputs = model(clips(), output_attentions=True, output_hidden_states=True)
+    outputs = model(model_inputs(), output_attentions=True, output_hidden_states=True)
     assert outputs.attentions == ()
     assert len(outputs.hidden_states) == 4
 
 
 def test_eager_and_sdpa_agree(tmp_path):
-    build_model(EATForAudioClassification).save_pretrained(tmp_path)
+    tiny_model(EATForAudioClassification).save_pretrained(tmp_path)
     eager = EATForAudioClassification.from_pretrained(tmp_path, attn_implementation="eager")
     sdpa = EATForAudioClassification.from_pretrained(tmp_path, attn_implementation="sdpa")
     assert (eager.config._attn_implementation, sdpa.config._attn_implementation) == ("eager", "sdpa")
-    inputs = clips(batch_size=3, num_frames=96)
+    inputs = model_inputs(batch_size=3, num_frames=96)
     with torch.no_grad():
         eager_out = eager(inputs, output_hidden_states=True)
         sdpa_out = sdpa(inputs, output_hidden_states=True)
@@ -210,22 +210,22 @@ def test_eager_and_sdpa_agree(tmp_path):
 
 
 def test_return_dict_false_gives_tuples():
-    inputs = clips()
-    encoder = build_model(EATModel)
+    inputs = model_inputs()
+    encoder = tiny_model(EATModel)
     with torch.no_grad():
         as_dict = encoder(inputs)
         as_tuple = encoder(inputs, return_dict=False)
     assert isinstance(as_tuple, tuple) and len(as_tuple) == 2
     assert torch.equal(as_tuple[0], as_dict.last_hidden_state) and torch.equal(as_tuple[1], as_dict.pooler_output)
 
-    classifier = build_model(EATForAudioClassification)
+    classifier = tiny_model(EATForAudioClassification)
     labels = torch.tensor([0, 2])
     with torch.no_grad():
         as_dict = classifier(inputs, labels=labels)
         loss, logits = classifier(inputs, labels=labels, return_dict=False)
     assert torch.equal(loss, as_dict.loss) and torch.equal(logits, as_dict.logits)
 
-    pretraining = build_model(EATForPreTraining)
+    pretraining = tiny_model(EATForPreTraining)
     with torch.no_grad():
         as_dict = pretraining(inputs, generator=torch.Generator().manual_seed(0))
         as_tuple = pretraining(inputs, generator=torch.Generator().manual_seed(0), return_dict=False)
@@ -234,8 +234,8 @@ def test_return_dict_false_gives_tuples():
 
 
 def test_pretraining_hidden_states_are_the_students_over_visible_patches():
-    model = build_model(EATForPreTraining)
-    outputs = model(clips(), generator=torch.Generator().manual_seed(0), output_hidden_states=True)
+    model = tiny_model(EATForPreTraining)
+    outputs = model(model_inputs(), generator=torch.Generator().manual_seed(0), output_hidden_states=True)
     rows, visible = outputs.bool_masked_pos.shape[0], int((~outputs.bool_masked_pos[0]).sum())
     assert rows == 2 * model.config.clone_batch
     assert len(outputs.hidden_states) == model.config.num_hidden_layers + 1
@@ -249,8 +249,8 @@ def test_pretraining_hidden_states_are_the_students_over_visible_patches():
 
 
 def test_official_four_dimensional_input_equals_three_dimensional():
-    model = build_model(EATModel)
-    inputs = clips()
+    model = tiny_model(EATModel)
+    inputs = model_inputs()
     with torch.no_grad():
         assert torch.equal(model(inputs.unsqueeze(1)).last_hidden_state, model(inputs).last_hidden_state)
 
@@ -266,14 +266,14 @@ def test_official_four_dimensional_input_equals_three_dimensional():
     ],
 )
 def test_bad_input_shapes_raise_clear_errors(shape, message):
-    model = build_model(EATModel, max_time_patches=8)
+    model = tiny_model(EATModel, max_time_patches=8)
     with pytest.raises(ValueError, match=message):
         model(torch.zeros(shape))
 
 
 def test_pretraining_validates_inputs_too():
     with pytest.raises(ValueError, match="not a positive multiple of the patch size"):
-        build_model(EATForPreTraining)(torch.zeros(2, 40, 128))
+        tiny_model(EATForPreTraining)(torch.zeros(2, 40, 128))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -282,9 +282,9 @@ def test_pretraining_validates_inputs_too():
 
 def padded_batch(short_frames: int = FRAMES, long_frames: int = 96):
     """A full clip and a shorter clip padded with noise (not zeros, so a leak of the padding would show)."""
-    long_clip = clips(batch_size=1, num_frames=long_frames, seed=1)
-    short_clip = clips(batch_size=1, num_frames=short_frames, seed=2)
-    padding = clips(batch_size=1, num_frames=long_frames - short_frames, seed=3) * 5
+    long_clip = model_inputs(batch_size=1, num_frames=long_frames, seed=1)
+    short_clip = model_inputs(batch_size=1, num_frames=short_frames, seed=2)
+    padding = model_inputs(batch_size=1, num_frames=long_frames - short_frames, seed=3) * 5
     batch = torch.cat([long_clip, torch.cat([short_clip, padding], dim=1)])
     attention_mask = torch.ones(2, long_frames, dtype=torch.long)
     attention_mask[1, short_frames:] = 0
@@ -293,7 +293,7 @@ def padded_batch(short_frames: int = FRAMES, long_frames: int = 96):
 
 @pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
 def test_padded_rows_are_hidden_from_attention(attn_implementation):
-    model = build_model(EATModel)
+    model = tiny_model(EATModel)
     model.set_attn_implementation(attn_implementation)
     batch, attention_mask, long_clip, short_clip = padded_batch()
     with torch.no_grad():
@@ -309,7 +309,7 @@ def test_padded_rows_are_hidden_from_attention(attn_implementation):
 
 
 def test_a_patch_row_with_any_real_frame_counts_as_real():
-    model = build_model(EATModel)
+    model = tiny_model(EATModel)
     batch, _, _, _ = padded_batch()
     frame_mask = torch.ones(2, 96, dtype=torch.long)
     frame_mask[1, 70:] = 0
@@ -324,7 +324,7 @@ def test_a_patch_row_with_any_real_frame_counts_as_real():
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 def test_classifier_with_attention_mask_matches_unpadded_input(pooling):
-    model = build_model(EATForAudioClassification, classifier_pooling=pooling)
+    model = tiny_model(EATForAudioClassification, classifier_pooling=pooling)
     batch, attention_mask, _, short_clip = padded_batch()
     with torch.no_grad():
         masked = model(batch, attention_mask=attention_mask).logits
@@ -336,34 +336,34 @@ def test_classifier_with_attention_mask_matches_unpadded_input(pooling):
 
 
 def test_single_label_loss_is_cross_entropy():
-    model = build_model(EATForAudioClassification)
+    model = tiny_model(EATForAudioClassification)
     labels = torch.tensor([2, 0])
-    outputs = model(clips(), labels=labels)
+    outputs = model(model_inputs(), labels=labels)
     assert model.config.problem_type == "single_label_classification"
     assert torch.allclose(outputs.loss, F.cross_entropy(outputs.logits, labels), atol=1e-6)
 
 
 def test_multi_hot_labels_use_binary_cross_entropy():
-    model = build_model(EATForAudioClassification)
+    model = tiny_model(EATForAudioClassification)
     labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
-    outputs = model(clips(), labels=labels)
+    outputs = model(model_inputs(), labels=labels)
     assert model.config.problem_type == "multi_label_classification"
     assert torch.allclose(outputs.loss, F.binary_cross_entropy_with_logits(outputs.logits, labels), atol=1e-6)
     assert not torch.allclose(outputs.loss, F.cross_entropy(outputs.logits, labels), atol=1e-3)
 
 
 def test_single_output_uses_mean_squared_error():
-    model = build_model(EATForAudioClassification, num_labels=1)
+    model = tiny_model(EATForAudioClassification, num_labels=1)
     labels = torch.tensor([0.5, -1.0])
-    outputs = model(clips(), labels=labels)
+    outputs = model(model_inputs(), labels=labels)
     assert model.config.problem_type == "regression"
     assert torch.allclose(outputs.loss, F.mse_loss(outputs.logits.squeeze(-1), labels), atol=1e-6)
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 def test_pooling_options(pooling):
-    model = build_model(EATForAudioClassification, classifier_pooling=pooling)
-    inputs = clips()
+    model = tiny_model(EATForAudioClassification, classifier_pooling=pooling)
+    inputs = model_inputs()
     with torch.no_grad():
         hidden = model.eat(inputs).last_hidden_state
         pooled = hidden[:, 0] if pooling == "cls" else hidden[:, 1:].mean(dim=1)
@@ -372,27 +372,27 @@ def test_pooling_options(pooling):
 
 
 def test_fc_norm_can_be_left_out():
-    model = build_model(EATForAudioClassification, use_fc_norm=False)
-    inputs = clips()
+    model = tiny_model(EATForAudioClassification, use_fc_norm=False)
+    inputs = model_inputs()
     assert not any(name.startswith("fc_norm") for name in model.state_dict())
     with torch.no_grad():
         assert torch.equal(model(inputs).logits, model.classifier(model.eat(inputs).pooler_output))
 
 
 def test_freeze_feature_encoder_freezes_exactly_the_patch_embedding():
-    model = build_model(EATForAudioClassification)
+    model = tiny_model(EATForAudioClassification)
     model.freeze_feature_encoder()
     frozen = {name for name, param in model.named_parameters() if not param.requires_grad}
     assert frozen == PATCH_EMBEDDING_PARAMS
     model.train()
-    model(clips(), labels=torch.tensor([0, 1])).loss.backward()
+    model(model_inputs(), labels=torch.tensor([0, 1])).loss.backward()
     for name, param in model.named_parameters():
         assert (param.grad is None) == (name in PATCH_EMBEDDING_PARAMS), name
 
 
 def test_a_few_training_steps_lower_the_loss():
-    model = build_model(EATForAudioClassification).train()
-    inputs, labels = clips(batch_size=6), torch.tensor([0, 1, 2, 0, 1, 2])
+    model = tiny_model(EATForAudioClassification).train()
+    inputs, labels = model_inputs(batch_size=6), torch.tensor([0, 1, 2, 0, 1, 2])
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     # At init every clip's CLS output is nearly the same (std ~0.004 across clips): the first steps move slowly.
@@ -410,10 +410,10 @@ def test_a_few_training_steps_lower_the_loss():
 
 
 def test_drop_path_is_active_only_in_training():
-    with_drop_path = build_model(EATModel, drop_path_rate=0.5)
-    without = build_model(EATModel)
+    with_drop_path = tiny_model(EATModel, drop_path_rate=0.5)
+    without = tiny_model(EATModel)
     without.load_state_dict(with_drop_path.state_dict())
-    inputs = clips(batch_size=8)
+    inputs = model_inputs(batch_size=8)
     with torch.no_grad():
         assert torch.equal(with_drop_path(inputs).last_hidden_state, without(inputs).last_hidden_state)
         with_drop_path.train()
@@ -451,11 +451,11 @@ def enable_checkpointing(model, method=CHECKPOINTING_METHODS[0]):
 
 @pytest.mark.parametrize("enable", CHECKPOINTING_METHODS)
 def test_checkpointing_gives_the_same_gradients(enable):
-    reference = build_model(EATForAudioClassification).train()
+    reference = tiny_model(EATForAudioClassification).train()
     checkpointed = copy.deepcopy(reference)
     enable_checkpointing(checkpointed, enable)
     calls = count_block_calls(checkpointed)
-    inputs, labels = clips(), torch.tensor([0, 2])
+    inputs, labels = model_inputs(), torch.tensor([0, 2])
     expected = gradients(reference, inputs, labels=labels)
     actual = gradients(checkpointed, inputs, labels=labels)
     assert calls[0] == 2  # the block ran again in the backward pass: checkpointing is really on
@@ -465,11 +465,11 @@ def test_checkpointing_gives_the_same_gradients(enable):
 
 
 def test_checkpointing_in_pretraining_gives_the_same_gradients():
-    reference = build_model(EATForPreTraining).train()
+    reference = tiny_model(EATForPreTraining).train()
     checkpointed = copy.deepcopy(reference)
     enable_checkpointing(checkpointed)
     calls = count_block_calls(checkpointed)
-    inputs = clips()
+    inputs = model_inputs()
     expected = gradients(reference, inputs, generator=torch.Generator().manual_seed(5))
     actual = gradients(checkpointed, inputs, generator=torch.Generator().manual_seed(5))
     assert calls[0] == 2
@@ -488,8 +488,8 @@ def test_torch_compile_traces_the_encoder():
         graphs.append(graph_module)
         return graph_module.forward
 
-    model = build_model(EATModel)
-    inputs = clips()
+    model = tiny_model(EATModel)
+    inputs = model_inputs()
     torch._dynamo.reset()
     compiled = torch.compile(model, backend=recording_backend, fullgraph=True)
     with torch.no_grad():
@@ -527,7 +527,7 @@ def test_from_pretrained_restores_the_position_table(tmp_path, model_class):
 
 @pytest.mark.parametrize("model_class", [EATModel, EATForAudioClassification, EATForPreTraining])
 def test_common_attributes(model_class):
-    model = build_model(model_class)
+    model = tiny_model(model_class)
     assert model.main_input_name == "input_values"
     assert list(inspect.signature(model.forward).parameters)[:2] == ["input_values", "attention_mask"]
     encoder = model if model_class is EATModel else model.eat
@@ -536,7 +536,7 @@ def test_common_attributes(model_class):
 
 
 def test_initialisation_follows_the_config():
-    model = build_model(EATForAudioClassification, initializer_range=0.05)
+    model = tiny_model(EATForAudioClassification, initializer_range=0.05)
     layer = model.eat.layers[0]
     assert layer.mlp.fc1.weight.std().item() == pytest.approx(0.05, rel=0.1)
     assert torch.count_nonzero(layer.attention.qkv_proj.bias) == 0
@@ -553,23 +553,23 @@ def test_initialisation_follows_the_config():
 
 
 def test_ignore_mismatched_sizes_reinitialises_a_new_head(tmp_path):
-    build_model(EATForAudioClassification).save_pretrained(tmp_path)
+    tiny_model(EATForAudioClassification).save_pretrained(tmp_path)
     with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"):
         EATForAudioClassification.from_pretrained(tmp_path, num_labels=5)
     model, info = EATForAudioClassification.from_pretrained(
         tmp_path, num_labels=5, ignore_mismatched_sizes=True, output_loading_info=True
     )
     assert {key for key, *_ in info["mismatched_keys"]} == {"classifier.weight", "classifier.bias"}
-    assert model(clips()).logits.shape == (2, 5)
+    assert model(model_inputs()).logits.shape == (2, 5)
     assert model.classifier.weight.std().item() == pytest.approx(0.02, rel=0.35)
 
 
 def test_bfloat16_loading_runs_and_stays_close(tmp_path):
-    model = build_model(EATForAudioClassification)
+    model = tiny_model(EATForAudioClassification)
     model.save_pretrained(tmp_path)
     half = EATForAudioClassification.from_pretrained(tmp_path, dtype=torch.bfloat16)
     assert half.eat.layers[0].mlp.fc1.weight.dtype == torch.bfloat16
-    inputs = clips()
+    inputs = model_inputs()
     with torch.no_grad():
         logits = half(inputs.to(torch.bfloat16)).logits
         assert logits.dtype == torch.bfloat16

@@ -145,7 +145,8 @@ def test_mask_with_another_ratio_is_refused_with_a_clear_error():
     other = EATMaskGenerator(EATConfig.from_preset("tiny", clone_batch=2, mask_ratio=0.75))
     masks = other(2, NUM_TIME_PATCHES, 8, seeded(6))
     assert other.num_visible(NUM_TIME_PATCHES, 8) == 16
-    with pytest.raises(ValueError, match=r"leaves \[16\] patches visible per row, but exactly 12 are expected") as info:
+    expected = r"leaves \[16\] patches visible per row, but exactly 12 are expected"
+    with pytest.raises(ValueError, match=expected) as info:
         model(spectrogram(), bool_masked_pos=masks)
     assert "another mask_ratio or config" in str(info.value) and "mask_generator" in str(info.value)
 
@@ -193,7 +194,8 @@ def test_the_sync_check_catches_host_reads():
     # update count.
     model = build().to("meta").train()
     input_values, masks = meta_batch(model)
-    for read_back in (lambda: model.eat(input_values, bool_masked_pos=masks), lambda: float(model.teacher.ema_decay())):
+    read_backs = (lambda: model.eat(input_values, bool_masked_pos=masks), lambda: float(model.teacher.ema_decay()))
+    for read_back in read_backs:
         recorder = HostTrafficRecorder()
         with pytest.raises(RuntimeError, match="meta"), recorder:
             read_back()

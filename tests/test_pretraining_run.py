@@ -39,7 +39,8 @@ def test_latest_checkpoint_ignores_temporary_and_incomplete_folders(tmp_path):
     for name, complete in [("step_3", True), ("step_12", True), ("step_20.tmp", True), ("step_15", False)]:
         (tmp_path / name).mkdir()
         if complete:
-            TrainingProgress(completed_steps=int(name.split("_")[1].split(".")[0])).save(tmp_path / name / PROGRESS_FILE)
+            step = int(name.split("_")[1].split(".")[0])
+            TrainingProgress(completed_steps=step).save(tmp_path / name / PROGRESS_FILE)
     (tmp_path / "step_99.txt").write_text("")
     assert find_latest_checkpoint(tmp_path) == tmp_path / "step_12"
     assert resolve_checkpoint("latest", tmp_path) == tmp_path / "step_12"

@@ -25,7 +25,8 @@ def test_quickstart_runs_end_to_end(tmp_path, project_root):
     metrics = json.loads((output_dir / "finetuned" / "eval_results.json").read_text())
     labels = json.loads((output_dir / "finetuned" / "config.json").read_text())["id2label"].values()
     assert 0.0 <= metrics["eval_accuracy"] <= 1.0
-    assert f"accuracy on the test split: {metrics['eval_accuracy']:.3f} (chance with 7 classes: 0.143)" in result.stdout
+    expected = f"accuracy on the test split: {metrics['eval_accuracy']:.3f} (chance with 7 classes: 0.143)"
+    assert expected in result.stdout
     # The pipeline's answer names classes of the synthesised set, so the folder's id2label reached it.
     pipeline_line = next(line for line in result.stdout.splitlines() if line.startswith("pipeline on "))
     assert any(f"'label': '{label}'" in pipeline_line for label in labels)

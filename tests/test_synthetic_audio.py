@@ -17,6 +17,7 @@ import soundfile as sf
 
 from eat_testing import PROJECT_ROOT
 
+
 sys.path.insert(0, str(PROJECT_ROOT / "training"))
 from synthetic_audio import (  # noqa: E402  (a module beside the training scripts, not of the package)
     MANIFEST_NAME,

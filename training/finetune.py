@@ -6,9 +6,9 @@
         --recipe esc50 --output_dir out --do_train --do_eval
 
 `--model_name_or_path` takes an EATForAudioClassification checkpoint, a converted official one, or a pre-training
-output folder (EATForPreTraining: its student encoder is loaded, the head is new). `--config_name tiny|small|base|large`
-(or a config JSON) without it trains from scratch. `--dataset_name` is a Hub id or a local audiofolder with train/
-and test/ (or validation/). With neither --do_train nor --do_eval, both run.
+output folder (EATForPreTraining: its student encoder is loaded, the head is new). `--config_name` (a size preset:
+tiny, small, base or large; or a config JSON or folder) without it trains from scratch. `--dataset_name` is a Hub id
+or a local audiofolder with train/ and test/ (or validation/). With neither --do_train nor --do_eval, both run.
 
 `--recipe` sets everything of an official run (clip length, normalisation, augmentations, loss, layer decay, drop
 path and the optimizer/schedule/batch/steps); each flag given on the command line (or in the JSON) wins over it.
@@ -47,7 +47,8 @@ class ModelArguments:
         default=None, metadata={"help": "EAT checkpoint (classifier, converted official, or pre-training folder)."}
     )
     config_name: str | None = field(
-        default=None, metadata={"help": f"Size preset ({', '.join(SIZE_PRESETS)}) or config JSON/folder, to train from scratch."}
+        default=None,
+        metadata={"help": f"Size preset ({', '.join(SIZE_PRESETS)}) or config JSON/folder, to train from scratch."},
     )
     feature_extractor_name: str | None = field(
         default=None, metadata={"help": "Feature extractor folder, if not the checkpoint's."}
@@ -110,7 +111,9 @@ def build_model(model_args: ModelArguments, label_spec, recipe) -> EATForAudioCl
     }
     hub = hub_options(model_args)
     if model_args.config_name is None and model_args.model_name_or_path is None:
-        raise ValueError("Give --model_name_or_path (a checkpoint to fine-tune) or --config_name (to train from scratch).")
+        raise ValueError(
+            "Give --model_name_or_path (a checkpoint to fine-tune) or --config_name (to train from scratch)."
+        )
     if model_args.config_name is not None:
         config = EATConfig.from_name_or_path(model_args.config_name)
     else:
@@ -176,7 +179,9 @@ def main(argv: list[str] | None = None):
         need_train=training_args.do_train,
     )
     if training_args.do_eval and eval_dataset is None:
-        raise ValueError(f"{data_args.dataset_name} has neither a 'test' nor a 'validation' split: set --eval_split_name.")
+        raise ValueError(
+            f"{data_args.dataset_name} has neither a 'test' nor a 'validation' split: set --eval_split_name."
+        )
 
     model = build_model(model_args, label_spec, recipe)
     if model_args.freeze_feature_encoder:

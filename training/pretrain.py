@@ -64,7 +64,8 @@ def parse_args(argv=None):
 
     model = parser.add_argument_group("model")
     model.add_argument("--config_name", default=None,
-                       help="Preset (tiny, small, base, large) or config JSON; default base. Ignored with --model_name_or_path.")
+                       help="Size preset (tiny, small, base, large), config JSON or folder; default base. Ignored "
+                            "with --model_name_or_path.")
     model.add_argument("--model_name_or_path", default=None,
                        help="Continue from an EATForPreTraining folder, or an EATModel (encoder-only) folder whose "
                             "encoder then seeds both the student and the teacher.")
@@ -188,7 +189,8 @@ def main(argv=None):
         eps=args.adam_epsilon,
     )
     if args.max_train_steps is None:
-        updates_per_epoch = math.ceil(len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps)
+        batches_per_process = len(train_dataloader) / accelerator.num_processes
+        updates_per_epoch = math.ceil(batches_per_process / args.gradient_accumulation_steps)
         args.max_train_steps = args.num_train_epochs * updates_per_epoch
     # The accelerate-wrapped scheduler steps once per process per update, hence the factors (as in the examples).
     lr_scheduler = get_scheduler(
@@ -234,8 +236,8 @@ def main(argv=None):
     total_batch_size = args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
     logger.info(
         f"***** Pre-training {config.pretraining_objective}: {args.max_train_steps} steps of {total_batch_size} clips "
-        f"x {num_frames} frames ({args.per_device_train_batch_size} per device x {accelerator.num_processes} processes "
-        f"x {args.gradient_accumulation_steps} accumulation), from step {progress.completed_steps} *****"
+        f"x {num_frames} frames ({args.per_device_train_batch_size} per device x {accelerator.num_processes} "
+        f"processes x {args.gradient_accumulation_steps} accumulation), from step {progress.completed_steps} *****"
     )
     noise_generator = torch.Generator(device=accelerator.device)
     progress_bar = tqdm(
@@ -263,7 +265,8 @@ def main(argv=None):
             skipped_bad_audio += batch.pop("num_skipped").sum()
             with accelerator.accumulate(model):
                 # The decoder's mask noise is keyed by position too, so a resumed run draws what the original drew.
-                noise_generator.manual_seed(derived_seed(args.seed, accelerator.process_index, epoch, batches_in_epoch))
+                noise_seed = derived_seed(args.seed, accelerator.process_index, epoch, batches_in_epoch)
+                noise_generator.manual_seed(noise_seed)
                 outputs = model(**batch, generator=noise_generator)
                 accelerator.backward(outputs.loss)
                 if accelerator.sync_gradients:
@@ -323,7 +326,8 @@ def main(argv=None):
     if accelerator.is_main_process:
         feature_extractor.save_pretrained(output_dir)
         teacher_state = (
-            f" teacher_num_updates={int(unwrapped.teacher.num_updates)} ema_decay={float(unwrapped.teacher.ema_decay()):.8f}"
+            f" teacher_num_updates={int(unwrapped.teacher.num_updates)} "
+            f"ema_decay={float(unwrapped.teacher.ema_decay()):.8f}"
             if unwrapped.teacher is not None
             else ""
         )

@@ -30,7 +30,7 @@ def parse_args(argv=None):
         help="An audiofolder directory with train/ and test/ (or a Hub id); default: a built-in synthesised set.",
     )
     parser.add_argument("--label_column_name", default="label")
-    parser.add_argument("--config_name", default="small", help="Model size preset (tiny, small, base, large) or a JSON.")
+    parser.add_argument("--config_name", default="small", help="Size preset (tiny, small, base, large) or a JSON.")
     parser.add_argument("--clip_seconds", type=float, default=1.0, help="Crop length for training.")
     parser.add_argument("--num_train_per_class", type=int, default=60, help="Synthesised training clips per class.")
     parser.add_argument("--num_test_per_class", type=int, default=20, help="Synthesised test clips per class.")

@@ -28,13 +28,14 @@ import os
 import shutil
 import tempfile
 import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import numpy as np
 
 
-SYNTHETIC_LABELS: Tuple[str, ...] = (
+SYNTHETIC_LABELS: tuple[str, ...] = (
     "tone",
     "chirp",
     "noise_burst",
@@ -56,7 +57,7 @@ DEFAULT_NUM_TEST_PER_CLASS = 20
 MIN_SAMPLING_RATE = 8000
 MIN_DURATION_SECONDS = 0.25
 
-RandomState = Union[np.random.Generator, int, None]
+RandomState = np.random.Generator | int | None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -110,7 +111,7 @@ def _place_event(
     sampling_rate: int,
     min_fraction: float,
     max_fraction: float,
-) -> Tuple[int, int]:
+) -> tuple[int, int]:
     # A random length and a random onset: otherwise every clip of a class would start at 0 and "where does the
     # energy start" would become a shortcut feature.
     length = int(rng.uniform(min_fraction, max_fraction) * num_samples)
@@ -123,10 +124,10 @@ def _place_event(
 # The sound families. Each returns the dry event (peak-normalised, before background and gain) and its parameters.
 # --------------------------------------------------------------------------------------------------------------
 
-EventInfo = Dict[str, Any]
+EventInfo = dict[str, Any]
 
 
-def _tone(rng: np.random.Generator, num_samples: int, sr: int) -> Tuple[np.ndarray, EventInfo]:
+def _tone(rng: np.random.Generator, num_samples: int, sr: int) -> tuple[np.ndarray, EventInfo]:
     onset, length = _place_event(rng, num_samples, sr, 0.4, 0.95)
     nyquist_guard = 0.45 * sr
     frequency = _log_uniform(rng, 200.0, min(4000.0, nyquist_guard))
@@ -148,7 +149,7 @@ def _tone(rng: np.random.Generator, num_samples: int, sr: int) -> Tuple[np.ndarr
     }
 
 
-def _chirp(rng: np.random.Generator, num_samples: int, sr: int) -> Tuple[np.ndarray, EventInfo]:
+def _chirp(rng: np.random.Generator, num_samples: int, sr: int) -> tuple[np.ndarray, EventInfo]:
     onset, length = _place_event(rng, num_samples, sr, 0.3, 0.95)
     low_bound, high_bound = 150.0, min(6000.0, 0.45 * sr)
     # At least a factor of two between the ends, so every sweep is clearly audible as a sweep and not a wobbly tone.
@@ -171,7 +172,7 @@ def _chirp(rng: np.random.Generator, num_samples: int, sr: int) -> Tuple[np.ndar
     }
 
 
-def _noise_burst(rng: np.random.Generator, num_samples: int, sr: int) -> Tuple[np.ndarray, EventInfo]:
+def _noise_burst(rng: np.random.Generator, num_samples: int, sr: int) -> tuple[np.ndarray, EventInfo]:
     onset, length = _place_event(rng, num_samples, sr, 0.1, 0.4)
     nyquist = sr / 2
     if rng.random() < 0.3:
@@ -195,7 +196,7 @@ def _noise_burst(rng: np.random.Generator, num_samples: int, sr: int) -> Tuple[n
     }
 
 
-def _clicks(rng: np.random.Generator, num_samples: int, sr: int) -> Tuple[np.ndarray, EventInfo]:
+def _clicks(rng: np.random.Generator, num_samples: int, sr: int) -> tuple[np.ndarray, EventInfo]:
     onset, length = _place_event(rng, num_samples, sr, 0.5, 0.95)
     # At least three clicks in every train, so a period is always there to be heard.
     min_rate = max(5.0, 3.0 * sr / length)
@@ -220,7 +221,7 @@ def _clicks(rng: np.random.Generator, num_samples: int, sr: int) -> Tuple[np.nda
     }
 
 
-def _am_tone(rng: np.random.Generator, num_samples: int, sr: int) -> Tuple[np.ndarray, EventInfo]:
+def _am_tone(rng: np.random.Generator, num_samples: int, sr: int) -> tuple[np.ndarray, EventInfo]:
     onset, length = _place_event(rng, num_samples, sr, 0.5, 0.95)
     carrier_hz = _log_uniform(rng, 200.0, min(4000.0, 0.45 * sr))
     modulation_hz = _log_uniform(rng, 4.0, 20.0)
@@ -235,7 +236,7 @@ def _am_tone(rng: np.random.Generator, num_samples: int, sr: int) -> Tuple[np.nd
     }
 
 
-def _fm_tone(rng: np.random.Generator, num_samples: int, sr: int) -> Tuple[np.ndarray, EventInfo]:
+def _fm_tone(rng: np.random.Generator, num_samples: int, sr: int) -> tuple[np.ndarray, EventInfo]:
     onset, length = _place_event(rng, num_samples, sr, 0.5, 0.95)
     # The upper bound leaves room for the widest excursion (1.3 x carrier) below Nyquist at any sampling rate.
     carrier_hz = _log_uniform(rng, 300.0, min(3500.0, 0.45 * sr / 1.3))
@@ -256,7 +257,7 @@ def _fm_tone(rng: np.random.Generator, num_samples: int, sr: int) -> Tuple[np.nd
     }
 
 
-def _harmonic_stack(rng: np.random.Generator, num_samples: int, sr: int) -> Tuple[np.ndarray, EventInfo]:
+def _harmonic_stack(rng: np.random.Generator, num_samples: int, sr: int) -> tuple[np.ndarray, EventInfo]:
     onset, length = _place_event(rng, num_samples, sr, 0.4, 0.95)
     fundamental_hz = _log_uniform(rng, 80.0, 400.0)
     top_hz = min(7000.0, 0.45 * sr)
@@ -284,7 +285,7 @@ def _embed(event: np.ndarray, onset: int, num_samples: int) -> np.ndarray:
     return clip / peak if peak > 0 else clip
 
 
-_FAMILIES: Dict[str, Callable[[np.random.Generator, int, int], Tuple[np.ndarray, EventInfo]]] = {
+_FAMILIES: dict[str, Callable[[np.random.Generator, int, int], tuple[np.ndarray, EventInfo]]] = {
     "tone": _tone,
     "chirp": _chirp,
     "noise_burst": _noise_burst,
@@ -314,7 +315,7 @@ def synthesize_clip(
     rng: RandomState,
     sampling_rate: int = 16000,
     duration_seconds: float = 1.0,
-) -> Tuple[np.ndarray, Dict[str, Any]]:
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Like :func:`generate_clip`, but also return the parameters drawn for the clip.
 
     The parameters (``onset`` and ``length`` of the event in samples, its frequencies, rates, ``gain_db`` and
@@ -363,7 +364,7 @@ def _clip_rng(seed: int, split: str, label: str, index: int) -> np.random.Genera
 
 def _manifest(
     num_train_per_class: int, num_test_per_class: int, seed: int, sampling_rate: int, duration_seconds: float
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     return {
         "generator": "training/synthetic_audio.py",
         "generator_version": GENERATOR_VERSION,
@@ -380,7 +381,7 @@ def _file_names(label: str, count: int) -> list:
     return [f"{label}_{index:04d}.wav" for index in range(count)]
 
 
-def _is_complete(output_dir: Path, manifest: Dict[str, Any]) -> bool:
+def _is_complete(output_dir: Path, manifest: dict[str, Any]) -> bool:
     counts = {"train": manifest["num_train_per_class"], "test": manifest["num_test_per_class"]}
     for split in SPLITS:
         split_dir = output_dir / split
@@ -395,7 +396,7 @@ def _is_complete(output_dir: Path, manifest: Dict[str, Any]) -> bool:
     return True
 
 
-def _existing_set(output_dir: Path, manifest: Dict[str, Any]) -> Optional[Path]:
+def _existing_set(output_dir: Path, manifest: dict[str, Any]) -> Path | None:
     """``output_dir`` if it already holds this exact set, None if it is absent or empty; raise otherwise."""
     if not output_dir.exists():
         return None
@@ -412,7 +413,9 @@ def _existing_set(output_dir: Path, manifest: Dict[str, Any]) -> Optional[Path]:
     try:
         found = json.loads(manifest_path.read_text())
     except (OSError, ValueError) as error:
-        raise FileExistsError(f"{manifest_path} cannot be read ({error}); delete {output_dir} to regenerate") from error
+        raise FileExistsError(
+            f"{manifest_path} cannot be read ({error}); delete {output_dir} to regenerate"
+        ) from error
     if not isinstance(found, dict):
         raise FileExistsError(f"{manifest_path} is not a synthetic audio manifest; delete {output_dir} to regenerate")
     if found != manifest:
@@ -434,7 +437,7 @@ def _existing_set(output_dir: Path, manifest: Dict[str, Any]) -> Optional[Path]:
 
 
 def write_audiofolder(
-    output_dir: Union[str, os.PathLike],
+    output_dir: str | os.PathLike,
     num_train_per_class: int = DEFAULT_NUM_TRAIN_PER_CLASS,
     num_test_per_class: int = DEFAULT_NUM_TEST_PER_CLASS,
     seed: int = 0,
@@ -492,7 +495,7 @@ def write_audiofolder(
     return output_dir
 
 
-def _move_into_place(staging: Path, output_dir: Path, manifest: Dict[str, Any]) -> None:
+def _move_into_place(staging: Path, output_dir: Path, manifest: dict[str, Any]) -> None:
     if output_dir.exists():
         # Only reached when it is an empty directory (checked above); remove it so the rename works on every OS.
         try:
@@ -508,7 +511,7 @@ def _move_into_place(staging: Path, output_dir: Path, manifest: Dict[str, Any]) 
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> Path:
+def main(argv: Sequence[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(
         prog="python training/synthetic_audio.py",
         description="Write the built-in synthetic labelled audio set as an audiofolder (train/ and test/ with "
@@ -522,14 +525,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     parser.add_argument("--duration_seconds", type=float, default=1.0)
     args = parser.parse_args(argv)
     try:
-        path = write_audiofolder(
-            args.output_dir,
-            num_train_per_class=args.num_train_per_class,
-            num_test_per_class=args.num_test_per_class,
-            seed=args.seed,
-            sampling_rate=args.sampling_rate,
-            duration_seconds=args.duration_seconds,
-        )
+        # The flags are named as write_audiofolder's parameters.
+        path = write_audiofolder(**vars(args))
     except (FileExistsError, ValueError) as error:
         parser.exit(2, f"error: {error}\n")
     num_classes = len(SYNTHETIC_LABELS)

@@ -58,8 +58,8 @@ def check_request(source: SourceCheckpoint, target: str, use_ema: bool):
     require(target in TARGETS, f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
     where = f"{source.path} ({source.layout.description})"
     if use_ema:
-        require(target == "encoder", "--use_ema converts the EMA teacher into an encoder: use it with --target encoder "
-                "(--target pretraining keeps student and teacher)")
+        require(target == "encoder", "--use_ema converts the EMA teacher into an encoder: use it with --target "
+                "encoder (--target pretraining keeps student and teacher)")
         require(source.has_teacher, f"--use_ema: {where} holds no EMA teacher (`_ema`)")
     if target == "pretraining":
         require(source.has_teacher and source.has_decoder,

@@ -75,7 +75,9 @@ def rename_state_dict(source: SourceCheckpoint, target: str, use_ema: bool):
 
 def key_problems(converted: dict[str, torch.Tensor], unknown: list[str], expected: dict[str, torch.Size]) -> list[str]:
     problems = [f"unexpected source key (no weight of ours takes it): {key}" for key in sorted(unknown)]
-    problems += [f"unexpected key (the model has no such weight): {key}" for key in sorted(converted.keys() - expected)]
+    problems += [
+        f"unexpected key (the model has no such weight): {key}" for key in sorted(converted.keys() - expected)
+    ]
     problems += [
         f"missing key (the checkpoint does not provide it): {key}" for key in sorted(expected - converted.keys())
     ]
@@ -100,8 +102,8 @@ def verify_position_tables(source: SourceCheckpoint, config: EATConfig, keys_use
         num_rows = table.shape[-2]
         if table.dim() != 3 or table.shape[-1] != config.hidden_size or num_rows % config.num_freq_patches:
             problems.append(
-                f"shape mismatch for {key}: {tuple(table.shape)}, expected [1, rows, {config.hidden_size}] with rows a "
-                f"multiple of {config.num_freq_patches} (512 or 6144 in the official checkpoints)"
+                f"shape mismatch for {key}: {tuple(table.shape)}, expected [1, rows, {config.hidden_size}] with rows "
+                f"a multiple of {config.num_freq_patches} (512 or 6144 in the official checkpoints)"
             )
             continue
         ours = sincos_position_table(num_rows // config.num_freq_patches, config.num_freq_patches, config.hidden_size)

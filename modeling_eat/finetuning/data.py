@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import random_crop, seconds_to_samples
+from ..audio import SeededEpochSampler, random_crop, seconds_to_samples
 from ..feature_extraction_eat import kaldi_num_samples
 from .augmentations import roll_and_gain
 from .labels import LabelSpec, build_label_spec
@@ -101,29 +101,21 @@ def load_sample_weights(path: str | Path, num_rows: int) -> np.ndarray:
     return weights / weights.sum()
 
 
-class WeightedEpochSampler(torch.utils.data.Sampler):
+class WeightedEpochSampler(SeededEpochSampler):
     """Each epoch draws `num_samples` distinct clips with `torch.multinomial(weights, replacement=False)`, as EAT's
     AS-2M fine-tuning does (200k of ~2M clips per epoch). Drawing the whole data set only reorders it.
 
-    The draw depends on `seed` and the epoch only, so every process of a distributed run draws the same indices and
-    accelerate's batch sharding splits them.
+    Every process of a distributed run draws the same indices, and accelerate's batch sharding splits them. The
+    Trainer does not call `set_epoch` on its sampler, so each pass moves on to the next epoch by itself.
     """
 
     def __init__(self, weights, num_samples: int | None = None, seed: int = 0):
         self.weights = torch.as_tensor(np.asarray(weights), dtype=torch.float64)
         available = int((self.weights > 0).sum())
-        self.num_samples = available if num_samples is None else min(int(num_samples), available)
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.num_samples
+        super().__init__(available if num_samples is None else min(int(num_samples), available), seed)
 
     def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        generator = self.epoch_generator()
         indices = torch.multinomial(self.weights, self.num_samples, replacement=False, generator=generator)
         self.epoch += 1
         yield from indices.tolist()

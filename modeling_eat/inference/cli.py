@@ -17,7 +17,7 @@ from .storage import FORMATS, remove_features, save_features
 logger = logging.getLogger(__name__)
 
 EXTRACT_DESCRIPTION = "Utterance and frame-level embeddings from an EAT encoder, for audio files or a data set."
-PROBE_DESCRIPTION = "Linear probe: logistic regression on frozen EAT embeddings, a quick quality measure of a checkpoint."
+PROBE_DESCRIPTION = "Logistic regression on frozen EAT embeddings: a quick quality measure of a checkpoint."
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -150,9 +150,9 @@ def probe_main(argv: Sequence[str] | None = None) -> dict:
     predictions = results.pop("predictions")
     results.update(model_name_or_path=args.model_name_or_path, pooling=args.pooling, layer=args.layer)
     print(
-        f"linear probe ({args.pooling}, layer {args.layer}) on {args.dataset_name}: accuracy {results['accuracy']:.4f} "
-        f"vs chance {results['chance']:.4f} ({results['num_classes']} classes, {results['num_train']} train / "
-        f"{results['num_test']} test clips)"
+        f"linear probe ({args.pooling}, layer {args.layer}) on {args.dataset_name}: "
+        f"accuracy {results['accuracy']:.4f} vs chance {results['chance']:.4f} ({results['num_classes']} classes, "
+        f"{results['num_train']} train / {results['num_test']} test clips)"
     )
     if args.confusion_matrix:
         from ..plotting import plot_confusion_matrix

@@ -247,9 +247,8 @@ def extract_features(
         names = [str(index) for index in range(len(waveforms))]
     if len(names) != len(waveforms):
         raise ValueError(f"got {len(names)} names for {len(waveforms)} waveforms")
-    return list(
-        iter_features(model, feature_extractor, zip(names, waveforms), batch_size, layer, window_seconds, always_window)
-    )
+    clips = zip(names, waveforms)
+    return list(iter_features(model, feature_extractor, clips, batch_size, layer, window_seconds, always_window))
 
 
 def load_encoder(model_name_or_path: str, device: str | torch.device | None = "auto", dtype: str = "float32"):

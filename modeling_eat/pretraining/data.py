@@ -16,7 +16,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..audio import SAMPLING_RATE, AudioDecodingError, decode_audio, random_crop, seconds_to_samples
+from ..audio import (
+    SAMPLING_RATE,
+    AudioDecodingError,
+    SeededEpochSampler,
+    decode_audio,
+    random_crop,
+    seconds_to_samples,
+)
 from ..feature_extraction_eat import EATFeatureExtractor
 from ..masking_eat import EATMaskGenerator
 
@@ -30,30 +37,18 @@ def derived_seed(*keys: int) -> int:
     return int(state >> np.uint64(1))
 
 
-class EpochShuffleSampler(torch.utils.data.Sampler):
-    """A seeded shuffle that yields `(epoch, index)` keys, so the dataset can derive each example's randomness.
-
-    The order of epoch `e` is a permutation drawn from `seed + e`; call `set_epoch` (accelerate's
-    `DataLoaderShard.set_epoch` forwards to it) before iterating.
-    """
+class EpochShuffleSampler(SeededEpochSampler):
+    """A seeded shuffle that yields `(epoch, index)` keys, so the dataset can derive each example's randomness."""
 
     def __init__(self, num_examples: int, seed: int = 0, shuffle: bool = True):
-        self.num_examples = num_examples
-        self.seed = seed
+        super().__init__(num_examples, seed)
         self.shuffle = shuffle
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.num_examples
 
     def __iter__(self):
         if self.shuffle:
-            order = torch.randperm(self.num_examples, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+            order = torch.randperm(self.num_samples, generator=self.epoch_generator())
         else:
-            order = torch.arange(self.num_examples)
+            order = torch.arange(self.num_samples)
         return iter([(self.epoch, index) for index in order.tolist()])
 
 

@@ -60,8 +60,8 @@ def check_teacher_precision(model) -> None:
     if dtypes != {torch.float32}:
         raise ValueError(
             f"the EMA teacher's weights are {sorted(str(d) for d in dtypes)} after accelerator.prepare (DeepSpeed "
-            "fp16/bf16 casts the whole model); the EMA update needs float32. Run DeepSpeed with mixed precision off, or "
-            "use DDP (training/configs/accelerate_ddp.yaml) with --mixed_precision bf16, where autocast keeps the "
+            "fp16/bf16 casts the whole model); the EMA update needs float32. Run DeepSpeed with mixed precision off, "
+            "or use DDP (training/configs/accelerate_ddp.yaml) with --mixed_precision bf16, where autocast keeps the "
             "weights in float32."
         )
 

@@ -1,0 +1,135 @@
+"""The package's layers, read from its source: imports go one way only, and every helper name has one home.
+
+- core: the files that ship with every saved folder (+ the package `__init__`); they import only torch, numpy,
+  transformers (and huggingface_hub's dataclass validators, as transformers' own configs do) and each other;
+- shared: the modules below the workflows (audio, optimizer rules, Hub publishing, figures); they import core and
+  shared modules only;
+- workflows: one subpackage each (pre-training, fine-tuning, conversion, inference); a workflow imports core, shared
+  modules and itself, never another workflow;
+- entry points: the thin `python -m modeling_eat.<command>` modules, each handing over to one workflow.
+"""
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from eat_testing import PROJECT_ROOT
+
+
+PACKAGE = PROJECT_ROOT / "modeling_eat"
+CORE = {"__init__", "configuration_eat", "feature_extraction_eat", "masking_eat", "modeling_eat"}
+SHARED = {"audio", "hub", "optimization", "plotting"}
+WORKFLOWS = {"conversion", "finetuning", "inference", "pretraining"}
+ENTRY_POINTS = {"extract", "linear_probe"}
+CORE_THIRD_PARTY = {"torch", "numpy", "transformers", "huggingface_hub"}
+
+
+def unit_of(path: Path) -> str:
+    """The layer unit a file belongs to: its top-level module name, or its workflow subpackage."""
+    relative = path.relative_to(PACKAGE)
+    return relative.parts[0] if len(relative.parts) > 1 else relative.stem
+
+
+def layer_of(unit: str) -> str:
+    for layer, units in (("core", CORE), ("shared", SHARED), ("workflow", WORKFLOWS), ("entry point", ENTRY_POINTS)):
+        if unit in units:
+            return layer
+    raise AssertionError(f"modeling_eat/{unit} belongs to no layer: add it to the layer sets of tests/test_layout.py")
+
+
+def imports_of(path: Path, source: str | None = None) -> tuple[set[str], set[str]]:
+    """(units of the package, top-level third-party modules) that `path` (or `source` as if it were there) imports,
+    anywhere in the file."""
+    package_parts = ["modeling_eat", *path.relative_to(PACKAGE).parent.parts]
+    units, third_party = set(), set()
+    for node in ast.walk(ast.parse(path.read_text() if source is None else source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package_parts[: len(package_parts) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+                # `from . import plotting` names a module, not an attribute of the package.
+                names = [f"{module}.{alias.name}" for alias in node.names] if not node.module else [module]
+            else:
+                names = [node.module]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] != "modeling_eat":
+                third_party.add(parts[0])
+            elif len(parts) > 1:
+                units.add(parts[1])
+    return units, third_party
+
+
+def package_files() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_module_of_the_package_has_a_layer():
+    for path in package_files():
+        layer_of(unit_of(path))
+
+
+def layer_violations(path: Path, source: str | None = None) -> list[str]:
+    unit = unit_of(path)
+    layer = layer_of(unit)
+    units, third_party = imports_of(path, source)
+    imported = {other: layer_of(other) for other in units - {unit}}
+    if layer == "core":
+        problems = [
+            f"core file {path.name} imports {other} ({kind})" for other, kind in imported.items() if kind != "core"
+        ]
+        outside = third_party - set(sys.stdlib_module_names) - CORE_THIRD_PARTY
+        return problems + [f"core file {path.name} imports {module}" for module in sorted(outside)]
+    if layer in ("shared", "workflow"):
+        return [
+            f"{layer} {unit} imports {other} ({kind})"
+            for other, kind in imported.items()
+            if kind not in ("core", "shared")
+        ]
+    workflows = [other for other, kind in imported.items() if kind == "workflow"]
+    return [] if len(workflows) == 1 else [f"entry point {unit} should hand over to one workflow, imports {imported}"]
+
+
+@pytest.mark.parametrize("path", package_files(), ids=lambda path: str(path.relative_to(PACKAGE)))
+def test_imports_go_one_way(path):
+    assert layer_violations(path) == []
+
+
+@pytest.mark.parametrize(
+    "path, source, expected",
+    [
+        ("finetuning/data.py", "from ..pretraining.data import derived_seed\n", "finetuning imports pretraining"),
+        ("inference/cli.py", "def f():\n    from modeling_eat.conversion import x\n", "imports conversion"),
+        ("audio.py", "from .finetuning import recipes\n", "shared audio imports finetuning"),
+        ("modeling_eat.py", "from .audio import decode_audio\n", "core file modeling_eat.py imports audio"),
+        ("masking_eat.py", "import datasets\n", "core file masking_eat.py imports datasets"),
+    ],
+)
+def test_the_layer_check_catches_imports_against_the_direction(path, source, expected):
+    problems = layer_violations(PACKAGE / path, source)
+    assert any(expected in problem for problem in problems), problems
+
+
+def test_no_helper_name_is_defined_twice_in_the_package():
+    homes = {}
+    for path in package_files():
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                homes.setdefault(node.name, []).append(str(path.relative_to(PACKAGE)))
+    assert not {name: files for name, files in homes.items() if len(files) > 1}
+
+
+def test_readme_layout_table_matches_the_tree():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    table = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`(modeling_eat/[\w/]*\.py|modeling_eat/\w+/)`", table))
+    modules = {f"modeling_eat/{path.relative_to(PACKAGE)}" for path in PACKAGE.glob("*.py")}
+    subpackages = {f"modeling_eat/{path.name}/" for path in PACKAGE.iterdir() if (path / "__init__.py").is_file()}
+    assert listed == modules | subpackages
