@@ -29,7 +29,7 @@ from transformers import SchedulerType, get_scheduler
 from modeling_eat import EATForPreTraining
 from modeling_eat.audio import crop_num_frames, load_audio_dataset, load_feature_extractor
 from modeling_eat.masking_eat import EATMaskGenerator
-from modeling_eat.optimization import optimizer_param_groups
+from modeling_eat.optimization import PRETRAINING_WARMUP_FRACTION, optimizer_param_groups, warmup_steps_of
 from modeling_eat.pretraining.checkpoints import TrainingProgress, load_checkpoint, resolve_checkpoint, save_checkpoint
 from modeling_eat.pretraining.data import (
     EATPretrainingCollator,
@@ -37,6 +37,12 @@ from modeling_eat.pretraining.data import (
     PretrainingAudioDataset,
     StreamingPretrainingAudioDataset,
     derived_seed,
+)
+from modeling_eat.pretraining.monitoring import (
+    append_log,
+    collapse_warning,
+    scale_ema_to_run,
+    teacher_horizon_warning,
 )
 from modeling_eat.pretraining.settings import (
     build_pretraining_config,
@@ -83,7 +89,8 @@ def parse_args(argv=None):
                        choices=list(SchedulerType))
     optim.add_argument("--min_learning_rate", type=float, default=0.0,
                        help="Floor of the cosine_with_min_lr schedule.")
-    optim.add_argument("--num_warmup_steps", type=int, default=0)
+    optim.add_argument("--num_warmup_steps", type=float, default=PRETRAINING_WARMUP_FRACTION,
+                       help="Warm-up updates (>= 1), or a fraction of the run (< 1); default the official 13.3%%.")
     optim.add_argument("--max_train_steps", type=int, default=None, help="Overrides --num_train_epochs.")
     optim.add_argument("--num_train_epochs", type=int, default=10)
     optim.add_argument("--max_grad_norm", type=float, default=4.0)
@@ -177,6 +184,8 @@ def main(argv=None):
         model = EATForPreTraining.from_pretrained(args.model_name_or_path, config=config)
     else:
         model = EATForPreTraining(config)
+    # The teacher reads its EMA schedule from the model's config, which from_pretrained may have copied.
+    config = model.config
     feature_extractor = load_feature_extractor(args.feature_extractor_name, args.model_name_or_path)
 
     with accelerator.main_process_first():
@@ -192,11 +201,14 @@ def main(argv=None):
         batches_per_process = len(train_dataloader) / accelerator.num_processes
         updates_per_epoch = math.ceil(batches_per_process / args.gradient_accumulation_steps)
         args.max_train_steps = args.num_train_epochs * updates_per_epoch
+    scale_ema_to_run(config, args.max_train_steps)
+    if (warning := teacher_horizon_warning(config, args.max_train_steps)) is not None:
+        logger.warning(warning)
     # The accelerate-wrapped scheduler steps once per process per update, hence the factors (as in the examples).
     lr_scheduler = get_scheduler(
         args.lr_scheduler_type,
         optimizer=optimizer,
-        num_warmup_steps=args.num_warmup_steps * accelerator.num_processes,
+        num_warmup_steps=warmup_steps_of(args.num_warmup_steps, args.max_train_steps) * accelerator.num_processes,
         num_training_steps=args.max_train_steps * accelerator.num_processes,
         scheduler_specific_kwargs=(
             {"min_lr": args.min_learning_rate} if args.lr_scheduler_type == SchedulerType.COSINE_WITH_MIN_LR else {}
@@ -243,7 +255,7 @@ def main(argv=None):
     progress_bar = tqdm(
         total=args.max_train_steps, initial=progress.completed_steps, disable=not accelerator.is_local_main_process
     )
-    running = {"loss": [], "frame_loss": [], "utterance_loss": []}
+    running = {name: [] for name in ("loss", "frame_loss", "utterance_loss", "target_std", "prediction_std")}
     window_start, window_batches = time.perf_counter(), 0
 
     model.train()
@@ -295,12 +307,17 @@ def main(argv=None):
                 logs["lr"] = lr_scheduler.get_last_lr()[0]
                 if unwrapped.teacher is not None:
                     logs["ema_decay"] = float(unwrapped.teacher.ema_decay())
+                    logs["teacher_distance"] = float(unwrapped.teacher.distance_to(unwrapped.eat))
+                    if (warning := collapse_warning(logs["target_std"])) is not None:
+                        logger.warning(warning)
                 logs["samples_per_second"] = (
                     window_batches * args.per_device_train_batch_size * accelerator.num_processes / elapsed
                 )
                 progress_bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()})
                 if args.with_tracking:
                     accelerator.log(logs, step=progress.completed_steps)
+                if accelerator.is_main_process:
+                    append_log(output_dir, {"step": progress.completed_steps, **logs})
                 running = {name: [] for name in running}
                 window_start, window_batches = time.perf_counter(), 0
 
