@@ -26,7 +26,7 @@ def initial_weight_share(config: EATConfig, num_updates: int) -> float:
 def teacher_horizon_warning(config: EATConfig, num_updates: int) -> str | None:
     """Why this run's teacher would barely move from its random initialisation, or None: the EMA's horizon
     (`1 / (1 - ema_decay)` updates) must not exceed the run."""
-    if config.pretraining_objective != "eat":
+    if config.pretraining_objective != "eat" or num_updates <= 0:
         return None
     horizon = 1.0 / max(1.0 - config.ema_decay, 1e-12)
     if horizon <= num_updates:
