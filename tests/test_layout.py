@@ -20,7 +20,10 @@ from eat_testing import PROJECT_ROOT
 
 
 PACKAGE = PROJECT_ROOT / "modeling_eat"
-CORE = {"__init__", "configuration_eat", "feature_extraction_eat", "masking_eat", "modeling_eat"}
+CORE = {
+    "__init__", "configuration_eat", "feature_extraction_eat", "masking_eat", "modeling_eat", "pipeline_eat",
+    "windowing_eat",
+}
 SHARED = {"audio", "hub", "optimization", "plotting"}
 WORKFLOWS = {"conversion", "finetuning", "inference", "pretraining"}
 ENTRY_POINTS = {"extract", "linear_probe"}
