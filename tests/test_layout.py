@@ -25,8 +25,8 @@ CORE = {
     "windowing_eat",
 }
 SHARED = {"audio", "hub", "optimization", "plotting"}
-WORKFLOWS = {"conversion", "finetuning", "inference", "pretraining"}
-ENTRY_POINTS = {"extract", "linear_probe"}
+WORKFLOWS = {"conversion", "deployment", "finetuning", "inference", "pretraining"}
+ENTRY_POINTS = {"export", "extract", "linear_probe"}
 CORE_THIRD_PARTY = {"torch", "numpy", "transformers", "huggingface_hub"}
 
 

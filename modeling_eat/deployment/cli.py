@@ -30,7 +30,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def export_main(argv: Sequence[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     report = export(args.model_name_or_path, args.output_dir, args.format, args.with_feature_extractor)
@@ -43,4 +43,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
     return report
 
 
-__all__ = ["main", "parse_args"]
+__all__ = ["export_main", "parse_args"]
