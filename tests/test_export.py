@@ -9,12 +9,12 @@ import soundfile
 import torch
 from transformers import pipeline
 
-from modeling_eat import EATConfig, EATFeatureExtractor, EATForAudioClassification, EATModel
+from modeling_eat import EATConfig, EATForAudioClassification, EATModel
 from modeling_eat.deployment.cli import export_main as main
 from modeling_eat.deployment.export import TOLERANCE, export, load_graph
 from modeling_eat.feature_extraction_eat import exportable_fbank_constants, exportable_kaldi_fbank, kaldi_fbank
 
-from eat_testing import write_wav
+from eat_testing import save_tiny_classifier, write_wav
 
 
 pytest.importorskip("onnxruntime")
@@ -56,15 +56,8 @@ def test_exportable_fbank_batches_equal_clips():
 
 
 def save_folder(folder, model_class=EATForAudioClassification):
-    config = EATConfig.from_preset("tiny", max_length=FRAMES, id2label=ID2LABEL,
-                                   label2id={v: k for k, v in ID2LABEL.items()})
-    torch.manual_seed(0)
-    model = model_class(config).eval()
-    if model_class is EATForAudioClassification:
-        with torch.no_grad():  # logits of a trained model's size, so that 1e-4 is a real bound
-            model.classifier.weight.mul_(50)
-    model.save_pretrained(folder)
-    EATFeatureExtractor(max_length=FRAMES).save_pretrained(folder)
+    # The classifier's head is scaled to logits of a trained model's size, so that 1e-4 is a real bound.
+    save_tiny_classifier(folder, FRAMES, ID2LABEL, model_class)
     return folder
 
 

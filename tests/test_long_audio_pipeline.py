@@ -13,11 +13,11 @@ import pytest
 import torch
 from transformers import pipeline
 
-from modeling_eat import EATAudioClassificationPipeline, EATConfig, EATFeatureExtractor, EATForAudioClassification
+from modeling_eat import EATAudioClassificationPipeline, EATFeatureExtractor
 from modeling_eat.feature_extraction_eat import kaldi_num_frames, kaldi_num_samples
 from modeling_eat.windowing_eat import resample
 
-from eat_testing import write_wav
+from eat_testing import save_tiny_classifier, write_wav
 
 
 FRAMES = 64  # the model's window: 0.64 s
@@ -26,16 +26,7 @@ SAMPLING_RATE = 16000
 
 
 def save_classifier(folder, **config_overrides):
-    config = EATConfig.from_preset(
-        "tiny", max_length=FRAMES, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()}, **config_overrides
-    )
-    torch.manual_seed(0)
-    model = EATForAudioClassification(config).eval()
-    with torch.no_grad():  # a larger head, so that windows get clearly different scores
-        model.classifier.weight.mul_(50)
-    model.save_pretrained(folder)
-    EATFeatureExtractor(max_length=FRAMES).save_pretrained(folder)
-    return model
+    return save_tiny_classifier(folder, FRAMES, ID2LABEL, **config_overrides)
 
 
 @pytest.fixture(scope="module")
