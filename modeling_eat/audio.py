@@ -5,16 +5,17 @@ Not shipped with saved folders (the decoders need `soundfile` or `torchcodec`, d
 files never import it.
 """
 
-import functools
 import io
 import logging
 import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .feature_extraction_eat import FRAME_SHIFT_MS, EATFeatureExtractor, kaldi_num_frames, kaldi_num_samples
+from .feature_extraction_eat import EATFeatureExtractor, kaldi_num_frames, kaldi_num_samples
+
+# The resampler and the seconds -> frames rule ship with saved folders (the pipeline needs them); they live there.
+from .windowing_eat import FRAMES_PER_SECOND, resample, seconds_to_frames
 
 
 logger = logging.getLogger(__name__)
@@ -22,7 +23,6 @@ logger = logging.getLogger(__name__)
 SAMPLING_RATE = 16000
 # Shorter than one 25 ms fbank frame: nothing to learn from, and the feature extractor rejects it.
 MIN_NUM_SAMPLES = 400
-FRAMES_PER_SECOND = 1000.0 / FRAME_SHIFT_MS
 
 
 class AudioDecodingError(ValueError):
@@ -34,11 +34,6 @@ class AudioDecodingError(ValueError):
 
 def seconds_to_samples(seconds: float, sampling_rate: int = SAMPLING_RATE) -> int:
     return int(round(seconds * sampling_rate))
-
-
-def seconds_to_frames(seconds: float) -> int:
-    """Fbank frames that a span of `seconds` holds, one per 10 ms hop (a window cut out of a longer fbank)."""
-    return int(round(seconds * FRAMES_PER_SECOND))
 
 
 def frames_to_seconds(num_frames):
@@ -68,49 +63,6 @@ def crop_num_frames(max_length_seconds: float, patch_size: int = 16, sampling_ra
 
 
 # ---------------------------------------------------------------------------------------------------------- decoding
-
-
-@functools.lru_cache(maxsize=16)
-def _resampling_kernels(
-    orig: int, new: int, lowpass_filter_width: int, rolloff: float
-) -> tuple[torch.Tensor, int]:
-    # Cut-off as a fraction of the input rate; the filters are written in input-sample units.
-    cutoff = rolloff * min(orig, new) / orig
-    half_width = math.ceil(lowpass_filter_width / cutoff)
-    offsets = torch.arange(-half_width, half_width + orig, dtype=torch.float64)
-    phases = torch.arange(new, dtype=torch.float64)[:, None] * orig / new
-    distance = offsets[None, :] - phases
-    window = torch.where(
-        distance.abs() <= half_width, torch.cos(distance * math.pi / (2 * half_width)) ** 2, torch.zeros(())
-    )
-    return cutoff * torch.sinc(cutoff * distance) * window, half_width
-
-
-def resample(
-    waveform: torch.Tensor, orig_freq: int, new_freq: int, lowpass_filter_width: int = 6, rolloff: float = 0.99
-) -> torch.Tensor:
-    """Band-limited resampling of `(..., num_samples)` with a Hann-windowed sinc, in polyphase form.
-
-    The rates are reduced by their gcd to `orig` in and `new` out; output sample `k * new + p` sits `p * orig / new`
-    input samples after input sample `k * orig`, so each of the `new` phases is one filter applied every `orig` input
-    samples. The low-pass cut-off is `rolloff` times the lower Nyquist frequency; `lowpass_filter_width` zero
-    crossings of the sinc are kept on each side.
-    """
-    if orig_freq <= 0 or new_freq <= 0:
-        raise ValueError(f"sampling rates must be positive, got {orig_freq} and {new_freq}")
-    if orig_freq == new_freq:
-        return waveform
-    common = math.gcd(int(orig_freq), int(new_freq))
-    orig, new = int(orig_freq) // common, int(new_freq) // common
-    kernels, half_width = _resampling_kernels(orig, new, lowpass_filter_width, float(rolloff))
-    kernels = kernels.to(waveform.dtype)
-
-    shape = waveform.shape
-    signal = F.pad(waveform.reshape(-1, shape[-1]), (half_width, half_width + orig))
-    # A matmul over strided windows: conv1d with a stride in the hundreds is several times slower on CPU.
-    output = (signal.unfold(-1, kernels.shape[1], orig) @ kernels.T).flatten(1)
-    num_output = math.ceil(shape[-1] * new / orig)
-    return output[:, :num_output].reshape(*shape[:-1], num_output)
 
 
 def _audio_source(audio) -> tuple[object, str]:

@@ -10,7 +10,9 @@
 # specific language governing permissions and limitations under the License.
 """EAT (Efficient Audio Transformer) model configuration."""
 
+import copy
 import os
+import shutil
 from pathlib import Path
 
 from huggingface_hub.dataclasses import strict
@@ -67,6 +69,17 @@ AUTO_MAP = {
     "AutoModel": "modeling_eat.EATModel",
     "AutoModelForAudioClassification": "modeling_eat.EATForAudioClassification",
     "AutoModelForPreTraining": "modeling_eat.EATForPreTraining",
+}
+
+# The pipeline `pipeline("audio-classification", model=folder, trust_remote_code=True)` builds from the folder's own
+# code where this package is not installed: transformers reads `custom_pipelines` from config.json.
+PIPELINE_FILE = "pipeline_eat.py"
+CUSTOM_PIPELINES = {
+    "audio-classification": {
+        "impl": "pipeline_eat.EATAudioClassificationPipeline",
+        "pt": ["AutoModelForAudioClassification"],
+        "type": "audio",
+    }
 }
 
 # The two pre-training objectives differ in how they mask by default: EAT hides 80% in 5x5 blocks and trains on 16
@@ -146,6 +159,9 @@ class EATConfig(PreTrainedConfig):
     ```"""
 
     model_type = "eat"
+    # Set by `import modeling_eat`, which registers the EAT pipeline in this process. transformers must then not be
+    # pointed at the folder's copy of it (`custom_pipelines`), which it would only run with trust_remote_code=True.
+    pipeline_registered = False
 
     hidden_size: int = 768
     num_hidden_layers: int = 12
@@ -198,6 +214,25 @@ class EATConfig(PreTrainedConfig):
                     setattr(self, name, value)
         super().__post_init__(**kwargs)
         self.auto_map = {**AUTO_MAP, **(getattr(self, "auto_map", None) or {})}
+        if self.pipeline_registered:
+            self.__dict__.pop("custom_pipelines", None)
+        else:
+            # A copy: transformers' `pipeline()` rewrites the entry it reads in place (class names to classes).
+            self.custom_pipelines = {
+                **(getattr(self, "custom_pipelines", None) or {}), **copy.deepcopy(CUSTOM_PIPELINES)
+            }
+
+    def to_dict(self):
+        output = super().to_dict()
+        output["custom_pipelines"] = {**(output.get("custom_pipelines") or {}), **copy.deepcopy(CUSTOM_PIPELINES)}
+        return output
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        """Saves config.json and the code files, including the pipeline's, which none of the saved classes imports
+        (transformers copies only the files they import)."""
+        os.makedirs(save_directory, exist_ok=True)
+        copy_pipeline_code(save_directory)
+        super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "EATConfig":
@@ -268,6 +303,20 @@ class EATConfig(PreTrainedConfig):
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+
+def copy_pipeline_code(folder) -> None:
+    """Copies the pipeline file and the files it imports beside this one into `folder`. A remote-code copy of this
+    file that never loaded the pipeline has no pipeline file beside it and copies nothing."""
+    from transformers.dynamic_module_utils import get_relative_import_files
+
+    source = Path(__file__).with_name(PIPELINE_FILE)
+    if not source.is_file():
+        return
+    for path in [source, *map(Path, get_relative_import_files(source))]:
+        target = Path(folder) / path.name
+        if not (target.exists() and target.samefile(path)):
+            shutil.copyfile(path, target)
 
 
 __all__ = ["EATConfig", "SIZE_PRESETS"]

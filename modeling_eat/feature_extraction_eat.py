@@ -269,6 +269,59 @@ def _channel_axis(shape: Sequence[int]) -> int:
     return int(np.argmin(shape))
 
 
+def exportable_fbank_constants(
+    sampling_rate: int = 16000,
+    num_mel_bins: int = 128,
+    frame_length_ms: float = FRAME_LENGTH_MS,
+    frame_shift_ms: float = FRAME_SHIFT_MS,
+    low_freq: float = 20.0,
+    high_freq: float = 0.0,
+) -> dict[str, torch.Tensor]:
+    """The float32 constants of `exportable_kaldi_fbank`, to register as buffers of a module that is exported (tensors
+    cached at module level would be traced as fake tensors): `window` `[frame_length]`, `dft_matrix` `[frame_length,
+    fft_length]` (the cosine then the negated sine columns of the `fft_length // 2` bins below Nyquist, for a frame
+    zero-padded to `fft_length`) and `mel_matrix` `[fft_length // 2, num_mel_bins]`."""
+    frame_length, _, fft_length = _frame_sizes(sampling_rate, frame_length_ms, frame_shift_ms)
+    window, mel_matrix = _fbank_constants(
+        torch.device("cpu"), torch.float32, sampling_rate, num_mel_bins, frame_length, fft_length,
+        float(low_freq), float(high_freq),
+    )
+    # Angles from the exact integer product t * k mod fft_length, in float64, rounded to float32 once.
+    time = torch.arange(frame_length, dtype=torch.int64)[:, None]
+    bins = torch.arange(fft_length // 2, dtype=torch.int64)[None, :]
+    angles = (time * bins % fft_length).double() * (2 * math.pi / fft_length)
+    dft_matrix = torch.cat([torch.cos(angles), -torch.sin(angles)], dim=1).float()
+    return {"window": window.clone(), "dft_matrix": dft_matrix, "mel_matrix": mel_matrix.clone()}
+
+
+def exportable_kaldi_fbank(
+    waveforms: torch.Tensor,
+    window: torch.Tensor,
+    dft_matrix: torch.Tensor,
+    mel_matrix: torch.Tensor,
+    frame_shift: int = 160,
+    preemphasis: float = 0.97,
+) -> torch.Tensor:
+    """`kaldi_fbank` of a `(batch_size, num_samples)` float32 batch of equal lengths, in a form `torch.export` and the
+    ONNX exporter trace into one graph with a dynamic number of samples; constants from `exportable_fbank_constants`.
+
+    The same Kaldi steps (clip mean, frames of a strided view, per-frame DC removal, pre-emphasis, window, power
+    spectrum, mel, log floored at float32 eps) with no Python loop and no read of a length on the host: the real DFT
+    is one matmul with fixed cosine and sine columns and the power is `re * re + im * im`, without a square root.
+    It rounds differently from `kaldi_fbank` (a direct DFT rather than an FFT), within the tolerances that
+    `kaldi_fbank` meets against torchaudio. Returns `(batch_size, num_frames, num_mel_bins)`.
+    """
+    waveforms = waveforms - waveforms.mean(dim=-1, keepdim=True)
+    frames = waveforms.unfold(-1, window.shape[0], frame_shift)
+    frames = frames - frames.mean(dim=-1, keepdim=True)
+    # Kaldi's pre-emphasis treats the sample before each frame's first as that first sample itself.
+    previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
+    spectrum = ((frames - preemphasis * previous) * window) @ dft_matrix
+    real, imaginary = spectrum.chunk(2, dim=-1)
+    power = real * real + imaginary * imaginary
+    return (power @ mel_matrix).clamp(min=_LOG_FLOOR).log()
+
+
 def _multichannel_error(what: str, shape: Sequence[int], axis: int, batched: bool) -> ValueError:
     sample_axis = axis + 1 if axis == len(shape) - 2 else axis - 1
     return ValueError(
@@ -564,6 +617,8 @@ __all__ = [
     "FRAME_SHIFT_MS",
     "NORMALIZATION_PRESETS",
     "EATFeatureExtractor",
+    "exportable_fbank_constants",
+    "exportable_kaldi_fbank",
     "kaldi_fbank",
     "kaldi_num_frames",
     "kaldi_num_samples",

@@ -19,8 +19,15 @@ from .configuration_eat import AUTO_MAP, SIZE_PRESETS, EATConfig
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_card.md"
 
 # The files every saved folder carries for `trust_remote_code=True`: the modeling file reaches the others through
-# relative imports, which `save_pretrained` follows to copy them.
-CODE_FILES = ("configuration_eat.py", "modeling_eat.py", "masking_eat.py", "feature_extraction_eat.py")
+# relative imports, which `save_pretrained` follows to copy them; the config copies the pipeline's.
+CODE_FILES = (
+    "configuration_eat.py",
+    "modeling_eat.py",
+    "masking_eat.py",
+    "feature_extraction_eat.py",
+    "pipeline_eat.py",
+    "windowing_eat.py",
+)
 CLASSIFICATION_ARCHITECTURE = "EATForAudioClassification"
 PRETRAINING_ARCHITECTURE = "EATForPreTraining"
 

@@ -10,7 +10,7 @@ import numpy as np
 import soundfile
 import torch
 
-from modeling_eat import EATConfig, EATForPreTraining
+from modeling_eat import EATConfig, EATFeatureExtractor, EATForAudioClassification, EATForPreTraining
 
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -48,3 +48,19 @@ def write_wav(path: Path, waveform: np.ndarray, sampling_rate: int) -> dict:
     """Writes a float WAV; returns it as an `Audio(decode=False)` value."""
     soundfile.write(path, waveform, sampling_rate, subtype="FLOAT")
     return {"bytes": None, "path": str(path)}
+
+
+def save_tiny_classifier(folder, max_length: int, id2label: dict, model_class=EATForAudioClassification, **overrides):
+    """A `tiny` classifier (or other `model_class`) and its feature extractor saved to `folder`, weights from seed 0;
+    a classifier's head is scaled up so that the labels' scores differ clearly. Returns the model."""
+    config = EATConfig.from_preset(
+        "tiny", max_length=max_length, id2label=id2label, label2id={v: k for k, v in id2label.items()}, **overrides
+    )
+    torch.manual_seed(0)
+    model = model_class(config).eval()
+    if hasattr(model, "classifier"):
+        with torch.no_grad():
+            model.classifier.weight.mul_(50)
+    model.save_pretrained(folder)
+    EATFeatureExtractor(max_length=max_length).save_pretrained(folder)
+    return model

@@ -219,3 +219,32 @@ def test_run_gpu_script(tmp_path):
     payload = json.loads((tmp_path / "feature_extraction.json").read_text())
     assert payload["results"] and "--smoke" in payload["command"]
     assert (tmp_path / "feature_extraction.log").read_text() and (tmp_path / "versions.txt").read_text()
+
+
+def test_long_audio_timeline_of_a_model_fine_tuned_with_our_script(tmp_path):
+    # The CI-sized experiment: `training/finetune.py` trains a tiny EAT on 3 synthetic families, then the pipeline
+    # tags a 1-minute file of known 15-25 s segments; the full run (7 families, 5 minutes) is in BENCHMARKS.md.
+    output = tmp_path / "long_audio.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_long_audio.py"), "--smoke", "--threads", "1", "--json", str(output),
+         "--work_dir", str(tmp_path / "work")],
+        capture_output=True, text=True, env=env, timeout=1200,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    payload = json.loads(output.read_text())
+    check_machine(payload)
+    timeline = next(row for row in payload["results"] if row["section"] == "timeline")
+    assert timeline["windows"] >= 60 and timeline["segments"] >= 3
+    assert timeline["window_accuracy"] >= 0.9
+    scaling = [row for row in payload["results"] if row["section"] == "scaling"]
+    assert [row["audio_min"] for row in scaling] == [0.25, 1.0]
+    assert scaling[1]["windows"] > 3 * scaling[0]["windows"] and scaling[1]["peak_rss_mib"] > 0
+
+
+def test_export_latency_smoke(tmp_path):
+    payload = run_smoke("bench_export", tmp_path)
+    check_machine(payload)
+    rows = payload["results"]
+    assert [row["graph"] for row in rows] == ["input_values -> logits", "waveform -> logits"]
+    assert all(row["max_abs_difference"] <= 1e-4 and row["eager_ms"] > 0 and row["onnxruntime_ms"] > 0 for row in rows)

@@ -21,11 +21,14 @@ from eat_testing import PROJECT_ROOT
 
 
 PACKAGE = PROJECT_ROOT / "modeling_eat"
-CORE = {"__init__", "configuration_eat", "feature_extraction_eat", "masking_eat", "modeling_eat"}
+CORE = {
+    "__init__", "configuration_eat", "feature_extraction_eat", "masking_eat", "modeling_eat", "pipeline_eat",
+    "windowing_eat",
+}
 SHARED = {"audio", "hub", "optimization", "plotting"}
-WORKFLOWS = {"conversion", "finetuning", "inference", "pretraining"}
+WORKFLOWS = {"conversion", "deployment", "finetuning", "inference", "pretraining"}
 STUDIES = {"study"}
-ENTRY_POINTS = {"extract", "linear_probe", "ssl_study"}
+ENTRY_POINTS = {"export", "extract", "linear_probe", "ssl_study"}
 CORE_THIRD_PARTY = {"torch", "numpy", "transformers", "huggingface_hub"}
 
 

@@ -35,7 +35,10 @@ from modeling_eat.configuration_eat import AUTO_MAP
 
 
 FRAMES = 64
-CODE_FILES = {"configuration_eat.py", "modeling_eat.py", "masking_eat.py", "feature_extraction_eat.py"}
+CODE_FILES = {
+    "configuration_eat.py", "modeling_eat.py", "masking_eat.py", "feature_extraction_eat.py", "pipeline_eat.py",
+    "windowing_eat.py",
+}
 ID2LABEL = {0: "dog", 1: "rain", 2: "siren"}
 
 

@@ -24,6 +24,7 @@ import torch
 
 from ..audio import frames_to_seconds, patch_aligned, seconds_to_frames
 from ..feature_extraction_eat import EATFeatureExtractor, kaldi_num_frames
+from ..windowing_eat import array_blocks, iter_windows
 
 
 # The clip length EAT is pre-trained on.
@@ -128,28 +129,30 @@ def _clip_segments(
     window_frames: int,
     always_window: bool,
 ) -> list[_Segment]:
-    """Normalized fbank of one whole clip, cut into windows when it is longer than the model takes."""
-    waveform = torch.as_tensor(waveform, dtype=torch.float32)
-    patch_size = config.patch_size
-    num_frames = kaldi_num_frames(waveform.shape[-1], feature_extractor.sampling_rate)
-    padded_frames = patch_aligned(num_frames, patch_size, round_up=True)
-    # The fbank of the whole clip, so that windows cut from it start exactly on patch-row boundaries.
-    features = feature_extractor(
-        waveform.to(device),
-        sampling_rate=feature_extractor.sampling_rate,
-        max_length=padded_frames,
-        return_attention_mask=True,
-        return_tensors="pt",
-    )
-    input_values, frame_mask = features["input_values"][0], features["attention_mask"][0]
+    """Normalized fbank of one clip, window by window (`iter_windows`, the pipeline's windowing) when it is longer
+    than the model takes; each window at its own length rounded up to whole patch rows."""
+    waveform = np.asarray(torch.as_tensor(waveform, dtype=torch.float32).cpu())
+    patch_size, sampling_rate = config.patch_size, feature_extractor.sampling_rate
+    padded_frames = patch_aligned(kaldi_num_frames(waveform.shape[-1], sampling_rate), patch_size, round_up=True)
     max_frames = config.max_time_patches * patch_size
     segment_frames = window_frames if (always_window or padded_frames > max_frames) else padded_frames
     segments = []
-    for start in range(0, padded_frames, segment_frames):
-        mask = frame_mask[start : start + segment_frames]
-        real_frames = int(mask.sum())
+    # Windows start on patch-row boundaries of the clip's frame grid, so their rows' time stamps stay exact.
+    for window, samples in iter_windows(array_blocks(waveform), segment_frames, segment_frames, sampling_rate):
+        features = feature_extractor(
+            torch.from_numpy(samples).to(device),
+            sampling_rate=sampling_rate,
+            max_length=patch_aligned(window.num_frames, patch_size, round_up=True),
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
         segments.append(
-            _Segment(clip, input_values[start : start + segment_frames], mask, math.ceil(real_frames / patch_size))
+            _Segment(
+                clip,
+                features["input_values"][0],
+                features["attention_mask"][0],
+                math.ceil(window.num_frames / patch_size),
+            )
         )
     return segments
 

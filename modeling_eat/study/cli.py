@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "training"
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, StudySettings]:
+def parse_study_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, StudySettings]:
     description = __doc__.split("\n\n")[0]
     parser = argparse.ArgumentParser(prog="python -m modeling_eat.ssl_study", description=description)
     parser.add_argument("--dataset_name", required=True,
@@ -60,7 +60,7 @@ def prepare_pretraining_data(args, output_dir: Path) -> Path:
 
 def study_main(argv: Sequence[str] | None = None) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    args, settings = parse_args(argv)
+    args, settings = parse_study_args(argv)
     output_dir = Path(args.output_dir)
     if not SCRIPTS_DIR.is_dir():
         raise SystemExit(f"the study runs the scripts of {SCRIPTS_DIR}: run it from a checkout of the project")
@@ -92,4 +92,4 @@ def study_main(argv: Sequence[str] | None = None) -> Path:
     return report
 
 
-__all__ = ["parse_args", "study_main"]
+__all__ = ["parse_study_args", "study_main"]

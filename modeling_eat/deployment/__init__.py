@@ -1,0 +1,1 @@
+"""Deployment: EAT models as exported graphs (ONNX, torch.export), with or without the feature extractor inside."""

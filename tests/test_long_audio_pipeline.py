@@ -1,0 +1,234 @@
+"""The EAT pipeline on long audio: windows, strides, aggregation, timeline, crop warning, resampling, file streaming,
+registration for the task and `trust_remote_code` without the package."""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from transformers import pipeline
+
+from modeling_eat import EATAudioClassificationPipeline, EATFeatureExtractor
+from modeling_eat.feature_extraction_eat import kaldi_num_frames, kaldi_num_samples
+from modeling_eat.windowing_eat import resample
+
+from eat_testing import save_tiny_classifier, write_wav
+
+
+FRAMES = 64  # the model's window: 0.64 s
+ID2LABEL = {0: "bark", 1: "rain", 2: "siren", 3: "speech"}
+SAMPLING_RATE = 16000
+
+
+def save_classifier(folder, **config_overrides):
+    return save_tiny_classifier(folder, FRAMES, ID2LABEL, **config_overrides)
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("long_audio")
+    model = save_classifier(folder)
+    return folder, model, pipeline("audio-classification", model=str(folder))
+
+
+@pytest.fixture(scope="module")
+def audio() -> np.ndarray:
+    """5 s whose content changes every second, so that windows differ."""
+    rng = np.random.default_rng(0)
+    time = np.arange(SAMPLING_RATE) / SAMPLING_RATE
+    pieces = [0.3 * np.sin(2 * np.pi * f * time) + rng.normal(0, s, time.shape) for f, s in
+              [(300, 0.01), (2000, 0.2), (700, 0.05), (5000, 0.3), (150, 0.0)]]
+    return np.concatenate(pieces).astype(np.float32)
+
+
+def window_scores(model, audio, window_frames, hop_frames, function="softmax"):
+    """Each window classified on its own, from the clip's samples: what the pipeline must reproduce."""
+    extractor = EATFeatureExtractor(max_length=FRAMES)
+    scores, start = [], 0
+    while True:
+        samples = audio[160 * start : 160 * start + kaldi_num_samples(window_frames)]
+        inputs = extractor(samples, sampling_rate=SAMPLING_RATE, max_length=window_frames, return_tensors="pt")
+        with torch.no_grad():
+            logits = model(**inputs).logits[0]
+        scores.append(logits.softmax(-1) if function == "softmax" else logits.sigmoid())
+        if start + window_frames >= kaldi_num_frames(len(audio)):  # this window reaches the last frame
+            return torch.stack(scores)
+        start += hop_frames
+
+
+def scores_of(labels) -> np.ndarray:
+    by_label = {item["label"]: item["score"] for item in labels}
+    return np.array([by_label[label] for label in ID2LABEL.values()])
+
+
+def test_the_package_registers_its_pipeline_for_eat_models(classifier):
+    _, _, pipe = classifier
+    assert type(pipe) is EATAudioClassificationPipeline
+
+
+def test_other_models_keep_transformers_pipeline():
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+    from transformers.pipelines.audio_classification import AudioClassificationPipeline
+
+    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+                            conv_dim=(8, 8), conv_stride=(5, 4), conv_kernel=(10, 8), num_labels=2)
+    pipe = pipeline("audio-classification", model=Wav2Vec2ForSequenceClassification(config).eval(),
+                    feature_extractor=Wav2Vec2FeatureExtractor())
+    assert type(pipe) is AudioClassificationPipeline
+    assert len(pipe(np.zeros(16000, dtype=np.float32))) == 2
+
+
+def test_windows_overlap_and_the_timeline_tiles_the_audio(classifier, audio):
+    _, model, pipe = classifier
+    # 0.64 s windows sharing 0.1 s on each side: a hop of 44 frames.
+    result = pipe(audio, chunk_length_s=0.64, stride_length_s=0.1, return_timeline=True, top_k=None)
+    expected = window_scores(model, audio, FRAMES, 44)
+    timeline = result["timeline"]
+    assert len(timeline) == len(expected) == 11
+    for segment, scores in zip(timeline, expected):
+        np.testing.assert_allclose(scores_of(segment["labels"]), scores.numpy(), atol=1e-5)
+    assert timeline[0]["start"] == 0.0 and timeline[-1]["end"] == pytest.approx(len(audio) / SAMPLING_RATE)
+    assert all(a["end"] == pytest.approx(b["start"]) for a, b in zip(timeline, timeline[1:]))
+    assert timeline[1]["start"] == pytest.approx(0.44 + 0.10)  # the second window starts at 0.44 s, owns after 0.1 s
+    durations = torch.tensor([segment["end"] - segment["start"] for segment in timeline])
+    mean = (expected * durations[:, None]).sum(0) / durations.sum()
+    np.testing.assert_allclose(scores_of(result["labels"]), mean.numpy(), atol=1e-5)
+    # The windows tell the parts apart (else the checks above could not fail on a wrong window).
+    assert (expected.max(dim=0).values - expected.min(dim=0).values).max() > 0.05
+
+
+def test_max_aggregation_and_top_k(classifier, audio):
+    _, model, pipe = classifier
+    result = pipe(audio, chunk_length_s=0.64, stride_length_s=0.1, aggregation="max", top_k=None)
+    expected = window_scores(model, audio, FRAMES, 44).max(dim=0).values
+    np.testing.assert_allclose(scores_of(result), expected.numpy(), atol=1e-5)
+    assert pipe(audio, chunk_length_s=0.64, top_k=2) == pipe(audio, chunk_length_s=0.64, top_k=None)[:2]
+
+
+def test_batching_changes_nothing(classifier, audio):
+    _, _, pipe = classifier
+    one = pipe(audio, chunk_length_s=0.64, batch_size=1, return_timeline=True, top_k=None)
+    many = pipe(audio, chunk_length_s=0.64, batch_size=5, return_timeline=True, top_k=None)
+    for a, b in zip(one["timeline"], many["timeline"]):
+        np.testing.assert_allclose(scores_of(a["labels"]), scores_of(b["labels"]), atol=1e-5)
+
+
+def test_long_audio_without_chunk_length_warns_and_names_the_options(classifier, audio, caplog):
+    _, model, pipe = classifier
+    with caplog.at_level(logging.WARNING):
+        cropped = pipe(audio, top_k=None)
+    assert "only its first 0.64 s are classified" in caplog.text
+    for option in ("chunk_length_s", "stride_length_s", "aggregation", "return_timeline"):
+        assert option in caplog.text
+    np.testing.assert_allclose(scores_of(cropped), window_scores(model, audio[:11000], FRAMES, FRAMES)[0], atol=1e-5)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        pipe(audio[: kaldi_num_samples(FRAMES)])  # exactly one window: nothing is left out, nothing to say
+    assert "classified" not in caplog.text
+
+
+def test_a_wav_file_is_streamed_to_the_same_scores(classifier, audio, tmp_path):
+    _, _, pipe = classifier
+    path = tmp_path / "long.wav"
+    write_wav(path, audio, SAMPLING_RATE)
+    from_file = pipe(str(path), chunk_length_s=0.64, return_timeline=True, top_k=None)
+    from_bytes = pipe(path.read_bytes(), chunk_length_s=0.64, return_timeline=True, top_k=None)
+    from_array = pipe(audio, chunk_length_s=0.64, return_timeline=True, top_k=None)
+    for other in (from_file, from_bytes):
+        assert [s["start"] for s in other["timeline"]] == [s["start"] for s in from_array["timeline"]]
+        np.testing.assert_allclose(scores_of(other["labels"]), scores_of(from_array["labels"]), atol=1e-5)
+
+
+@pytest.mark.parametrize("input_rate", [8000, 44100])
+def test_arrays_at_other_rates_are_resampled_without_torchaudio(classifier, audio, input_rate):
+    _, _, pipe = classifier
+    other_rate = resample(torch.from_numpy(audio), SAMPLING_RATE, input_rate).numpy()
+    result = pipe({"array": other_rate, "sampling_rate": input_rate}, chunk_length_s=0.64, top_k=None)
+    expected = pipe(resample(torch.from_numpy(other_rate), input_rate, SAMPLING_RATE).numpy(), chunk_length_s=0.64,
+                    top_k=None)
+    np.testing.assert_allclose(scores_of(result), scores_of(expected), atol=1e-6)
+    # And it is close to the original audio's scores (resampling twice keeps the content below 4 kHz).
+    np.testing.assert_allclose(scores_of(result), scores_of(pipe(audio, chunk_length_s=0.64, top_k=None)), atol=0.1)
+    assert "torchaudio" not in sys.modules
+
+
+def test_multi_label_windows_get_sigmoid_scores(tmp_path, audio):
+    model = save_classifier(tmp_path, problem_type="multi_label_classification")
+    pipe = pipeline("audio-classification", model=str(tmp_path))
+    result = pipe(audio, chunk_length_s=0.64, stride_length_s=0.1, return_timeline=True, top_k=None)
+    expected = window_scores(model, audio, FRAMES, 44, function="sigmoid")
+    for segment, scores in zip(result["timeline"], expected):
+        np.testing.assert_allclose(scores_of(segment["labels"]), scores.numpy(), atol=1e-5)
+
+
+def test_progress_bar_on_request(classifier, audio, capsys):
+    _, _, pipe = classifier
+    pipe(audio, chunk_length_s=0.64, progress_bar=True)
+    assert "classifying" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"chunk_length_s": 200.0}, "positional table"),
+        ({"chunk_length_s": 0.1}, "one patch row"),
+        ({"chunk_length_s": 0.64, "stride_length_s": 0.32}, "leave no new audio"),
+        ({"stride_length_s": 0.1}, "needs chunk_length_s"),
+        ({"chunk_length_s": 0.64, "aggregation": "median"}, "aggregation must be one of"),
+    ],
+)
+def test_bad_arguments_are_refused(classifier, audio, arguments, message):
+    _, _, pipe = classifier
+    with pytest.raises(ValueError, match=message):
+        pipe(audio, **arguments)
+
+
+def test_multi_channel_audio_is_refused(classifier, audio):
+    _, _, pipe = classifier
+    with pytest.raises(ValueError, match="down-mix"):
+        pipe(np.stack([audio, audio]))
+
+
+CHILD = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["modeling_eat"] = None  # only the saved code files can serve
+    import numpy as np
+    from transformers import pipeline
+
+    pipe = pipeline("audio-classification", model="classifier", trust_remote_code=True)
+    audio = np.load("audio.npy")
+    result = pipe(audio, chunk_length_s=0.64, stride_length_s=0.1, return_timeline=True, top_k=None)
+    inferred = pipeline(model="classifier", trust_remote_code=True)  # the task comes from custom_pipelines
+    json.dump({"class": type(pipe).__module__ + "." + type(pipe).__name__, "inferred": type(inferred).__name__,
+               "result": result}, open("child.json", "w"))
+    """
+)
+
+
+def test_saved_folder_runs_the_pipeline_with_remote_code_only(classifier, audio, tmp_path):
+    folder, _, pipe = classifier
+    root = tmp_path / "remote"
+    root.mkdir()
+    subprocess.run(["cp", "-r", str(folder), str(root / "classifier")], check=True)
+    assert json.loads((root / "classifier" / "config.json").read_text())["custom_pipelines"]["audio-classification"][
+        "impl"] == "pipeline_eat.EATAudioClassificationPipeline"
+    np.save(root / "audio.npy", audio)
+    (root / "child.py").write_text(CHILD)
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    completed = subprocess.run([sys.executable, "child.py"], cwd=root, env=env, capture_output=True, text=True,
+                               timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    child = json.loads((root / "child.json").read_text())
+    assert child["class"].startswith("transformers_modules.") and child["class"].endswith(
+        "pipeline_eat.EATAudioClassificationPipeline")
+    assert child["inferred"] == "EATAudioClassificationPipeline"
+    here = pipe(audio, chunk_length_s=0.64, stride_length_s=0.1, return_timeline=True, top_k=None)
+    assert [s["start"] for s in child["result"]["timeline"]] == [s["start"] for s in here["timeline"]]
+    np.testing.assert_allclose(scores_of(child["result"]["labels"]), scores_of(here["labels"]), atol=1e-6)
