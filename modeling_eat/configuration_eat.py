@@ -327,7 +327,9 @@ class EATConfig(PreTrainedConfig):
     def from_dict(cls, config_dict: dict, **kwargs) -> "EATConfig":
         """As `PreTrainedConfig.from_dict`; a config of the hub's remote-code port is translated first."""
         if is_hub_port_config(config_dict):
-            ours = {name: value for name, value in config_dict.items() if name not in HUB_PORT_DEFAULTS}
+            # The port's `auto_map` names its own code, which reads its layout: once translated, the config is ours
+            # and so is the code a saved folder must carry.
+            ours = {name: value for name, value in config_dict.items() if name not in (*HUB_PORT_DEFAULTS, "auto_map")}
             settings = settings_from_hub_port(config_dict)
             if "id2label" in ours:  # the file names its own labels
                 for name in ("num_labels", "id2label", "label2id"):

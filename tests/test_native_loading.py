@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoModelForAudioClassification, AutoModelForPreTraining
 
 from modeling_eat import EATForAudioClassification, EATForPreTraining, EATModel
+from modeling_eat.configuration_eat import AUTO_MAP
 from modeling_eat.conversion import convert_checkpoint
 
 from eat_testing import build
@@ -146,6 +147,10 @@ def test_trust_remote_code_on_the_ports_auto_map_stays_transformers(hub_port_dir
     with torch.no_grad():
         hidden = model(reference["input"]).last_hidden_state
     assert max_error(hidden, reference["student_last_hidden_state"]) < TOLERANCE
+    # Saved, the folder names this package's code (which it carries), not the port's, which reads another layout.
+    model.save_pretrained(tmp_path / "saved")
+    assert json.loads((tmp_path / "saved" / "config.json").read_text())["auto_map"] == AUTO_MAP
+    assert (tmp_path / "saved" / "modeling_eat.py").read_text() != (folder / "modeling_eat.py").read_text()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
