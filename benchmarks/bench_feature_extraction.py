@@ -4,7 +4,7 @@ torchaudio's Kaldi fbank.
 Input: random-noise clips of 10 s at 16 kHz. Sections (`--sections`, default all):
 - cpu: our extractor on CPU with 1 thread and with all threads (`torch.set_num_threads`), from a list of numpy clips
   (`--batch` of them), and `ASTFeatureExtractor` in the same run (its torchaudio path where torchaudio loads, else its
-  numpy path).
+  numpy path; with `--threads N`, numpy's BLAS is held to N threads too, through threadpoolctl).
 - torchaudio: `torchaudio.compliance.kaldi.fbank` one clip at a time, called as `ASTFeatureExtractor` calls it, on CPU
   with all threads, and the largest difference between its fbank and ours (`kaldi_fbank`) on the same clips.
   torchaudio is imported here only, and only if it loads: where it does not, the row says why.
@@ -22,6 +22,7 @@ Usage:
     python benchmarks/bench_feature_extraction.py [--smoke] [--json results.json] [--device cpu] [--sections cpu]
 """
 
+import contextlib
 import statistics
 import sys
 import time
@@ -92,6 +93,18 @@ def max_abs_diff_to_ours(kaldi, waveforms: torch.Tensor) -> float:
     return (ours - theirs).abs().max().item()
 
 
+def blas_thread_limit(threads: int | None):
+    """`(context, threads it allows)`: AST's numpy path runs numpy's BLAS threads, which torch's setting does not
+    reach; `threadpoolctl` (a scikit-learn dependency) holds them to `threads`."""
+    if threads is None:
+        return contextlib.nullcontext(), "n/a"
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext(), "n/a (no threadpoolctl)"
+    return threadpool_limits(limits=threads), threads
+
+
 def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
 
@@ -116,9 +129,12 @@ def run_cpu(args, clips, eat) -> list[dict]:
                      "status": f"not run: {type(error).__name__}: {reason}"})
         return rows
     ast_path = "torchaudio" if is_speech_available() else "numpy"
-    # AST's numpy path runs in numpy: torch's thread setting does not apply to it.
-    rates = clips_per_second(lambda: ast(clips, sampling_rate=SAMPLING_RATE), len(clips), max(1, args.repeats // 2))
-    rows.append(rate_row(f"ASTFeatureExtractor ({ast_path})", "cpu", "n/a", len(clips), rates))
+    limit, ast_threads = blas_thread_limit(args.threads) if ast_path == "numpy" else (contextlib.nullcontext(), "n/a")
+    with limit:
+        rates = clips_per_second(
+            lambda: ast(clips, sampling_rate=SAMPLING_RATE), len(clips), max(1, args.repeats // 2)
+        )
+    rows.append(rate_row(f"ASTFeatureExtractor ({ast_path})", "cpu", ast_threads, len(clips), rates))
     return rows
 
 

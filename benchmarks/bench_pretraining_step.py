@@ -51,7 +51,7 @@ import common
 
 CASES = {
     "tiny": ("tiny", {}, 2),
-    "base-2l": ("base", {"num_hidden_layers": 2, "average_top_k_layers": 2}, 1),
+    "base-2l": ("base", {"num_hidden_layers": 2}, 1),
     "base": ("base", {}, 1),
 }
 LEARNING_RATE = 5e-4
@@ -106,16 +106,21 @@ class PlainEncoder(nn.Module):
         return x, ffn_outputs
 
 
+def plain_decoder_width(config: EATConfig) -> int:
+    """The CNN decoder's width: the config's, else EAT's (the encoder's)."""
+    return config.decoder_hidden_size or config.hidden_size
+
+
 class PlainDecoder(nn.Module):
     def __init__(self, config: EATConfig):
         super().__init__()
-        channels = [config.hidden_size] + [config.decoder_hidden_size] * config.decoder_num_layers
+        channels = [config.hidden_size] + [plain_decoder_width(config)] * config.decoder_num_layers
         kernel = config.decoder_kernel_size
         self.convs = nn.ModuleList(
             nn.Conv2d(channels[i], channels[i + 1], kernel, padding=kernel // 2, groups=config.decoder_groups)
             for i in range(config.decoder_num_layers)
         )
-        self.projection = nn.Linear(config.decoder_hidden_size, config.hidden_size)
+        self.projection = nn.Linear(plain_decoder_width(config), config.hidden_size)
 
     def forward(self, tokens, num_time_patches):
         batch, patches, width = tokens.shape
@@ -198,7 +203,8 @@ class PlainStep(TimedStep):
         self.mark("teacher_start")
         with torch.no_grad():
             _, ffn_outputs = self.teacher(spectrogram)
-            top = ffn_outputs[-config.average_top_k_layers :]
+            # EAT's targets: the config's top layers, else all of them.
+            top = ffn_outputs[-(config.average_top_k_layers or config.num_hidden_layers) :]
             targets = sum(F.instance_norm(f[:, 1:].float().transpose(1, 2)).transpose(1, 2) for f in top) / len(top)
             targets = F.layer_norm(targets, targets.shape[-1:]).repeat_interleave(clones, dim=0)
         self.mark("teacher_end")
@@ -438,9 +444,10 @@ def decoder_conv_variants(config: EATConfig, rows: int, num_time_patches: int, r
                           dtype: torch.dtype | None) -> list[dict]:
     """Forward + backward of one decoder convolution at this width and grid, in each formulation (under autocast
     when `dtype` is given, as in the step), with the largest difference from `nn.Conv2d`'s output."""
-    conv = nn.Conv2d(config.decoder_hidden_size, config.decoder_hidden_size, config.decoder_kernel_size,
-                     padding=config.decoder_kernel_size // 2, groups=config.decoder_groups).to(device)
-    grid = torch.randn(rows, config.decoder_hidden_size, num_time_patches, config.num_freq_patches, device=device)
+    width = plain_decoder_width(config)
+    conv = nn.Conv2d(width, width, config.decoder_kernel_size, padding=config.decoder_kernel_size // 2,
+                     groups=config.decoder_groups).to(device)
+    grid = torch.randn(rows, width, num_time_patches, config.num_freq_patches, device=device)
     variants = {
         "conv2d (NCHW)": (conv, grid, False),
         "conv2d (channels_last)": (
@@ -480,7 +487,7 @@ def decoder_conv_variants(config: EATConfig, rows: int, num_time_patches: int, r
             continue
         finally:
             torch.backends.cudnn.benchmark = cudnn_benchmark
-        results.append({"formulation": name, "status": "ok", "rows": rows, "channels": config.decoder_hidden_size,
+        results.append({"formulation": name, "status": "ok", "rows": rows, "channels": width,
                         "groups": config.decoder_groups, "ms": 1000 * timing["median_s"],
                         "best_ms": 1000 * timing["best_s"], "gflop_per_s": flops / timing["best_s"] / 1e9,
                         "max_abs_diff": difference, "peak_mib": memory.peak_mib})

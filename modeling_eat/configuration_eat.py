@@ -11,18 +11,24 @@
 """EAT (Efficient Audio Transformer) model configuration."""
 
 import copy
+import json
 import os
 import shutil
 from pathlib import Path
 
 from huggingface_hub.dataclasses import strict
 from transformers.configuration_utils import PreTrainedConfig
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
 
 
 # Sizes and pre-training recipes of the official checkpoints (EAT.md §2.4, §2.5, §3). `tiny` and `small` are ours:
 # `tiny` has the width and depth of the reference fixtures, for tests; `small` is twice as wide, for demos, because
 # 64 channels learn too slowly in a few hundred steps (FIDELITY.md). Both scale the EMA schedule to the run, so that
-# a short run moves the teacher.
+# a short run moves the teacher. The teacher's target layers and the CNN decoder's width follow the encoder (all of
+# its layers, its width), so no preset names them and an override of the depth or width needs no second one.
 SIZE_PRESETS = {
     "base": {},
     "large": {
@@ -30,22 +36,18 @@ SIZE_PRESETS = {
         "num_hidden_layers": 24,
         "num_attention_heads": 16,
         "intermediate_size": 4096,
-        "decoder_hidden_size": 1024,
         "decoder_kernel_size": 5,
         "decoder_num_layers": 3,
         "mask_ratio": 0.75,
         "mask_prob_adjust": 0.1,
         "ema_anneal_end_step": 150000,
-        "average_top_k_layers": 24,
     },
     "tiny": {
         "hidden_size": 64,
         "num_hidden_layers": 3,
         "num_attention_heads": 4,
         "intermediate_size": 256,
-        "decoder_hidden_size": 64,
         "decoder_num_layers": 2,
-        "average_top_k_layers": 3,
         "ema_scale_with_run": True,
         "maskspec_decoder_hidden_size": 64,
         "maskspec_decoder_intermediate_size": 128,
@@ -56,10 +58,51 @@ SIZE_PRESETS["small"] = {
     **SIZE_PRESETS["tiny"],
     "hidden_size": 128,
     "intermediate_size": 512,
-    "decoder_hidden_size": 128,
     "maskspec_decoder_hidden_size": 128,
     "maskspec_decoder_intermediate_size": 256,
 }
+
+# The config.json fields of the hub's remote-code port (the `worstchan/EAT-*` repositories, EAT.md §6) with the
+# defaults of its config class, for the fields a file leaves out.
+HUB_PORT_DEFAULTS = {
+    "embed_dim": 768,
+    "depth": 12,
+    "num_heads": 12,
+    "patch_size": 16,
+    "stride": 16,
+    "in_chans": 1,
+    "mel_bins": 128,
+    "max_length": 768,
+    "num_classes": 527,
+    "model_variant": "pretrain",
+    "mlp_ratio": 4.0,
+    "qkv_bias": True,
+    "drop_rate": 0.0,
+    "attn_drop_rate": 0.0,
+    "activation_dropout": 0.0,
+    "post_mlp_drop": 0.0,
+    "start_drop_path_rate": 0.0,
+    "end_drop_path_rate": 0.0,
+    "layer_norm_first": False,
+    "norm_eps": 1e-6,
+    "norm_affine": True,
+    "fixed_positions": True,
+    "img_size": (1024, 128),
+}
+# Fields only the port's config has: one of them marks a config.json as the port's. (`patch_size`, `qkv_bias` and
+# `max_length` are names of ours too; the port's `max_length` counts rows of patches, ours frames.)
+HUB_PORT_MARKERS = ("embed_dim", "depth", "num_heads", "mel_bins", "model_variant", "img_size")
+# The port's fine-tuned head normalises with `nn.LayerNorm`'s default eps, not the encoder's 1e-6 (EAT.md §6).
+HUB_PORT_FC_NORM_EPS = 1e-5
+# The official fine-tuned heads classify AudioSet's 527 classes, several per clip (sigmoid, EAT.md §5.3).
+AUDIOSET_NUM_CLASSES = 527
+
+
+def audioset_id2label() -> dict[int, str]:
+    """The 527 AudioSet class names, in the output order of AudioSet heads (package data beside this file; a folder
+    loaded as remote code does not carry it: OSError)."""
+    data = json.loads(Path(__file__).with_name("audioset_labels.json").read_text(encoding="utf-8"))
+    return dict(enumerate(data["labels"]))
 
 # Every class a saved folder can be loaded as with `trust_remote_code=True`. transformers itself writes only the
 # saved object's own entry, so a folder saved from EATForPreTraining could not be opened with AutoModel.
@@ -90,6 +133,66 @@ OBJECTIVE_MASKING_DEFAULTS = {
 }
 
 
+def is_hub_port_config(config_dict: dict) -> bool:
+    return any(name in config_dict for name in HUB_PORT_MARKERS)
+
+
+def settings_from_hub_port(hub_config: dict) -> dict:
+    """`EATConfig` fields from a config.json of the hub's remote-code port; refuses settings whose math this
+    package does not implement, naming the field.
+
+    The port's training-time dropouts have no exact counterpart here and are left out (with a warning when set).
+    """
+    port = {**HUB_PORT_DEFAULTS, **{name: hub_config[name] for name in HUB_PORT_DEFAULTS if name in hub_config}}
+    refusals = [
+        (not port["layer_norm_first"], "layer_norm_first=True (pre-LN blocks) is not EAT's post-LN architecture"),
+        (port["norm_affine"], "norm_affine=False is not supported: EAT's LayerNorms are affine"),
+        (port["fixed_positions"], "fixed_positions=False (learned positions) is not supported: EAT's are sin-cos"),
+        (port["in_chans"] == 1, f"in_chans={port['in_chans']}: EAT takes one-channel spectrograms"),
+        (port["stride"] == port["patch_size"], f"stride={port['stride']} differs from patch_size="
+         f"{port['patch_size']}: EAT's patches do not overlap"),
+        (port["model_variant"] in ("pretrain", "finetune"),
+         f"model_variant={port['model_variant']!r}: the hub port knows 'pretrain' and 'finetune'"),
+    ]
+    problems = [message for ok, message in refusals if not ok]
+    if problems:
+        raise ValueError("this hub-port config.json describes a model EAT cannot load: " + "; ".join(problems))
+    dropped = [name for name in ("drop_rate", "attn_drop_rate", "activation_dropout", "post_mlp_drop",
+                                 "start_drop_path_rate", "end_drop_path_rate") if port[name]]
+    if dropped:
+        settings_text = ", ".join(f"{name}={port[name]}" for name in dropped)
+        logger.warning(
+            f"The hub-port config sets {settings_text}: training-time settings that are not carried over. Set "
+            "hidden_dropout_prob, attention_probs_dropout_prob or drop_path_rate to fine-tune with dropout."
+        )
+    settings = {
+        "hidden_size": port["embed_dim"],
+        "num_hidden_layers": port["depth"],
+        "num_attention_heads": port["num_heads"],
+        "intermediate_size": int(port["embed_dim"] * port["mlp_ratio"]),
+        "patch_size": port["patch_size"],
+        "num_mel_bins": port["mel_bins"],
+        "max_time_patches": port["max_length"],
+        "max_length": int(port["img_size"][0]),
+        "qkv_bias": port["qkv_bias"],
+        "layer_norm_eps": port["norm_eps"],
+    }
+    if port["model_variant"] == "finetune":
+        settings["fc_norm_eps"] = HUB_PORT_FC_NORM_EPS
+        settings["num_labels"] = port["num_classes"]
+        if port["num_classes"] == AUDIOSET_NUM_CLASSES:
+            settings["problem_type"] = "multi_label_classification"
+            try:
+                id2label = audioset_id2label()
+            except OSError:  # this file runs as a folder's remote code, without the label file
+                pass
+            else:
+                del settings["num_labels"]
+                settings["id2label"] = id2label
+                settings["label2id"] = {name: index for index, name in id2label.items()}
+    return settings
+
+
 @strict
 class EATConfig(PreTrainedConfig):
     r"""
@@ -116,6 +219,8 @@ class EATConfig(PreTrainedConfig):
         drop_path_rate (`float`, *optional*, defaults to 0.0): stochastic depth, linear over the blocks up to this.
         classifier_pooling (`str`, *optional*, defaults to `"cls"`): `"cls"` or `"mean"` (of the patch tokens).
         use_fc_norm (`bool`, *optional*, defaults to `True`): LayerNorm before the classification head.
+        fc_norm_eps (`float`, *optional*): epsilon of that LayerNorm; defaults to `layer_norm_eps`, as in the
+            official fine-tuning. Heads loaded from the hub port get its 1e-5.
         pretraining_objective (`str`, *optional*, defaults to `"eat"`): `"eat"` (EMA teacher, CNN decoder,
             utterance-frame objective) or `"maskspec"` (random masking, Transformer decoder, spectrogram MSE).
         mask_strategy (`str`, *optional*): `"inverse_block"` or `"random"`; defaults by objective.
@@ -124,9 +229,9 @@ class EATConfig(PreTrainedConfig):
         mask_prob_adjust (`float`, *optional*, defaults to 0.07): extra keep probability for block centres.
         mask_block_size (`int`, *optional*, defaults to 5): side of the square blocks of the inverse block mask.
         clone_batch (`int`, *optional*): independent masks per clip; defaults by objective (16 for EAT, 1 MaskSpec).
-        decoder_hidden_size (`int`, *optional*, defaults to 768): channels of the CNN decoder.
+        decoder_hidden_size (`int`, *optional*): channels of the CNN decoder; defaults to `hidden_size`.
         decoder_kernel_size (`int`, *optional*, defaults to 3): kernel of its grouped 2-D convolutions (odd).
-        decoder_groups (`int`, *optional*, defaults to 16): groups of those convolutions.
+        decoder_groups (`int`, *optional*, defaults to 16): groups of those convolutions (must divide both widths).
         decoder_num_layers (`int`, *optional*, defaults to 6): convolution blocks in the decoder.
         mask_noise_std (`float`, *optional*, defaults to 0.01): std of the noise that stands in for masked tokens.
         ema_decay (`float`, *optional*, defaults to 0.9998): EMA teacher decay at the first update.
@@ -136,15 +241,25 @@ class EATConfig(PreTrainedConfig):
             fields above from the run's length, in the official schedule's proportions (horizons `1 / (1 - decay)` of
             1/80 and 1/4 of the run, annealed over its first quarter). The `tiny` and `small` presets, meant for
             short runs, turn it on.
-        average_top_k_layers (`int`, *optional*, defaults to 12): teacher layers averaged into the targets.
+        average_top_k_layers (`int`, *optional*): top teacher layers averaged into the targets; defaults to all
+            `num_hidden_layers`.
         utterance_loss_weight (`float`, *optional*, defaults to 1.0): weight of the CLS (utterance) loss.
         utterance_loss_reduction (`str`, *optional*, defaults to `"sum"`): `"sum"` over the batch's
             `batch_size * clones` CLS predictions, the official objective, or `"mean"` over them (see
             `utterance_frame_loss`).
-        maskspec_decoder_hidden_size (`int`, *optional*, defaults to 512): width of the MaskSpec decoder.
+        maskspec_decoder_hidden_size (`int`, *optional*): width of the MaskSpec decoder; defaults to
+            `min(512, hidden_size)`.
         maskspec_decoder_num_layers (`int`, *optional*, defaults to 2): its Transformer blocks.
-        maskspec_decoder_num_attention_heads (`int`, *optional*, defaults to 8): its attention heads.
-        maskspec_decoder_intermediate_size (`int`, *optional*, defaults to 2048): its feed-forward width.
+        maskspec_decoder_num_attention_heads (`int`, *optional*): its attention heads; defaults to one per 64
+            channels (at least one).
+        maskspec_decoder_intermediate_size (`int`, *optional*): its feed-forward width; defaults to 4 times its
+            width.
+
+    The pre-training fields (masking, decoders, teacher) are checked when an `EATForPreTraining` is built, against
+    its objective: an `EATModel` or a classifier never uses them.
+
+    A `config.json` of the hub's remote-code port (`worstchan/EAT-*`: `embed_dim`, `depth`, `num_heads`, ...) is
+    translated into these fields by `from_dict` (so by `from_pretrained` and the Auto classes).
         maskspec_norm_patch_loss (`bool`, *optional*, defaults to `False`): normalise each target patch to zero
             mean and unit variance before the MSE.
 
@@ -181,6 +296,7 @@ class EATConfig(PreTrainedConfig):
 
     classifier_pooling: str = "cls"
     use_fc_norm: bool = True
+    fc_norm_eps: float | None = None
 
     pretraining_objective: str = "eat"
     mask_strategy: str | None = None
@@ -188,7 +304,7 @@ class EATConfig(PreTrainedConfig):
     mask_prob_adjust: float = 0.07
     mask_block_size: int = 5
     clone_batch: int | None = None
-    decoder_hidden_size: int = 768
+    decoder_hidden_size: int | None = None
     decoder_kernel_size: int = 3
     decoder_groups: int = 16
     decoder_num_layers: int = 6
@@ -197,17 +313,25 @@ class EATConfig(PreTrainedConfig):
     ema_end_decay: float = 0.99999
     ema_anneal_end_step: int = 100000
     ema_scale_with_run: bool = False
-    average_top_k_layers: int = 12
+    average_top_k_layers: int | None = None
     utterance_loss_weight: float | int = 1.0
     utterance_loss_reduction: str = "sum"
 
-    maskspec_decoder_hidden_size: int = 512
+    maskspec_decoder_hidden_size: int | None = None
     maskspec_decoder_num_layers: int = 2
-    maskspec_decoder_num_attention_heads: int = 8
-    maskspec_decoder_intermediate_size: int = 2048
+    maskspec_decoder_num_attention_heads: int | None = None
+    maskspec_decoder_intermediate_size: int | None = None
     maskspec_norm_patch_loss: bool = False
 
     def __post_init__(self, **kwargs):
+        hub_port_fields = sorted(name for name in HUB_PORT_MARKERS if name in kwargs)
+        if hub_port_fields:
+            # Their names collide with ours (`max_length`), so only the whole dict can be translated.
+            raise ValueError(
+                f"The hub port's config fields {', '.join(hub_port_fields)} are not EATConfig's: build it with "
+                "EATConfig.from_dict(hub_config) (from_pretrained does), which translates them, or use our names "
+                "(hidden_size, num_hidden_layers, num_attention_heads, num_mel_bins, ...)."
+            )
         if self.pretraining_objective in OBJECTIVE_MASKING_DEFAULTS:
             for name, value in OBJECTIVE_MASKING_DEFAULTS[self.pretraining_objective].items():
                 if getattr(self, name) is None:
@@ -235,6 +359,20 @@ class EATConfig(PreTrainedConfig):
         super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
 
     @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs) -> "EATConfig":
+        """As `PreTrainedConfig.from_dict`; a config of the hub's remote-code port is translated first."""
+        if is_hub_port_config(config_dict):
+            # The port's `auto_map` names its own code, which reads its layout: once translated, the config is ours
+            # and so is the code a saved folder must carry.
+            ours = {name: value for name, value in config_dict.items() if name not in (*HUB_PORT_DEFAULTS, "auto_map")}
+            settings = settings_from_hub_port(config_dict)
+            if "id2label" in ours:  # the file names its own labels
+                for name in ("num_labels", "id2label", "label2id"):
+                    settings.pop(name, None)
+            config_dict = {**ours, **settings}
+        return super().from_dict(config_dict, **kwargs)
+
+    @classmethod
     def from_preset(cls, name: str, **overrides) -> "EATConfig":
         """The configuration of a named size (`base`, `large`, `small`, `tiny`); keyword arguments override fields."""
         if name not in SIZE_PRESETS:
@@ -252,7 +390,7 @@ class EATConfig(PreTrainedConfig):
         if name_or_path in SIZE_PRESETS:
             return cls.from_preset(name_or_path, **kwargs)
         if Path(name_or_path).is_file():
-            return cls(**{**cls._dict_from_json_file(name_or_path), **kwargs})
+            return cls.from_dict({**cls._dict_from_json_file(name_or_path), **kwargs})
         try:
             return cls.from_pretrained(name_or_path, **kwargs)
         except OSError as error:
@@ -266,12 +404,16 @@ class EATConfig(PreTrainedConfig):
         return self.num_mel_bins // self.patch_size
 
     def validate_architecture(self):
-        """Rejects settings no EAT model can be built or trained with, naming the field at fault. The masking fields
-        are checked by `EATMaskGenerator`, the one home of masking, when a model or collator draws masks."""
+        """Rejects settings no EAT encoder can be built with, naming the field at fault. The pre-training fields are
+        checked where they are used: the masking ones by `EATMaskGenerator` (the one home of masking), the teacher's
+        and the decoders' when `EATForPreTraining` builds them for its objective."""
         checks = [
             (self.hidden_size % self.num_attention_heads == 0,
              f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
              f"({self.num_attention_heads})"),
+            (self.hidden_size % 4 == 0,
+             f"hidden_size ({self.hidden_size}) must be a multiple of 4: the fixed 2-D sin-cos positions give a "
+             "sine and a cosine channel to each of the two axes"),
             (self.num_mel_bins % self.patch_size == 0,
              f"num_mel_bins ({self.num_mel_bins}) must be a multiple of patch_size ({self.patch_size})"),
             (self.max_length % self.patch_size == 0 and self.max_length > 0,
@@ -286,19 +428,8 @@ class EATConfig(PreTrainedConfig):
             (self.pretraining_objective in OBJECTIVE_MASKING_DEFAULTS,
              f"pretraining_objective must be one of {sorted(OBJECTIVE_MASKING_DEFAULTS)}, "
              f"got {self.pretraining_objective!r}"),
-            (self.decoder_kernel_size % 2 == 1,
-             f"decoder_kernel_size must be odd so the decoder keeps the patch grid, got {self.decoder_kernel_size}"),
-            (self.decoder_hidden_size % self.decoder_groups == 0 and self.hidden_size % self.decoder_groups == 0,
-             f"decoder_groups ({self.decoder_groups}) must divide hidden_size ({self.hidden_size}) and "
-             f"decoder_hidden_size ({self.decoder_hidden_size})"),
             (0.0 <= self.ema_decay <= 1.0 and 0.0 <= self.ema_end_decay <= 1.0,
              f"ema_decay ({self.ema_decay}) and ema_end_decay ({self.ema_end_decay}) must lie in [0, 1]"),
-            (1 <= self.average_top_k_layers <= self.num_hidden_layers,
-             f"average_top_k_layers ({self.average_top_k_layers}) must lie in [1, num_hidden_layers = "
-             f"{self.num_hidden_layers}]"),
-            (self.maskspec_decoder_hidden_size % self.maskspec_decoder_num_attention_heads == 0,
-             f"maskspec_decoder_hidden_size ({self.maskspec_decoder_hidden_size}) must be a multiple of "
-             f"maskspec_decoder_num_attention_heads ({self.maskspec_decoder_num_attention_heads})"),
         ]
         for ok, message in checks:
             if not ok:
@@ -319,4 +450,12 @@ def copy_pipeline_code(folder) -> None:
             shutil.copyfile(path, target)
 
 
-__all__ = ["EATConfig", "SIZE_PRESETS"]
+__all__ = [
+    "HUB_PORT_FC_NORM_EPS",
+    "SIZE_PRESETS",
+    "EATConfig",
+    "audioset_id2label",
+    "copy_pipeline_code",
+    "is_hub_port_config",
+    "settings_from_hub_port",
+]

@@ -50,6 +50,9 @@ NORMALIZATION_PRESETS = {
 _LOG_FLOOR = torch.finfo(torch.float32).eps
 # int16 PCM full scale: EAT feeds Kaldi float waveforms in [-1, 1], as decoders such as soundfile return them.
 _INT16_SCALE = 1.0 / 32768.0
+# Float samples beyond this are not audio in [-1, 1] (24 dB over full scale) but integer PCM stored as float: even
+# int16 at -60 dBFS peaks at 32.
+_MAX_FLOAT_PEAK = 16.0
 # Frames per chunk in kaldi_fbank: on CPU a chunk's ~2 MB of float32 intermediates stay in cache; on GPU chunks only
 # bound the memory of a long batch (~0.5 GB per intermediate).
 _CPU_CHUNK_FRAMES = 1024
@@ -152,8 +155,11 @@ def _log_mel_of_frames(
     torch.sub(frames[..., 1:], emphasized, out=emphasized)
     padded[..., 0] = frames[..., 0] - preemphasis * frames[..., 0]
     padded[..., :frame_length].mul_(window)
-    power = torch.fft.rfft(padded).abs().square_()
-    mel_energies = power[..., : fft_length // 2] @ mel_matrix
+    # |X|^2 as re^2 + im^2: `abs()` would take a square root only to square it again, at more than the FFT's cost.
+    spectrum = torch.view_as_real(torch.fft.rfft(padded)[..., : fft_length // 2])
+    real, imaginary = spectrum[..., 0], spectrum[..., 1]
+    power = torch.addcmul(real.square(), imaginary, imaginary)
+    mel_energies = power @ mel_matrix
     return mel_energies.clamp_(min=_LOG_FLOOR).log_()
 
 
@@ -322,6 +328,15 @@ def exportable_kaldi_fbank(
     return (power @ mel_matrix).clamp(min=_LOG_FLOOR).log()
 
 
+def _ambiguous_array_error(shape: Sequence[int]) -> ValueError:
+    return ValueError(
+        f"The audio is a 2-D numpy array of shape {tuple(shape)}: one clip of {shape[0]} channels (channels first) or "
+        f"a batch of {shape[0]} mono clips? EAT takes mono audio. Down-mix one multi-channel clip with "
+        "`audio.mean(axis=0)`; pass a batch as a list of 1-D clips, `list(audio)` (or as a (batch_size, num_samples) "
+        "torch tensor)."
+    )
+
+
 def _multichannel_error(what: str, shape: Sequence[int], axis: int, batched: bool) -> ValueError:
     sample_axis = axis + 1 if axis == len(shape) - 2 else axis - 1
     return ValueError(
@@ -441,6 +456,7 @@ class EATFeatureExtractor(SequenceFeatureExtractor):
         return_tensors=None,
         return_attention_mask: bool | None = None,
         max_length: int | None = None,
+        truncation: bool | None = None,
         **kwargs,
     ) -> BatchFeature:
         """
@@ -449,8 +465,9 @@ class EATFeatureExtractor(SequenceFeatureExtractor):
         Args:
             raw_speech (`np.ndarray`, `torch.Tensor`, or a list of them or of lists of floats):
                 Mono audio at `sampling_rate`. One 1-D clip, a list of 1-D clips of any lengths, or a 2-D
-                `(batch_size, num_samples)` array or tensor. Float samples are taken as they are (expected in
-                [-1, 1]); int16 PCM is scaled by 1/32768 to that range. Other dtypes are rejected.
+                `(batch_size, num_samples)` torch tensor. (A 2-D numpy array is refused: `[2, N]` may as well be one
+                stereo clip.) Float samples are taken as they are, in [-1, 1] (beyond 16 they are refused as integer
+                PCM stored as float); int16 PCM is scaled by 1/32768 to that range. Other dtypes are rejected.
             sampling_rate (`int`, *optional*):
                 Sampling rate of `raw_speech`. It must equal the extractor's; pass it to catch mismatches.
             return_tensors (`str`, *optional*):
@@ -460,14 +477,16 @@ class EATFeatureExtractor(SequenceFeatureExtractor):
                 extractor's `return_attention_mask`.
             max_length (`int`, *optional*):
                 Frames to pad or crop to. Defaults to the extractor's `max_length`.
+            truncation (`bool`, *optional*):
+                What to do with audio longer than `max_length` frames: by default it is cropped to its first
+                `max_length` frames with a warning (once); `True` crops it without one; `False` raises instead.
 
         Returns:
             [`BatchFeature`] with `input_values` of shape `(batch_size, max_length, num_mel_bins)` (float32) and,
             if asked, `attention_mask` of shape `(batch_size, max_length)` (int32 numpy or int64 torch).
         """
-        # Padding and truncation to `max_length` always happen; these are accepted for pipeline compatibility.
+        # Padding to `max_length` always happens; accepted for pipeline compatibility.
         kwargs.pop("padding", None)
-        kwargs.pop("truncation", None)
         if kwargs:
             logger.warning(f"EATFeatureExtractor ignores the unexpected arguments {sorted(kwargs)}.")
         if sampling_rate is None:
@@ -493,6 +512,7 @@ class EATFeatureExtractor(SequenceFeatureExtractor):
         return_attention_mask = self.return_attention_mask if return_attention_mask is None else return_attention_mask
 
         waveforms, lengths = self._collate(raw_speech)
+        self._check_crop(lengths, max_length, truncation)
         fbank = kaldi_fbank(
             waveforms,
             sampling_rate=self.sampling_rate,
@@ -533,12 +553,14 @@ class EATFeatureExtractor(SequenceFeatureExtractor):
                 # (num_samples, channels) as soundfile returns it would otherwise read as many sub-frame clips.
                 if shape[1] < self._frame_length() <= shape[0]:
                     raise _multichannel_error("The audio", shape, 1, batched=False)
+                if isinstance(raw_speech, np.ndarray):
+                    raise _ambiguous_array_error(shape)
                 # A rectangular batch is validated in one pass instead of once per row (one sync per row on GPU).
                 if shape[0] == 0:
                     raise ValueError("Got an empty batch: pass at least one clip.")
                 batch = _as_float_waveform(raw_speech, "The audio batch")
                 self._check_length(shape[1], 0)
-                self._check_finite(batch)
+                self._check_samples(batch)
                 return batch.contiguous(), [shape[1]] * shape[0]
             elif len(shape) == 3:
                 axis = 1 + _channel_axis(shape[1:])
@@ -570,7 +592,7 @@ class EATFeatureExtractor(SequenceFeatureExtractor):
                     f"batch item {index} has shape {tuple(waveform.shape)}; each clip must be 1-D mono audio."
                 )
             self._check_length(waveform.shape[0], index)
-            self._check_finite(waveform[None], first_index=index)
+            self._check_samples(waveform[None], first_index=index)
             waveforms.append(waveform)
 
         devices = {waveform.device for waveform in waveforms}
@@ -600,16 +622,45 @@ class EATFeatureExtractor(SequenceFeatureExtractor):
                 f"to at least {frame_length} samples, or drop it."
             )
 
+    def _check_crop(self, lengths: list[int], max_length: int, truncation: bool | None) -> None:
+        longest = max(kaldi_num_frames(length, self.sampling_rate) for length in lengths)
+        if longest <= max_length or truncation:
+            return
+        kept_seconds = kaldi_num_samples(max_length, self.sampling_rate) / self.sampling_rate
+        if truncation is False:
+            raise ValueError(
+                f"truncation=False, but a clip has {longest} frames ({longest * FRAME_SHIFT_MS / 1000:.1f} s), more "
+                f"than max_length={max_length} frames ({kept_seconds:.2f} s). Pass a larger max_length, or classify "
+                "long audio in windows with `pipeline(\"audio-classification\", model=..., chunk_length_s=...)`."
+            )
+        # Once per length: a training or evaluation loop would otherwise repeat it every batch.
+        logger.warning_once(
+            f"{self.__class__.__name__} crops audio longer than max_length={max_length} frames to its first "
+            f"{kept_seconds:.2f} s: the model sees nothing after that. Classify long audio in windows with "
+            "`pipeline(\"audio-classification\", model=..., chunk_length_s=...)`; pass truncation=True to crop "
+            "without this warning."
+        )
+
     @staticmethod
-    def _check_finite(waveforms: torch.Tensor, first_index: int = 0) -> None:
-        """Checks a `(batch_size, num_samples)` batch in one reduction (one device sync)."""
-        is_finite = torch.isfinite(waveforms).all(dim=-1)
-        if not bool(is_finite.all()):
-            index = first_index + int((~is_finite).nonzero()[0, 0])
+    def _check_samples(waveforms: torch.Tensor, first_index: int = 0) -> None:
+        """Checks a `(batch_size, num_samples)` batch for NaN, infinite and far-out-of-range samples, in one
+        reduction (one device sync); `abs().amax()` is cheaper than `isfinite`, and NaN propagates through it."""
+        peaks = waveforms.abs().amax(dim=-1)
+        is_bad = ~(peaks <= _MAX_FLOAT_PEAK)
+        if not bool(is_bad.any()):
+            return
+        row = int(is_bad.nonzero()[0, 0])
+        index, peak = first_index + row, float(peaks[row])
+        if not math.isfinite(peak):
             raise ValueError(
                 f"batch item {index} contains NaN or infinite samples. Fix the decoding, or replace them, e.g. with "
                 "`np.nan_to_num(audio)` / `torch.nan_to_num(audio)`."
             )
+        raise ValueError(
+            f"batch item {index} has float samples up to {peak:g}, far outside [-1, 1]: this looks like integer PCM "
+            "stored as float. Scale it to [-1, 1], e.g. `audio / 32768` for 16-bit PCM, or pass the int16 array "
+            "itself (it is scaled for you)."
+        )
 
 
 __all__ = [

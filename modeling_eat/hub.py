@@ -14,6 +14,7 @@ from safetensors import safe_open
 
 from .audio import frames_to_seconds
 from .configuration_eat import AUTO_MAP, SIZE_PRESETS, EATConfig
+from .modeling_eat import TASK_PARTS
 
 
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_card.md"
@@ -39,7 +40,7 @@ HUB_IGNORE_PATTERNS = ["checkpoint-*/", "runs/", "__pycache__/", "*.pyc", "train
 _NON_METRIC_KEYS = {"loss", "runtime", "samples_per_second", "steps_per_second", "epoch"}
 _METRIC_DISPLAY_NAMES = {"accuracy": "Accuracy", "map": "mAP", "f1": "F1", "top5_accuracy": "Top-5 accuracy"}
 # Parameters of these sub-modules are not part of the encoder a user embeds with or fine-tunes.
-_NON_ENCODER_PREFIXES = ("teacher.", "decoder.", "classifier.", "fc_norm.")
+_NON_ENCODER_PREFIXES = tuple(TASK_PARTS)
 
 # Both snippets load the checkpoint and run one second of audio through it; they differ in the head and the output.
 _USAGE_SNIPPET = '''```python

@@ -18,6 +18,7 @@ same encoder.
 """
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,15 +32,66 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 from transformers.processing_utils import Unpack
-from transformers.utils import ModelOutput, TransformersKwargs
+from transformers.utils import ModelOutput, TransformersKwargs, logging
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
+from transformers.utils.loading_report import update_key_name
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_eat import EATConfig
 from .masking_eat import EATMaskGenerator
 
 
+logger = logging.get_logger(__name__)
+
 UTTERANCE_LOSS_REDUCTIONS = ("sum", "mean")
+
+# Parameter names of the official modules (EAT.md §5, §6) → ours. The hub port's folders load with them
+# (`EATPreTrainedModel.from_pretrained`); the converter renames fairseq checkpoints with them too.
+OFFICIAL_EMBEDDING_PARAMETERS = {
+    "local_encoder.proj": "embeddings.patch_embeddings.projection",
+    "extra_tokens": "embeddings.cls_token",
+}
+# norm1 follows the attention, norm2 the MLP (post-LN blocks, EAT.md §2.4).
+OFFICIAL_BLOCK_PARAMETERS = {
+    "norm1": "attention_norm",
+    "attn.qkv": "attention.qkv_proj",
+    "attn.proj": "attention.o_proj",
+    "norm2": "output_norm",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+}
+OFFICIAL_HEAD_PARAMETERS = {"fc_norm": "fc_norm", "head": "classifier"}
+# The hub port keeps everything under `model.` and calls the embedding LayerNorm `pre_norm` (EAT.md §6).
+HUB_PORT_PREFIX = "model."
+HUB_PORT_EMBEDDING_NORM = "pre_norm"
+
+
+def hub_port_key_mapping() -> dict[str, str]:
+    """`from_pretrained(key_mapping=...)` patterns that rename the hub port's weights to ours; none matches ours.
+
+    transformers ends a pattern that ends in a letter on a name boundary, so `model.head` leaves `model.header` alone.
+    """
+    prefix = re.escape(HUB_PORT_PREFIX)
+    renames = {**OFFICIAL_EMBEDDING_PARAMETERS, HUB_PORT_EMBEDDING_NORM: "embeddings.layer_norm",
+               **OFFICIAL_HEAD_PARAMETERS}
+    mapping = {f"^{prefix}{re.escape(official)}": ours for official, ours in renames.items()}
+    for official, ours in OFFICIAL_BLOCK_PARAMETERS.items():
+        mapping[rf"^{prefix}blocks\.(\d+)\.{re.escape(official)}\."] = rf"layers.\1.{ours}."
+    return mapping
+
+
+# The parts one EAT class has and a checkpoint of another may lack or hold beyond it: loading across classes
+# reports them in one line. Any other missing or misshaped weight is the encoder's, and loading refuses it.
+TASK_PARTS = {
+    "fc_norm.": "the classification head",
+    "classifier.": "the classification head",
+    "teacher.": "the EMA teacher (a copy of the student)",
+    "decoder.": "the pre-training decoder",
+}
+
+
+def task_part_of(key: str) -> str | None:
+    return next((part for prefix, part in TASK_PARTS.items() if key.startswith(prefix)), None)
 
 
 @dataclass
@@ -388,8 +440,13 @@ class EATPreTrainedModel(PreTrainedModel):
         "ffn_outputs": OutputRecorder(EATMLP, index=0),
     }
     # A pre-training folder holds the teacher and decoder beside the student: loading the encoder (or a
-    # classifier) from it takes the student and leaves those on purpose.
-    _keys_to_ignore_on_load_unexpected = [r"^teacher\.", r"^decoder\."]
+    # classifier) from it takes the student and leaves those on purpose. The hub port stores its fixed sin-cos
+    # table, which is recomputed here (`EATEmbeddings`).
+    _keys_to_ignore_on_load_unexpected = [
+        r"^teacher\.",
+        r"^decoder\.",
+        r"(^|\.)fixed_positional_encoder\.positions$",
+    ]
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -417,6 +474,84 @@ class EATPreTrainedModel(PreTrainedModel):
             )
         elif module is getattr(self, "classifier", None):
             init.trunc_normal_(module.weight, std=0.02)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        r"""
+        As [`~PreTrainedModel.from_pretrained`], for folders of this package and of the hub's remote-code port (the
+        `worstchan/EAT-*` repositories): [`EATConfig`] translates the port's config, and its `model.*` weights are
+        renamed on load (transformers' `key_mapping`, see `hub_port_key_mapping`). `save_pretrained` then writes
+        this package's layout.
+
+        Parts of another EAT class (a classification head, the pre-training teacher and decoder) that the checkpoint
+        lacks are initialised and named in one warning; those it holds beyond this class are left out and named.
+        A checkpoint that lacks encoder weights, or holds them in other shapes, raises a `ValueError` listing them
+        instead of leaving the encoder randomly initialised. `output_loading_info` still lists every key.
+        """
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        port_mapping = hub_port_key_mapping()
+        kwargs["key_mapping"] = {**port_mapping, **(kwargs.get("key_mapping") or {})}
+        model, loading_info = super().from_pretrained(
+            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+        )
+        # transformers undoes a load's renaming when saving; the port's names are not to come back.
+        model._weight_conversions = [
+            conversion
+            for conversion in getattr(model, "_weight_conversions", None) or []
+            if conversion.source_patterns[0] not in port_mapping
+        ]
+        for name, keys in model.__dict__.pop("_task_part_keys", {}).items():
+            loading_info[name] = loading_info[name] | keys
+        return (model, loading_info) if output_loading_info else model
+
+    def _adjust_missing_and_unexpected_keys(self, loading_info) -> None:
+        # transformers' hook for the key differences a model expects, run after loading and before the load report.
+        super()._adjust_missing_and_unexpected_keys(loading_info)
+        missing = {key for key in loading_info.missing_keys if task_part_of(key) is None}
+        mismatched = sorted(entry for entry in loading_info.mismatched_keys if task_part_of(entry[0]) is None)
+        if missing or mismatched:
+            unknown = {key for key in loading_info.unexpected_keys if task_part_of(key) is None}
+            # The error below lists every key; transformers' report would print them again and raise its own error.
+            loading_info.missing_keys, loading_info.unexpected_keys = set(), set()
+            loading_info.mismatched_keys = set()
+            raise ValueError(self.encoder_load_error(missing, mismatched, unknown))
+        new = {key for key in loading_info.missing_keys if task_part_of(key)}
+        unused = {key for key in loading_info.unexpected_keys if task_part_of(key)}
+        if new:
+            head = TASK_PARTS["classifier."] in {task_part_of(key) for key in new}
+            self.log_task_parts(new, "newly initialized, not in the checkpoint", " Train it first." if head else "")
+        if unused:
+            self.log_task_parts(unused, "in the checkpoint, not used", "")
+        # One line instead of transformers' table; `from_pretrained` puts the keys back into the loading info.
+        loading_info.missing_keys = loading_info.missing_keys - new
+        loading_info.unexpected_keys = loading_info.unexpected_keys - unused
+        self._task_part_keys = {"missing_keys": new, "unexpected_keys": unused}
+
+    def log_task_parts(self, keys: set[str], what: str, advice: str) -> None:
+        parts = ", ".join(sorted({task_part_of(key) for key in keys}))
+        logger.warning(
+            f"{type(self).__name__} from {self.name_or_path}: {what}: {parts} ({', '.join(update_key_name(keys))})."
+            + advice
+        )
+
+    def encoder_load_error(self, missing: set[str], mismatched: list, unknown: set[str]) -> str:
+        lines = [
+            f"{type(self).__name__}.from_pretrained({self.name_or_path!r}) would leave encoder weights randomly "
+            "initialised:"
+        ]
+        if missing:
+            lines.append(f"  missing from the checkpoint: {', '.join(update_key_name(missing))}")
+        shapes = {key: (tuple(theirs), tuple(ours)) for key, theirs, ours in mismatched}
+        for key, (checkpoint_shape, model_shape) in update_key_name(shapes).items():
+            lines.append(f"  {key}: shape {checkpoint_shape} in the checkpoint, {model_shape} here")
+        if unknown:
+            lines.append(f"  the checkpoint holds instead: {', '.join(update_key_name(unknown))}")
+        lines.append(
+            "Folders saved by this package and those of the hub's remote-code port (worstchan/EAT-*) load as they "
+            "are, with a config.json that matches their weights; convert fairseq .pt checkpoints with "
+            "conversion/convert_eat_to_hf.py."
+        )
+        return "\n".join(lines)
 
 
 class EATModel(EATPreTrainedModel):
@@ -455,7 +590,31 @@ class EATModel(EATPreTrainedModel):
                 f"input_values has {num_frames} frames, more than the positional table covers ({max_frames} frames: "
                 "config.max_time_patches * patch_size): split the audio into shorter windows."
             )
+        weight_dtype = self.embeddings.patch_embeddings.projection.weight.dtype
+        if not input_values.is_floating_point():
+            raise ValueError(
+                f"input_values has dtype {input_values.dtype}: it must hold float fbank frames (EATFeatureExtractor "
+                "gives them)."
+            )
+        # Under autocast the layers cast their inputs themselves.
+        if input_values.dtype != weight_dtype and not torch.is_autocast_enabled(input_values.device.type):
+            raise ValueError(
+                f"input_values is {input_values.dtype} but the model's weights are {weight_dtype}: cast the inputs "
+                "with `input_values.to(model.dtype)` (for the extractor's output, `inputs.to(model.dtype)`), or run "
+                "the model under `torch.autocast`."
+            )
         return input_values
+
+    @staticmethod
+    def check_attention_mask(attention_mask: torch.Tensor, input_values: torch.Tensor) -> None:
+        """The frame mask must have one entry per frame of `input_values` `(batch, frames, mel)`."""
+        expected = tuple(input_values.shape[:2])
+        if tuple(attention_mask.shape) != expected:
+            raise ValueError(
+                f"attention_mask has shape {tuple(attention_mask.shape)}, but input_values has {expected[0]} clips of "
+                f"{expected[1]} frames: it needs shape {expected}, one entry per frame (1 real, 0 padding). Pass the "
+                "attention_mask the feature extractor returned with these input_values (return_attention_mask=True)."
+            )
 
     @merge_with_config_defaults
     @capture_outputs(tie_last_hidden_states=False)
@@ -502,6 +661,7 @@ class EATModel(EATPreTrainedModel):
         hidden_states = self.embeddings(input_values, bool_masked_pos, num_visible_patches)
 
         if attention_mask is not None:
+            self.check_attention_mask(attention_mask, input_values)
             token_mask = patch_attention_mask(attention_mask, self.config.patch_size, self.config.num_freq_patches)
             if bool_masked_pos is not None:
                 clones = bool_masked_pos.shape[0] // token_mask.shape[0]
@@ -525,9 +685,8 @@ class EATForAudioClassification(EATPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.eat = EATModel(config)
-        self.fc_norm = (
-            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.use_fc_norm else nn.Identity()
-        )
+        fc_norm_eps = config.layer_norm_eps if config.fc_norm_eps is None else config.fc_norm_eps
+        self.fc_norm = nn.LayerNorm(config.hidden_size, eps=fc_norm_eps) if config.use_fc_norm else nn.Identity()
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
@@ -642,17 +801,37 @@ def ema_decay_schedule(config: EATConfig, num_updates: int | torch.Tensor) -> to
 class EATTeacher(nn.Module):
     """The EMA teacher: a frozen full copy of the student encoder that turns whole clips into regression targets.
 
-    Its weights are fp32 master weights (kept fp32 under `from_pretrained(dtype=...)`), moved towards the student's
-    by `update()` after every optimizer step with a decay annealed linearly from `ema_decay` to `ema_end_decay`
-    over `ema_anneal_end_step` updates. The update count is a buffer, so it is saved and resumed with the weights.
+    Its weights are fp32 master weights, moved towards the student's by `update()` after every optimizer step with a
+    decay annealed linearly from `ema_decay` to `ema_end_decay` over `ema_anneal_end_step` updates. In bf16 one
+    update would change almost none of a weight matrix's entries (0.1% measured at decay 0.9998; they round back),
+    so the teacher stays fp32 however the model is built or cast: `from_config(..., dtype=...)`, `from_pretrained(...,
+    dtype=...)` (`_keep_in_fp32_modules_strict`), `.to(torch.bfloat16)`, `.half()`. The update count is a buffer,
+    so it is saved and resumed with the weights.
     """
 
     def __init__(self, config: EATConfig):
         super().__init__()
         self.config = config
-        self.encoder = EATModel(config)
+        self.num_target_layers = config.average_top_k_layers or config.num_hidden_layers
+        if not 1 <= self.num_target_layers <= config.num_hidden_layers:
+            raise ValueError(
+                f"average_top_k_layers ({config.average_top_k_layers}) must lie in [1, num_hidden_layers = "
+                f"{config.num_hidden_layers}]; leave it unset to average all layers"
+            )
+        # Built under the model's dtype (`from_config(dtype=torch.bfloat16)` sets torch's default): made fp32 here.
+        self.encoder = EATModel(config).float()
         self.encoder.requires_grad_(False)
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+
+    def _apply(self, fn, recurse=True):
+        # Every cast and move of a module goes through `_apply`: the teacher follows the moves but keeps fp32.
+        def keep_fp32(tensor):
+            applied = fn(tensor)
+            if tensor.dtype == torch.float32 and applied.dtype in (torch.float16, torch.bfloat16):
+                return tensor.to(applied.device)
+            return applied
+
+        return super()._apply(keep_fp32, recurse)
 
     def train(self, mode: bool = True):
         # Dropout or drop-path in the teacher would make the targets noisy: it always runs in eval mode.
@@ -706,7 +885,7 @@ class EATTeacher(nn.Module):
         # The weights stay fp32 when the student is loaded in bf16/fp16; under autocast this cast changes nothing.
         input_values = input_values.to(self.encoder.dtype)
         outputs = self.encoder(input_values, attention_mask=attention_mask, output_ffn_outputs=True)
-        top_layers = outputs.ffn_outputs[-self.config.average_top_k_layers :]
+        top_layers = outputs.ffn_outputs[-self.num_target_layers :]
         targets = sum(
             F.instance_norm(layer[:, 1:].float().transpose(1, 2)).transpose(1, 2) for layer in top_layers
         ) / len(top_layers)
@@ -717,11 +896,11 @@ class EATTeacher(nn.Module):
 class EATDecoderBlock(nn.Module):
     """Grouped 2-D convolution over the patch grid → LayerNorm over channels (no affine) → GELU."""
 
-    def __init__(self, config: EATConfig, in_channels: int):
+    def __init__(self, config: EATConfig, in_channels: int, out_channels: int):
         super().__init__()
         self.conv = nn.Conv2d(
             in_channels,
-            config.decoder_hidden_size,
+            out_channels,
             kernel_size=config.decoder_kernel_size,
             padding=config.decoder_kernel_size // 2,
             groups=config.decoder_groups,
@@ -744,9 +923,23 @@ class EATCNNDecoder(nn.Module):
     def __init__(self, config: EATConfig):
         super().__init__()
         self.config = config
-        channels = [config.hidden_size] + [config.decoder_hidden_size] * config.decoder_num_layers
-        self.layers = nn.ModuleList([EATDecoderBlock(config, channels[i]) for i in range(config.decoder_num_layers)])
-        self.projection = nn.Linear(config.decoder_hidden_size, config.hidden_size)
+        self.hidden_size = config.decoder_hidden_size or config.hidden_size
+        groups, kernel_size = config.decoder_groups, config.decoder_kernel_size
+        problems = []
+        if kernel_size % 2 != 1:
+            problems.append(f"decoder_kernel_size must be odd so the decoder keeps the patch grid, got {kernel_size}")
+        if self.hidden_size % groups or config.hidden_size % groups:
+            problems.append(
+                f"decoder_groups ({groups}) must divide hidden_size ({config.hidden_size}) and decoder_hidden_size "
+                f"({self.hidden_size})"
+            )
+        if problems:
+            raise ValueError(f"EAT's CNN decoder cannot be built: {'; '.join(problems)}")
+        channels = [config.hidden_size] + [self.hidden_size] * config.decoder_num_layers
+        self.layers = nn.ModuleList(
+            [EATDecoderBlock(config, channels[i], channels[i + 1]) for i in range(config.decoder_num_layers)]
+        )
+        self.projection = nn.Linear(self.hidden_size, config.hidden_size)
 
     def decoder_input(
         self, visible: torch.Tensor, mask_index: EATMaskIndex, generator: torch.Generator | None = None
@@ -778,20 +971,21 @@ class EATMaskSpecDecoder(nn.Module):
 
     def __init__(self, config: EATConfig):
         super().__init__()
-        hidden_size = config.maskspec_decoder_hidden_size
+        # Unset sizes follow the encoder: at most 512 wide (MaskSpec's decoder is light), 64-wide heads, 4x MLP.
+        hidden_size = config.maskspec_decoder_hidden_size or min(512, config.hidden_size)
+        num_heads = config.maskspec_decoder_num_attention_heads or max(1, hidden_size // 64)
+        if hidden_size % num_heads or hidden_size % 4:
+            raise ValueError(
+                f"maskspec_decoder_hidden_size ({hidden_size}) must be a multiple of "
+                f"maskspec_decoder_num_attention_heads ({num_heads}) and of 4 (its sin-cos initial positions)"
+            )
         decoder_config = EATConfig(
             hidden_size=hidden_size,
-            num_hidden_layers=config.maskspec_decoder_num_layers,
-            num_attention_heads=config.maskspec_decoder_num_attention_heads,
-            intermediate_size=config.maskspec_decoder_intermediate_size,
+            num_attention_heads=num_heads,
+            intermediate_size=config.maskspec_decoder_intermediate_size or 4 * hidden_size,
             hidden_act=config.hidden_act,
             layer_norm_eps=config.layer_norm_eps,
             qkv_bias=config.qkv_bias,
-            average_top_k_layers=config.maskspec_decoder_num_layers,
-            decoder_hidden_size=hidden_size,
-            decoder_groups=1,
-            maskspec_decoder_hidden_size=hidden_size,
-            maskspec_decoder_num_attention_heads=config.maskspec_decoder_num_attention_heads,
         )
         decoder_config._attn_implementation = config._attn_implementation
         self.embed = nn.Linear(config.hidden_size, hidden_size)

@@ -342,7 +342,8 @@ def mask_figure_from_audio(
     num_valid_frames = min(kaldi_num_frames(waveform.shape[0], feature_extractor.sampling_rate), limit)
     num_frames = patch_aligned(num_valid_frames, patch_size, round_up=True)
     features = feature_extractor(
-        waveform, sampling_rate=feature_extractor.sampling_rate, max_length=num_frames, return_tensors="pt"
+        waveform, sampling_rate=feature_extractor.sampling_rate, max_length=num_frames, truncation=True,
+        return_tensors="pt",
     )
     mask_generator = EATMaskGenerator(config)
     if not 0 <= clone < mask_generator.clone_batch:

@@ -123,7 +123,8 @@ def test_converted_checkpoint_reproduces_reference(convert, reference, checkpoin
 
 def test_hub_port_reports_fc_norm_eps_difference(convert):
     _, report = convert("hub_port_finetune_tiny")
-    # Measured 1.4e-6 on the tiny random-weight model: the port's eps 1e-5 vs the official 1e-6 we keep.
+    # Measured 1.4e-6 on the tiny random-weight model: the port's eps 1e-5, which the conversion keeps, vs the official
+    # 1e-6.
     note = next(note for note in report.notes if "eps" in note)
     assert "1e-05" in note and "1e-06" in note
 

@@ -191,12 +191,10 @@ def test_torch_and_numpy_inputs_agree(waves):
     np.testing.assert_allclose(from_torch["input_values"].numpy(), from_numpy["input_values"], rtol=0, atol=1e-6)
     np.testing.assert_array_equal(from_torch["attention_mask"].numpy(), from_numpy["attention_mask"])
 
-    # A 2-D batch (equal lengths), as numpy or torch, equals the list form.
+    # A 2-D torch batch (equal lengths) equals the list form.
     equal_length = np.stack([w[:16000] for w in waves if len(w) >= 16000])
     as_list = extractor(list(equal_length), sampling_rate=SAMPLING_RATE)["input_values"]
-    as_array = extractor(equal_length, sampling_rate=SAMPLING_RATE)["input_values"]
     as_tensor = extractor(torch.from_numpy(equal_length), sampling_rate=SAMPLING_RATE, return_tensors="pt")
-    np.testing.assert_allclose(as_array, as_list, rtol=0, atol=1e-6)
     np.testing.assert_allclose(as_tensor["input_values"].numpy(), as_list, rtol=0, atol=1e-6)
 
 
@@ -299,18 +297,24 @@ def test_wrong_sampling_rate_says_how_to_resample(second):
     assert 'cast_column("audio", Audio(sampling_rate=16000))' in message
 
 
-def test_missing_sampling_rate_only_warns(second):
+def logged_call(extractor, raw_speech, **kwargs):
+    """`extractor(raw_speech, **kwargs)` and the messages it logged."""
     records = []
     handler = logging.Handler()
     handler.emit = records.append
     logger = logging.getLogger("modeling_eat.feature_extraction_eat")
     logger.addHandler(handler)
     try:
-        features = EATFeatureExtractor()(second)
+        features = extractor(raw_speech, **kwargs)
     finally:
         logger.removeHandler(handler)
+    return features, [record.getMessage() for record in records]
+
+
+def test_missing_sampling_rate_only_warns(second):
+    features, messages = logged_call(EATFeatureExtractor(), second)
     assert features["input_values"].shape == (1, 1024, 128)
-    assert any("sampling_rate" in record.getMessage() for record in records)
+    assert any("sampling_rate" in message for message in messages)
 
 
 @pytest.mark.parametrize(
@@ -366,3 +370,47 @@ def test_non_finite_samples_name_the_item(second, bad_value, as_batch_tensor):
 def test_integer_dtypes_other_than_int16_are_rejected(second, make_input, dtype_name):
     with pytest.raises(ValueError, match=rf"dtype {dtype_name}; expected float audio in \[-1, 1\] or int16 PCM"):
         EATFeatureExtractor()(make_input(second), sampling_rate=SAMPLING_RATE)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int16])
+def test_a_2d_numpy_array_is_ambiguous_and_refused(second, dtype):
+    # [2, N]: a stereo clip (channels first) or two mono clips? It used to become a batch of two.
+    stereo = (np.stack([second, 0.5 * second]) * (32767 if dtype == np.int16 else 1)).astype(dtype)
+    extractor = EATFeatureExtractor()
+    pattern = r"2-D numpy array of shape \(2, 16000\).*`audio\.mean\(axis=0\)`.*`list\(audio\)`"
+    with pytest.raises(ValueError, match=pattern):
+        extractor(stereo, sampling_rate=SAMPLING_RATE)
+    # Both ways out work: a down-mix is one clip, a list is a batch.
+    assert extractor(stereo.mean(axis=0).astype(dtype), sampling_rate=SAMPLING_RATE)["input_values"].shape[0] == 1
+    assert extractor(list(stereo), sampling_rate=SAMPLING_RATE)["input_values"].shape[0] == 2
+
+
+@pytest.mark.parametrize("as_batch_tensor", [False, True])
+def test_int16_values_stored_as_float_name_the_scaling(second, as_batch_tensor):
+    pcm_as_float = np.round(second * 32767).astype(np.float32)  # int16 values, float dtype
+    clips = [second, pcm_as_float]
+    raw_speech = torch.from_numpy(np.stack(clips)) if as_batch_tensor else clips
+    with pytest.raises(ValueError, match=r"batch item 1 has float samples up to \d+, far outside \[-1, 1\].*/ 32768"):
+        EATFeatureExtractor()(raw_speech, sampling_rate=SAMPLING_RATE)
+    # Audio a little over full scale (gain, resampling overshoot) is still audio.
+    EATFeatureExtractor()(np.clip(second * 40, -1.5, 1.5), sampling_rate=SAMPLING_RATE)
+
+
+def crop_messages(extractor, raw_speech, **kwargs) -> list[str]:
+    _, messages = logged_call(extractor, raw_speech, sampling_rate=SAMPLING_RATE, **kwargs)
+    return [message for message in messages if "crops" in message]
+
+
+def test_cropping_long_audio_warns_once_naming_the_crop_and_the_long_audio_path(second):
+    # max_length values of this test only: the warning is logged once per distinct text.
+    extractor = EATFeatureExtractor(max_length=48)
+    long_clip = np.tile(second, 3)  # 3 s, 298 frames
+    messages = crop_messages(extractor, long_clip)
+    assert len(messages) == 1
+    assert "max_length=48 frames to its first 0.49 s" in messages[0]
+    assert 'pipeline("audio-classification", model=..., chunk_length_s=...)' in messages[0]
+    assert crop_messages(extractor, long_clip) == []  # once, not every batch
+    assert crop_messages(EATFeatureExtractor(max_length=400), long_clip) == []  # nothing cropped: silent
+    assert crop_messages(EATFeatureExtractor(max_length=64), long_clip, truncation=True) == []
+    with pytest.raises(ValueError, match=r"a clip has 298 frames \(3\.0 s\), more than max_length=80 frames"):
+        EATFeatureExtractor(max_length=80)(long_clip, sampling_rate=SAMPLING_RATE, truncation=False)

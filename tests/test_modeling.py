@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeling_eat import EATForAudioClassification, EATForPreTraining, EATModel
+from modeling_eat import EATConfig, EATForAudioClassification, EATForPreTraining, EATModel
 from modeling_eat.modeling_eat import sincos_position_table
 
 from eat_testing import build, spectrogram, tiny_config
@@ -120,6 +120,78 @@ def test_encoder_and_classifier_from_pretraining_folder_take_the_student(tmp_pat
     classifier, info = EATForAudioClassification.from_pretrained(tmp_path, output_loading_info=True)
     assert info["missing_keys"] == HEAD_KEYS and info["unexpected_keys"] == set()
     assert torch.equal(classifier.eat.embeddings.cls_token, pretraining.eat.embeddings.cls_token)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# a transformers-style ModelTester config
+
+
+class EATModelTester:
+    """The sizes transformers' own model testers use (2 layers, 32 wide, 4 heads, an intermediate size that is no
+    multiple of anything); every other field at its default."""
+
+    batch_size = 2
+    num_frames = 32
+    hidden_size = 32
+    num_hidden_layers = 2
+    num_attention_heads = 4
+    intermediate_size = 37
+
+    def get_config(self, **overrides) -> EATConfig:
+        return EATConfig(
+            hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads,
+            intermediate_size=self.intermediate_size,
+            max_length=self.num_frames,
+            num_labels=3,
+            **overrides,
+        )
+
+    def prepare_inputs(self) -> torch.Tensor:
+        return spectrogram(self.batch_size, self.num_frames)
+
+
+TESTER_CLASSES = {
+    "EATModel": (EATModel, {}),
+    "EATForAudioClassification": (EATForAudioClassification, {}),
+    "EATForPreTraining (eat)": (EATForPreTraining, {}),
+    "EATForPreTraining (maskspec)": (EATForPreTraining, {"pretraining_objective": "maskspec"}),
+}
+
+
+@pytest.mark.parametrize("model_class, overrides", TESTER_CLASSES.values(), ids=TESTER_CLASSES.keys())
+def test_model_tester_config_constructs_runs_trains_and_round_trips(model_class, overrides, tmp_path):
+    tester = EATModelTester()
+    torch.manual_seed(0)
+    model = model_class(tester.get_config(**overrides)).train()
+    inputs = tester.prepare_inputs()
+    kwargs = {"labels": torch.tensor([0, 2])} if model_class is EATForAudioClassification else {}
+    if model_class is EATForPreTraining:
+        kwargs["generator"] = torch.Generator().manual_seed(0)
+    outputs = model(inputs, output_hidden_states=True, **kwargs)
+    if model_class is EATModel:
+        assert outputs.last_hidden_state.shape == (2, 1 + num_patches(tester.num_frames), 32)
+        outputs.last_hidden_state.sum().backward()
+    else:
+        assert torch.isfinite(outputs.loss)
+        outputs.loss.backward()
+    assert len(outputs.hidden_states) == tester.num_hidden_layers + 1
+    if model_class is EATForPreTraining and model.teacher is not None:
+        assert model.teacher.num_target_layers == 2  # all layers, by default
+        model.update_teacher()
+
+    model.eval().save_pretrained(tmp_path)
+    reloaded, info = model_class.from_pretrained(tmp_path, output_loading_info=True)
+    assert not any(info[name] for name in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+    with torch.no_grad():
+        if model_class is EATForPreTraining:
+            kwargs["generator"] = torch.Generator().manual_seed(1)
+            expected = model(inputs, **kwargs).loss
+            kwargs["generator"] = torch.Generator().manual_seed(1)
+            assert torch.equal(reloaded.eval()(inputs, **kwargs).loss, expected)
+        else:
+            assert torch.equal(reloaded(inputs)[0], model(inputs)[0])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -274,6 +346,30 @@ def test_bad_input_shapes_raise_clear_errors(shape, message):
 def test_pretraining_validates_inputs_too():
     with pytest.raises(ValueError, match="not a positive multiple of the patch size"):
         tiny_model(EATForPreTraining)(torch.zeros(2, 40, 128))
+
+
+@pytest.mark.parametrize("model_class", [EATModel, EATForAudioClassification, EATForPreTraining])
+def test_input_dtype_other_than_the_models_names_the_cast(model_class):
+    model = tiny_model(model_class).to(torch.bfloat16)
+    with pytest.raises(ValueError, match=r"input_values is torch.float32 but the model's weights are torch.bfloat16: "
+                                         r"cast the inputs with `input_values.to\(model.dtype\)`"):
+        model(model_inputs())
+    with pytest.raises(ValueError, match="dtype torch.int64: it must hold float fbank frames"):
+        model(model_inputs().long())
+    # Cast, or under autocast (which casts inside the layers), they run.
+    model(model_inputs().to(torch.bfloat16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        tiny_model(model_class)(model_inputs())
+
+
+@pytest.mark.parametrize("model_class", [EATModel, EATForAudioClassification, EATForPreTraining])
+@pytest.mark.parametrize("mask_frames", [FRAMES - 16, FRAMES + 1])
+def test_attention_mask_of_another_length_names_the_fix(model_class, mask_frames):
+    model = tiny_model(model_class)
+    attention_mask = torch.ones(2, mask_frames, dtype=torch.long)
+    pattern = rf"attention_mask has shape \(2, {mask_frames}\), but input_values has 2 clips of {FRAMES} frames: it "
+    with pytest.raises(ValueError, match=pattern + r"needs shape \(2, 64\).*return_attention_mask=True"):
+        model(model_inputs(), attention_mask=attention_mask)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from safetensors.torch import load_file
 from transformers import pipeline
 
 from modeling_eat import EATConfig, EATFeatureExtractor, EATForAudioClassification
@@ -104,3 +105,25 @@ def test_multi_label_checkpoint_gets_sigmoid_scores(tmp_path, waveform):
     for index, label in ID2LABEL.items():
         assert scores[label] == pytest.approx(probabilities[index].item(), abs=1e-5)
     assert sum(scores.values()) != pytest.approx(1.0, abs=1e-2)
+
+
+def test_pipeline_on_a_hub_port_folder_loaded_natively(fixtures_dir, waveform):
+    # The hub port's repositories hold no preprocessor config: the extractor is passed in.
+    folder = fixtures_dir / "eat_reference" / "hub_port_finetune_tiny"
+    feature_extractor = EATFeatureExtractor(max_length=256)
+    classifier = pipeline("audio-classification", model=str(folder), feature_extractor=feature_extractor)
+    assert isinstance(classifier.model, EATForAudioClassification)
+    # The pipeline's model is the port's: it reproduces the reference logits on the reference input ...
+    reference = load_file(fixtures_dir / "eat_reference" / "reference_outputs.safetensors")
+    with torch.no_grad():
+        logits = classifier.model(reference["input"]).logits
+    assert (logits - reference["student_logits"]).abs().max().item() < 1e-4
+    # ... and the pipeline's scores for a waveform are that model's on the extractor's features.
+    scores = as_scores(classifier(waveform, top_k=None))
+    inputs = feature_extractor(waveform, sampling_rate=SAMPLING_RATE, return_tensors="pt")
+    with torch.no_grad():
+        probabilities = classifier.model(**inputs).logits[0].softmax(-1)
+    assert len(scores) == 10
+    for index, label in classifier.model.config.id2label.items():
+        assert scores[label] == pytest.approx(probabilities[index].item(), abs=1e-5)
+    assert max(probabilities) - min(probabilities) > 1e-3  # the check above tells labels apart

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import torch
 
-from ..configuration_eat import EATConfig
+from ..configuration_eat import HUB_PORT_FC_NORM_EPS, EATConfig
 from ..feature_extraction_eat import EATFeatureExtractor
 from ..hub import CODE_FILES, publish_folder, write_model_card
 from ..modeling_eat import EATForAudioClassification, EATForPreTraining, EATModel
 from .errors import ConversionError, raise_for_problems, require
 from .layouts import HUB_PORT, SourceCheckpoint
 from .reading import load_source_checkpoint
-from .reference import HUB_PORT_FC_NORM_EPS, TOLERANCE, compare_with_reference, hub_port_eps_effect
+from .reference import TOLERANCE, compare_with_reference, hub_port_eps_effect
 from .settings import config_for
 from .weights import key_problems, rename_state_dict, verify_position_tables
 
@@ -128,9 +128,9 @@ def build_converted_model(
         report.notes.append(f"left out {count} weights: {reason}")
     if source.layout is HUB_PORT and target == "classification" and config.use_fc_norm:
         report.notes.append(
-            f"the hub port normalises before its head with eps {HUB_PORT_FC_NORM_EPS:g}; the official model and this "
-            f"conversion use {config.layer_norm_eps:g}: logits differ from the hub port's by at most "
-            f"{hub_port_eps_effect(source, config, weights):.3g} on the verification input"
+            f"the hub port normalises before its head with eps {HUB_PORT_FC_NORM_EPS:g}, and so does this conversion "
+            f"(as loading the folder directly does); the official fairseq head uses {config.layer_norm_eps:g}, which "
+            f"moves the logits by at most {hub_port_eps_effect(source, config, weights):.3g} on the verification input"
         )
     if target == "pretraining":
         report.notes.append(f"teacher.num_updates = {source.num_updates or 0} ({source.num_updates_origin})")

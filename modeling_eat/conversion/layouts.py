@@ -7,6 +7,14 @@ from pathlib import Path
 
 import torch
 
+from ..modeling_eat import (
+    HUB_PORT_EMBEDDING_NORM,
+    HUB_PORT_PREFIX,
+    OFFICIAL_BLOCK_PARAMETERS,
+    OFFICIAL_EMBEDDING_PARAMETERS,
+    OFFICIAL_HEAD_PARAMETERS,
+)
+
 
 # fairseq keeps the teacher as a nested dict; flattened under this prefix so every weight has one flat name.
 EMA_PREFIX = "_ema."
@@ -45,28 +53,22 @@ FAIRSEQ_PRETRAINING = SourceLayout(
 FAIRSEQ_FINETUNED = SourceLayout(
     "fairseq fine-tuned checkpoint", "model.modality_encoders.IMAGE.", "model.blocks.", "context_encoder.norm", ""
 )
-HUB_PORT = SourceLayout("hub remote-code port folder", "model.", "model.blocks.", "pre_norm", "model.")
-
-# Official block parameter names → ours (EAT.md §2.4: norm1 follows attention, norm2 the MLP; post-LN).
-BLOCK_PARAMETERS = {
-    "norm1": "attention_norm",
-    "attn.qkv": "attention.qkv_proj",
-    "attn.proj": "attention.o_proj",
-    "norm2": "output_norm",
-    "mlp.fc1": "mlp.fc1",
-    "mlp.fc2": "mlp.fc2",
-}
+HUB_PORT = SourceLayout(
+    "hub remote-code port folder", HUB_PORT_PREFIX, f"{HUB_PORT_PREFIX}blocks.", HUB_PORT_EMBEDDING_NORM,
+    HUB_PORT_PREFIX,
+)
 
 
 def encoder_rules(layout: SourceLayout, target_prefix: str) -> list[tuple[re.Pattern, str]]:
     """Renaming rules from one official encoder to an `EATModel` whose weights start with `target_prefix`."""
     encoder, blocks = re.escape(layout.encoder_prefix), re.escape(layout.blocks_prefix)
+    embeddings = {**OFFICIAL_EMBEDDING_PARAMETERS, layout.context_norm: "embeddings.layer_norm"}
+    # `extra_tokens` is a bare parameter; the others are modules with a weight and a bias.
     rules = [
-        (rf"{encoder}local_encoder\.proj\.(weight|bias)", "embeddings.patch_embeddings.projection.{0}"),
-        (rf"{encoder}extra_tokens", "embeddings.cls_token"),
-        (rf"{encoder}{re.escape(layout.context_norm)}\.(weight|bias)", "embeddings.layer_norm.{0}"),
+        (rf"{encoder}{re.escape(official)}((?:\.weight|\.bias)?)", ours + "{0}")
+        for official, ours in embeddings.items()
     ]
-    for official, ours in BLOCK_PARAMETERS.items():
+    for official, ours in OFFICIAL_BLOCK_PARAMETERS.items():
         rules.append((rf"{blocks}(\d+)\.{re.escape(official)}\.(weight|bias)", f"layers.{{0}}.{ours}.{{1}}"))
     return [(re.compile(pattern), target_prefix + template) for pattern, template in rules]
 
@@ -83,8 +85,8 @@ def decoder_rules(layout: SourceLayout) -> list[tuple[re.Pattern, str]]:
 def head_rules(layout: SourceLayout) -> list[tuple[re.Pattern, str]]:
     head = re.escape(layout.head_prefix)
     return [
-        (re.compile(rf"{head}fc_norm\.(weight|bias)"), "fc_norm.{0}"),
-        (re.compile(rf"{head}head\.(weight|bias)"), "classifier.{0}"),
+        (re.compile(rf"{head}{re.escape(official)}\.(weight|bias)"), ours + ".{0}")
+        for official, ours in OFFICIAL_HEAD_PARAMETERS.items()
     ]
 
 
@@ -114,7 +116,6 @@ class SourceCheckpoint:
 
 
 __all__ = [
-    "BLOCK_PARAMETERS",
     "EMA_PREFIX",
     "FAIRSEQ_FINETUNED",
     "FAIRSEQ_PRETRAINING",

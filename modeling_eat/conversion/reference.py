@@ -4,14 +4,13 @@ which every converted model must reproduce within `TOLERANCE`."""
 import torch
 import torch.nn.functional as F
 
-from ..configuration_eat import EATConfig
-from .layouts import SourceCheckpoint, SourceLayout
+from ..configuration_eat import HUB_PORT_FC_NORM_EPS, EATConfig
+from .layouts import HUB_PORT, SourceCheckpoint, SourceLayout
 
 
 TOLERANCE = 1e-4
 # The official LayerNorm of the decoder and of the teacher targets (fairseq / F.layer_norm default).
 DECODER_NORM_EPS = 1e-5
-HUB_PORT_FC_NORM_EPS = 1e-5
 
 
 def reference_encoder(weights, layout: SourceLayout, spectrogram, num_heads: int, eps: float):
@@ -106,8 +105,10 @@ def compare_with_reference(model, source: SourceCheckpoint, target: str, use_ema
         prefix = layout.head_prefix
         cls = reference[:, 0] if config.classifier_pooling == "cls" else reference[:, 1:].mean(dim=1)
         if config.use_fc_norm:
+            # Each source's own math: the hub port's head normalises with another eps than fairseq's.
+            fc_norm_eps = HUB_PORT_FC_NORM_EPS if layout is HUB_PORT else eps
             cls = F.layer_norm(
-                cls, cls.shape[-1:], weights[f"{prefix}fc_norm.weight"], weights[f"{prefix}fc_norm.bias"], eps
+                cls, cls.shape[-1:], weights[f"{prefix}fc_norm.weight"], weights[f"{prefix}fc_norm.bias"], fc_norm_eps
             )
         reference_logits = F.linear(cls, weights[f"{prefix}head.weight"], weights[f"{prefix}head.bias"])
         results["logits"] = max_difference(model(spectrogram).logits, reference_logits)
@@ -118,7 +119,7 @@ def compare_with_reference(model, source: SourceCheckpoint, target: str, use_ema
             model.teacher.encoder(spectrogram).last_hidden_state, teacher_reference
         )
         frame_targets, utterance_targets = model.teacher(spectrogram)
-        reference_frame, reference_utterance = reference_teacher_targets(ffn_outputs, config.average_top_k_layers)
+        reference_frame, reference_utterance = reference_teacher_targets(ffn_outputs, model.teacher.num_target_layers)
         results["teacher frame targets"] = max_difference(frame_targets, reference_frame)
         results["teacher utterance targets"] = max_difference(utterance_targets, reference_utterance)
         results["decoder output"] = max_difference(
@@ -129,7 +130,7 @@ def compare_with_reference(model, source: SourceCheckpoint, target: str, use_ema
 
 @torch.no_grad()
 def hub_port_eps_effect(source: SourceCheckpoint, config: EATConfig, weights) -> float:
-    """How far the hub port's logits (fc_norm eps 1e-5) lie from the official ones (eps 1e-6) we reproduce."""
+    """How far the hub port's logits (fc_norm eps 1e-5) lie from the official fairseq model's (eps 1e-6)."""
     spectrogram, _, _ = verification_inputs(config, weights[source.layout.positions_key].shape[-2])
     hidden, _ = reference_encoder(
         weights, source.layout, spectrogram, config.num_attention_heads, config.layer_norm_eps
@@ -146,4 +147,4 @@ def hub_port_eps_effect(source: SourceCheckpoint, config: EATConfig, weights) ->
     return max_difference(*logits)
 
 
-__all__ = ["HUB_PORT_FC_NORM_EPS", "TOLERANCE", "compare_with_reference", "hub_port_eps_effect"]
+__all__ = ["TOLERANCE", "compare_with_reference", "hub_port_eps_effect"]

@@ -3,12 +3,11 @@ weights show, then our defaults; settings whose math this package does not imple
 
 import json
 import re
-from importlib import resources
 from pathlib import Path
 
 from huggingface_hub.errors import StrictDataclassError
 
-from ..configuration_eat import EATConfig
+from ..configuration_eat import AUDIOSET_NUM_CLASSES, EATConfig, audioset_id2label, settings_from_hub_port
 from .errors import ConversionError, require
 from .layouts import SourceCheckpoint
 
@@ -113,31 +112,6 @@ def settings_from_fairseq_cfg(cfg: dict, target: str) -> dict:
     return settings
 
 
-def settings_from_hub_config(hub_config: dict) -> dict:
-    require(not hub_config.get("layer_norm_first", False),
-            "the hub config has layer_norm_first=True: not EAT's post-LN")
-    require(hub_config.get("in_chans", 1) == 1, "the hub config has in_chans != 1: EAT takes one-channel spectrograms")
-    require(hub_config.get("patch_size", 16) == hub_config.get("stride", hub_config.get("patch_size", 16)),
-            "the hub config has stride != patch_size: EAT's patches do not overlap")
-    renames = {
-        "embed_dim": "hidden_size", "depth": "num_hidden_layers", "num_heads": "num_attention_heads",
-        "norm_eps": "layer_norm_eps", "patch_size": "patch_size", "mel_bins": "num_mel_bins",
-        "max_length": "max_time_patches", "qkv_bias": "qkv_bias",
-    }
-    settings = renamed(hub_config, renames)
-    if hub_config.get("mlp_ratio") is not None and hub_config.get("embed_dim") is not None:
-        settings["intermediate_size"] = int(hub_config["embed_dim"] * hub_config["mlp_ratio"])
-    if hub_config.get("img_size"):
-        settings["max_length"] = int(hub_config["img_size"][0])
-    return settings
-
-
-def audioset_id2label() -> dict[int, str]:
-    """The 527 AudioSet class names, in the output order of AudioSet heads (shipped as package data)."""
-    data = json.loads(resources.files("modeling_eat").joinpath("audioset_labels.json").read_text(encoding="utf-8"))
-    return dict(enumerate(data["labels"]))
-
-
 def read_id2label(id2label: str | Path | dict | list, num_labels: int) -> dict[int, str]:
     """Accepts a JSON file (or object) holding a `{"0": "name", ...}` map or a list of names."""
     if isinstance(id2label, (str, Path)):
@@ -159,22 +133,25 @@ def config_for(source: SourceCheckpoint, target: str, id2label=None) -> EATConfi
     if source.fairseq_cfg:
         settings.update(settings_from_fairseq_cfg(source.fairseq_cfg, target))
     if source.hub_config:
-        settings.update(settings_from_hub_config(source.hub_config))
+        try:
+            # The same translation as `EATConfig.from_pretrained` of the folder.
+            settings.update(settings_from_hub_port(source.hub_config))
+        except ValueError as error:
+            raise ConversionError(f"{source.path}: {error}") from error
     weight_dims = dims_from_weights(source)
     for name, value in weight_dims.items():
         settings.setdefault(name, value)
     if "num_attention_heads" not in settings:
         # Head count is not visible in the weights: the official sizes all use 64-wide heads.
         settings["num_attention_heads"] = max(1, settings["hidden_size"] // 64)
-    # Without a cfg (hub port, key manifests), EAT's recipe: targets from all blocks, a decoder as wide as the encoder.
-    settings.setdefault("average_top_k_layers", settings["num_hidden_layers"])
-    settings.setdefault("decoder_hidden_size", settings["hidden_size"])
-    num_labels = settings.pop("num_labels", None)
+    # The labels come from the head's weights and --id2label, whatever the source's config says.
+    for name in ("num_labels", "id2label", "label2id", "problem_type"):
+        settings.pop(name, None)
     if target == "classification":
         num_labels = weight_dims["num_labels"]
         if id2label is not None:
             settings["id2label"] = read_id2label(id2label, num_labels)
-        elif num_labels == 527:
+        elif num_labels == AUDIOSET_NUM_CLASSES:
             settings["id2label"] = audioset_id2label()
             settings["problem_type"] = "multi_label_classification"
         else:
@@ -189,4 +166,4 @@ def config_for(source: SourceCheckpoint, target: str, id2label=None) -> EATConfi
         raise ConversionError(f"{source.path}: its settings make no valid EATConfig: {error}") from error
 
 
-__all__ = ["audioset_id2label", "config_for", "read_id2label"]
+__all__ = ["config_for", "read_id2label"]

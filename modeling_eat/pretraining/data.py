@@ -181,6 +181,7 @@ class EATPretrainingCollator:
             [example["waveform"] for example in examples],
             sampling_rate=self.feature_extractor.sampling_rate,
             max_length=self.num_frames,
+            truncation=True,  # a crop's last frames, short of a whole patch row, go on purpose
             return_tensors="pt",
         )
         keys = [value for example in examples for value in example["key"]]
