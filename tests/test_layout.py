@@ -2,8 +2,8 @@
 
 - core: the files that ship with every saved folder (+ the package `__init__`); they import only torch, numpy,
   transformers (and huggingface_hub's dataclass validators, as transformers' own configs do) and each other;
-- shared: the modules below the workflows (audio, optimizer rules, Hub publishing, figures); they import core and
-  shared modules only;
+- shared: the modules below the workflows (audio, optimizer rules, Hub publishing, figures, how scripts run on the
+  machine); they import core and shared modules only;
 - workflows: one subpackage each (pre-training, fine-tuning, conversion, inference); a workflow imports core, shared
   modules and itself, never another workflow;
 - entry points: the thin `python -m modeling_eat.<command>` modules, each handing over to one workflow.
@@ -21,7 +21,7 @@ from eat_testing import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "modeling_eat"
 CORE = {"__init__", "configuration_eat", "feature_extraction_eat", "masking_eat", "modeling_eat"}
-SHARED = {"audio", "hub", "optimization", "plotting"}
+SHARED = {"audio", "hub", "optimization", "plotting", "runtime"}
 WORKFLOWS = {"conversion", "finetuning", "inference", "pretraining"}
 ENTRY_POINTS = {"extract", "linear_probe"}
 CORE_THIRD_PARTY = {"torch", "numpy", "transformers", "huggingface_hub"}

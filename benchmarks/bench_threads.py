@@ -1,0 +1,135 @@
+"""Pre-training steps with 1, 2, ... intra-op threads, on an idle machine or under a CPU load this script starts
+itself: the measurement behind `modeling_eat.runtime.choose_num_threads`.
+
+The workload is the quickstart's pre-training step (`small` preset, 8 clips of 1 s x 16 clones, AdamW, EMA update).
+`--competing N` starts N busy processes (each busy `--duty` of every 100 ms) before timing and ends them afterwards;
+thread counts take turns round by round in this one process, so load changes hit all of them alike. Also reported:
+what the thread rule chooses under that load, and the 1-minute load average next to the CPU time it measures.
+
+Usage:
+    python benchmarks/bench_threads.py [--smoke] [--json out.json] [--competing 2] [--duty 1.0] [--thread_counts 1,2]
+"""
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from modeling_eat import EATConfig, EATForPreTraining
+from modeling_eat.masking_eat import EATMaskGenerator
+from modeling_eat.runtime import affinity_cpu_ids, cpus_busy_with_other_work, decide_num_threads
+
+from common import benchmark_parser, machine_info, print_table, write_json
+
+
+BUSY_LOOP = """
+import time
+period, duty = 0.1, {duty}
+while True:
+    end = time.perf_counter() + period * duty
+    while time.perf_counter() < end:
+        pass
+    if duty < 1:
+        time.sleep(period * (1 - duty))
+"""
+
+
+def start_competitors(count: int, duty: float) -> list[subprocess.Popen]:
+    code = BUSY_LOOP.format(duty=duty)
+    return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(count)]
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        process.kill()
+    for process in processes:
+        process.wait()
+
+
+def build_step(config: EATConfig, batch: int, num_frames: int):
+    torch.manual_seed(0)
+    model = EATForPreTraining(config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    generator = torch.Generator().manual_seed(0)
+    input_values = torch.randn(batch, num_frames, config.num_mel_bins, generator=generator)
+    masks = EATMaskGenerator(config)(
+        batch, num_frames // config.patch_size, config.num_mel_bins // config.patch_size, generator=generator
+    )
+
+    def step():
+        loss = model(input_values, bool_masked_pos=masks).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        model.update_teacher()
+
+    return step
+
+
+def main():
+    parser = benchmark_parser(__doc__)
+    parser.add_argument("--competing", type=int, default=0, help="busy processes to start for the measurement")
+    parser.add_argument("--duty", type=float, default=1.0, help="share of the time each competitor is busy")
+    parser.add_argument("--thread_counts", default="1,2", help="comma-separated intra-op thread counts to compare")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per thread count and round")
+    parser.add_argument("--config_name", default="small")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--num_frames", type=int, default=96, help="frames per clip (96 = a 1 s crop)")
+    args = parser.parse_args()
+    thread_counts = [int(value) for value in args.thread_counts.split(",")]
+    config = EATConfig.from_preset(args.config_name)
+    if args.smoke:
+        config = EATConfig.from_preset("tiny", clone_batch=2)
+        args.steps, args.repeats, args.batch = 1, 1, 2
+
+    competitors = start_competitors(args.competing, args.duty)
+    try:
+        # Let the competitors get going, as on a machine where other jobs already run.
+        time.sleep(0.5 if args.smoke else 2.0)
+        machine = machine_info()
+        load_before = os.getloadavg()[0]
+        measured_busy = cpus_busy_with_other_work(affinity_cpu_ids())
+        rule = decide_num_threads(environ={})
+        step = build_step(config, args.batch, args.num_frames)
+        seconds = {threads: [] for threads in thread_counts}
+        for _ in range(max(1, args.repeats)):
+            for threads in thread_counts:
+                torch.set_num_threads(threads)
+                step()  # warm-up at this thread count
+                start = time.perf_counter()
+                for _ in range(args.steps):
+                    step()
+                seconds[threads].append((time.perf_counter() - start) / args.steps)
+        load_after = os.getloadavg()[0]
+    finally:
+        stop(competitors)
+
+    fastest = min(statistics.median(values) for values in seconds.values())
+    rows = [
+        {
+            "competing": args.competing,
+            "duty": args.duty,
+            "threads": threads,
+            "s_per_step": statistics.median(values),
+            "best_s": min(values),
+            "vs_fastest": statistics.median(values) / fastest,
+            "all_s": values,
+        }
+        for threads, values in seconds.items()
+    ]
+    print_table(rows, ["competing", "duty", "threads", "s_per_step", "best_s", "vs_fastest"],
+                title=f"{args.config_name} pre-training step, {args.batch} clips x {args.num_frames} frames")
+    print(f"\nrule: {rule} | measured busy by others {measured_busy:.2f} CPUs | "
+          f"1-min load average {load_before:.2f} at start, {load_after:.2f} at end")
+    write_json(
+        args.json, machine, vars(args) | {"config": config.to_dict()}, rows,
+        rule={"num_threads": rule.num_threads, "reason": rule.reason}, measured_busy_cpus=measured_busy,
+        load_average_start=load_before, load_average_end=load_after,
+    )
+
+
+if __name__ == "__main__":
+    main()
