@@ -206,16 +206,19 @@ def add_num_threads_argument(parser) -> None:
 # ------------------------------------------------------------------------------------------- workers and devices
 
 
-def one_thread_per_worker(worker_id: int) -> None:
+def one_thread_per_worker(worker_id: int, then: Callable[[int], None] | None = None) -> None:
     """DataLoader `worker_init_fn`: one intra-op thread (as torch's own worker loop sets) and one BLAS/OpenMP thread
     for numpy's libraries, so that workers decoding and computing fbanks side by side do not oversubscribe the
-    cores the training step uses."""
+    cores the training step uses; then `then(worker_id)`, a worker_init_fn it is put in front of."""
     torch.set_num_threads(1)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        return
-    threadpool_limits(1)
+        pass
+    else:
+        threadpool_limits(1)
+    if then is not None:
+        then(worker_id)
 
 
 def pin_memory_helps() -> bool:
