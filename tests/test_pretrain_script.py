@@ -6,6 +6,7 @@ Each launch costs tens of seconds of process start-up on a 2-core machine; the f
 also JIT-compiles DeepSpeed's CPU shared-memory communication op once (cached in ~/.cache/torch_extensions).
 """
 
+import importlib.util
 import os
 import re
 import shutil
@@ -254,6 +255,20 @@ def test_streaming_run_reads_its_own_shards_per_process_and_resumes_at_the_same_
     assert sorted(path.name for path in (output_dir / checkpoints[0]).glob("stream_position_*.json")) == [
         "stream_position_0.json", "stream_position_1.json"
     ]
+
+
+def test_every_option_has_help_and_schedulers_print_as_names(capsys):
+    spec = importlib.util.spec_from_file_location("pretrain_script", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    parser = script.build_parser()
+    assert [action.dest for action in parser._actions if not action.help] == []
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    usage = capsys.readouterr().out
+    assert "cosine_with_min_lr" in usage and "SchedulerType" not in usage
+    args = script.parse_args(["--dataset_name", "d", "--output_dir", "o", "--lr_scheduler_type", "cosine_with_min_lr"])
+    assert args.lr_scheduler_type == "cosine_with_min_lr"
 
 
 def test_a_second_run_into_a_used_folder_is_refused(tmp_path):

@@ -65,7 +65,7 @@ from modeling_eat.runtime import (
 logger = get_logger(__name__)
 
 
-def parse_args(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Pre-train EAT on an audio data set with Accelerate.")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset_name", required=True,
@@ -129,6 +129,11 @@ def parse_args(argv=None):
     run.add_argument("--hub_token", default=None, help="Hub token for the upload (default: the logged-in one).")
     run.add_argument("--hub_private_repo", action="store_true", help="Create the Hub repository private.")
     add_num_threads_argument(run)
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     if args.streaming and args.max_train_steps is None:
