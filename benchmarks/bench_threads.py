@@ -6,15 +6,23 @@ The workload is the quickstart's pre-training step (`small` preset, 8 clips of 1
 thread counts take turns round by round in this one process, so load changes hit all of them alike. Also reported:
 what the thread rule chooses under that load, and the 1-minute load average next to the CPU time it measures.
 
+`--script_steps N` also times the whole `training/pretrain.py` run the quickstart makes (its synthesised data,
+`small`, N steps) under the same competitors: once per `--thread_counts` entry (`--num_threads T`; torch's own
+default is one thread per core) and once as it chooses by itself (the rule).
+
 Usage:
     python benchmarks/bench_threads.py [--smoke] [--json out.json] [--competing 2] [--duty 1.0] [--thread_counts 1,2]
+        [--script_steps 60]
 """
 
 import os
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -22,7 +30,10 @@ from modeling_eat import EATConfig, EATForPreTraining
 from modeling_eat.masking_eat import EATMaskGenerator
 from modeling_eat.runtime import affinity_cpu_ids, cpus_busy_with_other_work, decide_num_threads
 
-from common import benchmark_parser, machine_info, print_table, write_json
+from common import REPO_ROOT, benchmark_parser, machine_info, print_table, write_json
+
+
+TRAINING_DIR = REPO_ROOT / "training"
 
 
 BUSY_LOOP = """
@@ -69,6 +80,38 @@ def build_step(config: EATConfig, batch: int, num_frames: int):
     return step
 
 
+def time_pretrain_script(data_dir: Path, output_dir: Path, steps: int, num_threads: int | None) -> dict:
+    """Wall time of one quickstart-sized `training/pretrain.py` run, and the thread count it reports."""
+    command = [
+        sys.executable, str(TRAINING_DIR / "pretrain.py"), "--dataset_name", str(data_dir), "--config_name", "small",
+        "--max_length_seconds", "1", "--per_device_train_batch_size", "8", "--max_train_steps", str(steps),
+        "--learning_rate", "1e-3", "--output_dir", str(output_dir), "--overwrite_output_dir",
+        "--logging_steps", "1000",
+    ]
+    if num_threads is not None:
+        command += ["--num_threads", str(num_threads)]
+    environ = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, env=environ)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-3000:])
+    chosen = re.search(r"torch runs (\d+) intra-op thread", result.stderr)
+    return {"num_threads_flag": num_threads, "threads_used": int(chosen.group(1)) if chosen else None,
+            "wall_s": seconds, "steps": steps}
+
+
+def script_rows(thread_counts: list[int], steps: int, smoke: bool) -> list[dict]:
+    sys.path.insert(0, str(TRAINING_DIR))
+    from synthetic_audio import write_audiofolder
+
+    with tempfile.TemporaryDirectory() as folder:
+        data_dir = write_audiofolder(Path(folder) / "data", num_train_per_class=2 if smoke else 60,
+                                     num_test_per_class=1)
+        return [time_pretrain_script(data_dir, Path(folder) / "run", steps, threads)
+                for threads in [*thread_counts, None]]
+
+
 def main():
     parser = benchmark_parser(__doc__)
     parser.add_argument("--competing", type=int, default=0, help="busy processes to start for the measurement")
@@ -78,6 +121,7 @@ def main():
     parser.add_argument("--config_name", default="small")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--num_frames", type=int, default=96, help="frames per clip (96 = a 1 s crop)")
+    parser.add_argument("--script_steps", type=int, default=0, help="also time training/pretrain.py for N steps")
     args = parser.parse_args()
     thread_counts = [int(value) for value in args.thread_counts.split(",")]
     config = EATConfig.from_preset(args.config_name)
@@ -104,6 +148,7 @@ def main():
                     step()
                 seconds[threads].append((time.perf_counter() - start) / args.steps)
         load_after = os.getloadavg()[0]
+        scripts = script_rows(thread_counts, args.script_steps, args.smoke) if args.script_steps else []
     finally:
         stop(competitors)
 
@@ -124,10 +169,13 @@ def main():
                 title=f"{args.config_name} pre-training step, {args.batch} clips x {args.num_frames} frames")
     print(f"\nrule: {rule} | measured busy by others {measured_busy:.2f} CPUs | "
           f"1-min load average {load_before:.2f} at start, {load_after:.2f} at end")
+    if scripts:
+        print_table(scripts, ["num_threads_flag", "threads_used", "steps", "wall_s"],
+                    title="training/pretrain.py, quickstart settings (the flag's '-' is the rule)")
     write_json(
         args.json, machine, vars(args) | {"config": config.to_dict()}, rows,
         rule={"num_threads": rule.num_threads, "reason": rule.reason}, measured_busy_cpus=measured_busy,
-        load_average_start=load_before, load_average_end=load_after,
+        load_average_start=load_before, load_average_end=load_after, scripts=scripts,
     )
 
 

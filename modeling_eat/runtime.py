@@ -4,9 +4,9 @@ only by runs that use it.
 
 Why the thread rule exists: torch's OpenMP threads wait for each other at the end of every parallel region, so when
 other processes hold some of the cores, each step waits for the thread that was descheduled. On 2 shared cores that
-made pre-training 13-16x slower with torch's default (one thread per core) than with one thread (BENCHMARKS.md,
-"Threads on a busy machine"); on an idle machine the extra thread gains under 2x. The rule therefore counts only the
-cores nobody else is using right now.
+made a pre-training step 6-8x slower with torch's default (one thread per core) than with one thread (BENCHMARKS.md,
+section 6); on an idle machine the extra thread gains under 2x. The rule therefore counts only the cores nobody else
+is using right now.
 """
 
 import logging

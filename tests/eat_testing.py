@@ -4,6 +4,7 @@ The `tiny` preset is 64 wide with 3 blocks of 4 heads; 128-frame clips make an 8
 takes milliseconds.
 """
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -48,3 +49,11 @@ def write_wav(path: Path, waveform: np.ndarray, sampling_rate: int) -> dict:
     """Writes a float WAV; returns it as an `Audio(decode=False)` value."""
     soundfile.write(path, waveform, sampling_rate, subtype="FLOAT")
     return {"bytes": None, "path": str(path)}
+
+
+def load_script(path: Path):
+    """A script of `training/` or `conversion/` imported as a module (its `main` not run)."""
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

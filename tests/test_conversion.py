@@ -1,7 +1,6 @@
 """Checkpoint conversion against the reference fixtures (../shared/fixtures/eat_reference, see its README)."""
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -28,7 +27,7 @@ from modeling_eat.conversion.layouts import FAIRSEQ_PRETRAINING, SourceCheckpoin
 from modeling_eat.conversion.settings import config_for
 from modeling_eat.hub import CODE_FILES
 
-from eat_testing import PROJECT_ROOT
+from eat_testing import PROJECT_ROOT, load_script
 
 
 CLI = PROJECT_ROOT / "conversion" / "convert_eat_to_hf.py"
@@ -337,10 +336,7 @@ def test_cli_refuses_untrusted_pickle_with_exit_code(pretraining_checkpoint, tmp
 
 @pytest.fixture
 def converter_cli():
-    spec = importlib.util.spec_from_file_location("convert_eat_to_hf", CLI)
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    return cli
+    return load_script(CLI)
 
 
 def test_files_that_are_no_checkpoint_are_named_for_what_they_are(pretraining_checkpoint, tmp_path):

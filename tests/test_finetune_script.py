@@ -1,6 +1,5 @@
 """training/finetune.py: recipe/flag precedence, and an end-to-end fine-tune of a tiny EAT on FSDD."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -10,7 +9,7 @@ import pytest
 
 from modeling_eat.finetuning.recipes import resolve_recipe
 
-from eat_testing import PROJECT_ROOT
+from eat_testing import PROJECT_ROOT, load_script
 
 
 SCRIPT = PROJECT_ROOT / "training" / "finetune.py"
@@ -19,10 +18,7 @@ DIGITS = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
 
 @pytest.fixture(scope="module")
 def finetune_script():
-    spec = importlib.util.spec_from_file_location("finetune_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def test_recipe_sets_training_arguments_and_given_flags_win(finetune_script, tmp_path):

@@ -1,5 +1,4 @@
 import base64
-import importlib.util
 import json
 import os
 import re
@@ -25,7 +24,7 @@ from modeling_eat.hub import (
     write_model_card,
 )
 
-from eat_testing import PROJECT_ROOT
+from eat_testing import PROJECT_ROOT, load_script
 
 
 LABELS = ["dog", "rain", "siren"]
@@ -289,10 +288,7 @@ def test_missing_config_and_bad_eval_results_explain_the_fix(tmp_path):
 
 
 def test_converter_publishes_with_the_training_scripts_options(fixtures_dir, tmp_path, fake_hub, capsys):
-    spec = importlib.util.spec_from_file_location("convert_eat_to_hf", PROJECT_ROOT / "conversion" /
-                                                  "convert_eat_to_hf.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_script(PROJECT_ROOT / "conversion" / "convert_eat_to_hf.py")
     arguments = ["--checkpoint_path", str(fixtures_dir / "eat_reference" / "fairseq_finetune_tiny.pt"),
                  "--output_dir", str(tmp_path / "eat-tiny-sounds"), "--push_to_hub", "--hub_model_id", MODEL_ID,
                  "--hub_token", "hf_fake_token", "--hub_private_repo"]

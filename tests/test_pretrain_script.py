@@ -6,7 +6,6 @@ Each launch costs tens of seconds of process start-up on a 2-core machine; the f
 also JIT-compiles DeepSpeed's CPU shared-memory communication op once (cached in ~/.cache/torch_extensions).
 """
 
-import importlib.util
 import os
 import re
 import shutil
@@ -22,7 +21,7 @@ from safetensors.torch import load_file
 
 from modeling_eat import EATForPreTraining, EATModel
 
-from eat_testing import PROJECT_ROOT
+from eat_testing import PROJECT_ROOT, load_script
 
 
 SCRIPT = PROJECT_ROOT / "training" / "pretrain.py"
@@ -258,9 +257,7 @@ def test_streaming_run_reads_its_own_shards_per_process_and_resumes_at_the_same_
 
 
 def test_every_option_has_help_and_schedulers_print_as_names(capsys):
-    spec = importlib.util.spec_from_file_location("pretrain_script", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script(SCRIPT)
     parser = script.build_parser()
     assert [action.dest for action in parser._actions if not action.help] == []
     with pytest.raises(SystemExit):
