@@ -220,7 +220,9 @@ class PlainStep(TimedStep):
         scale = visible.shape[-1] ** -0.5
         difference = predictions.gather(1, masked).float() - targets.gather(1, masked)
         frame_loss = difference.pow(2).sum(-1).mean() * scale
-        utterance_loss = (student[:, 0].float() - targets.mean(dim=1)).pow(2).sum(-1).mean() * scale
+        utterance_errors = (student[:, 0].float() - targets.mean(dim=1)).pow(2).sum(-1) * scale
+        summed = config.utterance_loss_reduction == "sum"
+        utterance_loss = utterance_errors.sum() if summed else utterance_errors.mean()
         loss = frame_loss + config.utterance_loss_weight * utterance_loss
         return loss
 

@@ -19,8 +19,8 @@ from transformers.configuration_utils import PreTrainedConfig
 
 # Sizes and pre-training recipes of the official checkpoints (EAT.md §2.4, §2.5, §3). `tiny` and `small` are ours:
 # `tiny` has the width and depth of the reference fixtures, for tests; `small` is twice as wide, for demos, because
-# 64 channels learn too slowly in a few hundred steps (FIDELITY.md). Both anneal the EMA faster so that a short run
-# moves the teacher.
+# 64 channels learn too slowly in a few hundred steps (FIDELITY.md). Both scale the EMA schedule to the run, so that
+# a short run moves the teacher.
 SIZE_PRESETS = {
     "base": {},
     "large": {
@@ -44,9 +44,7 @@ SIZE_PRESETS = {
         "decoder_hidden_size": 64,
         "decoder_num_layers": 2,
         "average_top_k_layers": 3,
-        "ema_decay": 0.999,
-        "ema_end_decay": 0.9999,
-        "ema_anneal_end_step": 1000,
+        "ema_scale_with_run": True,
         "maskspec_decoder_hidden_size": 64,
         "maskspec_decoder_intermediate_size": 128,
         "maskspec_decoder_num_attention_heads": 4,
@@ -121,8 +119,15 @@ class EATConfig(PreTrainedConfig):
         ema_decay (`float`, *optional*, defaults to 0.9998): EMA teacher decay at the first update.
         ema_end_decay (`float`, *optional*, defaults to 0.99999): decay reached after `ema_anneal_end_step` updates.
         ema_anneal_end_step (`int`, *optional*, defaults to 100000): updates over which the decay is annealed.
+        ema_scale_with_run (`bool`, *optional*, defaults to `False`): when pre-training starts, set the three EMA
+            fields above from the run's length, in the official schedule's proportions (horizons `1 / (1 - decay)` of
+            1/80 and 1/4 of the run, annealed over its first quarter). The `tiny` and `small` presets, meant for
+            short runs, turn it on.
         average_top_k_layers (`int`, *optional*, defaults to 12): teacher layers averaged into the targets.
         utterance_loss_weight (`float`, *optional*, defaults to 1.0): weight of the CLS (utterance) loss.
+        utterance_loss_reduction (`str`, *optional*, defaults to `"sum"`): `"sum"` over the batch's
+            `batch_size * clones` CLS predictions, the official objective, or `"mean"` over them (see
+            `utterance_frame_loss`).
         maskspec_decoder_hidden_size (`int`, *optional*, defaults to 512): width of the MaskSpec decoder.
         maskspec_decoder_num_layers (`int`, *optional*, defaults to 2): its Transformer blocks.
         maskspec_decoder_num_attention_heads (`int`, *optional*, defaults to 8): its attention heads.
@@ -175,8 +180,10 @@ class EATConfig(PreTrainedConfig):
     ema_decay: float = 0.9998
     ema_end_decay: float = 0.99999
     ema_anneal_end_step: int = 100000
+    ema_scale_with_run: bool = False
     average_top_k_layers: int = 12
     utterance_loss_weight: float | int = 1.0
+    utterance_loss_reduction: str = "sum"
 
     maskspec_decoder_hidden_size: int = 512
     maskspec_decoder_num_layers: int = 2

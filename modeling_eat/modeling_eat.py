@@ -39,6 +39,9 @@ from .configuration_eat import EATConfig
 from .masking_eat import EATMaskGenerator
 
 
+UTTERANCE_LOSS_REDUCTIONS = ("sum", "mean")
+
+
 @dataclass
 class EATModelOutput(BaseModelOutputWithPooling):
     r"""
@@ -57,12 +60,12 @@ class EATModelOutput(BaseModelOutputWithPooling):
 class EATForPreTrainingOutput(ModelOutput):
     r"""
     loss (`torch.FloatTensor` of shape `()`):
-        The training objective: `frame_loss + utterance_loss_weight * utterance_loss` (EAT), or the masked patch
-        MSE (MaskSpec).
+        The training objective: `frame_loss + utterance_loss_weight * utterance_loss` (EAT, see
+        [`utterance_frame_loss`]), or the masked patch MSE (MaskSpec).
     frame_loss (`torch.FloatTensor` of shape `()`):
         Frame-level regression loss over the masked patches.
     utterance_loss (`torch.FloatTensor` of shape `()`, *optional*):
-        CLS-vs-mean-target loss (EAT only).
+        CLS-vs-mean-target loss (EAT only), summed over the batch's rows or averaged, as `utterance_loss_reduction`.
     logits (`torch.FloatTensor` of shape `(batch_size * clones, num_patches, dim)`):
         Decoder predictions for every patch position (teacher space for EAT, spectrogram patches for MaskSpec).
     bool_masked_pos (`torch.BoolTensor` of shape `(batch_size * clones, num_patches)`):
@@ -591,24 +594,30 @@ def utterance_frame_loss(
     utterance_predictions: torch.Tensor,
     utterance_targets: torch.Tensor,
     utterance_loss_weight: float,
+    utterance_loss_reduction: str = "sum",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """EAT's Utterance-Frame Objective. Returns `(loss, frame_loss, utterance_loss)`.
+    """EAT's Utterance-Frame Objective. Returns `(loss, frame_loss, utterance_loss)` with
+    `loss = frame_loss + utterance_loss_weight * utterance_loss`.
 
-    Both terms are squared errors summed over the channels and scaled by `1/sqrt(hidden_size)`, as in EAT. The
-    reduction is a mean over rows for both: the frame loss averages over the masked patches of the batch, the
-    utterance loss over the `batch * clones` CLS predictions.
+    Both terms are squared errors summed over the channels and scaled by `1/sqrt(hidden_size)`, as in EAT. The frame
+    loss is their mean over the masked patches of the batch. The utterance loss is, with `"sum"` (the official
+    objective), their sum over the batch's `batch_size * clones` CLS predictions: fairseq multiplies the CLS term by
+    the number of masked patches before it divides every gradient by that number (EAT.md §3). With `"mean"` it is
+    their mean over those rows, which keeps the balance of the two terms whatever the batch size.
 
-    The official fairseq run reduces differently: its frame term is the same mean over masked patches, but its
-    utterance term ends up a *sum* over the `batch * clones` rows (it is multiplied by the number of masked patches
-    before fairseq divides every gradient by that number). Its effective objective is therefore
-    `frame_loss + rows * utterance_loss` in our terms, with `rows = 12 * 16 = 192` per GPU in the AS-2M recipe.
-    We keep the mean so the balance does not change with the batch size; set `utterance_loss_weight` to the rows
-    per device to reproduce the official weighting.
+    "The batch" is one forward pass: one device's micro-batch. Under DDP and DeepSpeed the gradients are averaged
+    over the devices and under gradient accumulation over the micro-batches, so the official utterance term weighs
+    `per_device_train_batch_size * clone_batch` rows (12 x 16 = 192 in the AS-2M recipe), however many devices or
+    accumulation steps the run uses, exactly as in fairseq, where every device holds the same number of masked patches.
     """
+    if utterance_loss_reduction not in UTTERANCE_LOSS_REDUCTIONS:
+        raise ValueError(
+            f"utterance_loss_reduction must be one of {UTTERANCE_LOSS_REDUCTIONS}, got {utterance_loss_reduction!r}"
+        )
     scale = frame_targets.shape[-1] ** -0.5
     frame_loss = (frame_predictions.float() - frame_targets.float()).pow(2).sum(dim=-1).mean() * scale
-    utterance_error = utterance_predictions.float() - utterance_targets.float()
-    utterance_loss = utterance_error.pow(2).sum(dim=-1).mean() * scale
+    utterance_errors = (utterance_predictions.float() - utterance_targets.float()).pow(2).sum(dim=-1) * scale
+    utterance_loss = utterance_errors.sum() if utterance_loss_reduction == "sum" else utterance_errors.mean()
     return frame_loss + utterance_loss_weight * utterance_loss, frame_loss, utterance_loss
 
 
@@ -616,6 +625,18 @@ def mean_channel_std(values: torch.Tensor) -> torch.Tensor:
     """Mean over channels of the standard deviation across rows: the statistic data2vec logs to spot a collapse."""
     values = values.detach().float().reshape(-1, values.shape[-1])
     return torch.sqrt(values.var(dim=0) + 1e-6).mean()
+
+
+def ema_decay_schedule(config: EATConfig, num_updates: int | torch.Tensor) -> torch.Tensor:
+    """The EMA teacher's decay after `num_updates` updates (an int or a tensor of counts): linear from `ema_decay` to
+    `ema_end_decay` over `ema_anneal_end_step` updates, then constant. Computed on the counts' device in float64, like
+    Python floats (float32 on MPS, which has no float64)."""
+    step = torch.as_tensor(num_updates)
+    dtype = torch.float32 if step.device.type == "mps" else torch.float64
+    # In this order of operations the float64 result equals Python-float arithmetic to the bit.
+    increment = (config.ema_end_decay - config.ema_decay) * step.to(dtype) / config.ema_anneal_end_step
+    annealed = config.ema_decay + increment
+    return torch.where(step >= config.ema_anneal_end_step, config.ema_end_decay, annealed)
 
 
 class EATTeacher(nn.Module):
@@ -643,14 +664,8 @@ class EATTeacher(nn.Module):
     def ema_decay(self, num_updates: int | torch.Tensor | None = None) -> torch.Tensor:
         """The decay applied after `num_updates` updates (by default the one the next `update()` applies), as a
         0-dim tensor on the count's device, so that the per-step update never waits for the accelerator; convert it
-        with `float()` only to log it. Float64 like Python floats (float32 on MPS, which has no float64)."""
-        config = self.config
-        step = self.num_updates if num_updates is None else torch.as_tensor(num_updates)
-        dtype = torch.float32 if step.device.type == "mps" else torch.float64
-        # In this order of operations the float64 result equals Python-float arithmetic to the bit.
-        increment = (config.ema_end_decay - config.ema_decay) * step.to(dtype) / config.ema_anneal_end_step
-        annealed = config.ema_decay + increment
-        return torch.where(step >= config.ema_anneal_end_step, config.ema_end_decay, annealed)
+        with `float()` only to log it."""
+        return ema_decay_schedule(self.config, self.num_updates if num_updates is None else num_updates)
 
     @torch.no_grad()
     def update(self, student: EATModel) -> torch.Tensor:
@@ -668,6 +683,16 @@ class EATTeacher(nn.Module):
         torch._foreach_lerp_(teacher_params, student_params, [weight] * len(teacher_params))
         self.num_updates += 1
         return decay
+
+    @torch.no_grad()
+    def distance_to(self, student: EATModel) -> torch.Tensor:
+        """`||teacher - student|| / ||student||` over all weights, a 0-dim tensor: how far the network that makes the
+        targets lags behind the one being trained (0 while the teacher is the student's copy, as at the start; it grows
+        when the student moves away from a teacher that follows too slowly)."""
+        pairs = list(zip(self.encoder.parameters(), student.parameters()))
+        difference = torch.stack([(t.float() - s.float()).pow(2).sum() for t, s in pairs]).sum()
+        norm = torch.stack([s.float().pow(2).sum() for _, s in pairs]).sum()
+        return (difference / norm).sqrt()
 
     @torch.no_grad()
     def forward(
@@ -846,6 +871,7 @@ class EATForPreTraining(EATPreTrainedModel):
             student.pooler_output,
             utterance_targets[mask_index.clip_of_row],
             self.config.utterance_loss_weight,
+            self.config.utterance_loss_reduction,
         )
         return {
             "loss": loss,
@@ -944,6 +970,7 @@ __all__ = [
     "EATModel",
     "EATPreTrainedModel",
     "EATTeacher",
+    "ema_decay_schedule",
     "sincos_position_table",
     "utterance_frame_loss",
 ]

@@ -1,9 +1,22 @@
 """The optimizer parameter-group rules of EAT, shared by pre-training and fine-tuning: which parameters take weight
 decay, and fine-tuning's layer-wise learning-rate decay (EAT.md §3 and §4, Optimization)."""
 
+import math
 from typing import Any
 
 from torch import nn
+
+
+# The official pre-training warms up for 53,333 of its 400,000 updates (EAT.md §3, Optimization).
+PRETRAINING_WARMUP_FRACTION = 53_333 / 400_000
+
+
+def warmup_steps_of(warmup: float, num_training_steps: int) -> int:
+    """Warm-up updates of a run: `warmup` updates when it is >= 1, else that fraction of the run, rounded up
+    (the rule of transformers' `TrainingArguments.warmup_steps`), so the warm-up keeps its share of any length."""
+    if warmup < 0:
+        raise ValueError(f"the warm-up must be a number of steps (>= 1) or a fraction of the run, got {warmup}")
+    return int(warmup) if warmup >= 1 else math.ceil(num_training_steps * warmup)
 
 
 def takes_weight_decay(name: str, parameter: nn.Parameter) -> bool:
@@ -51,4 +64,10 @@ def layer_decay_parameter_groups(
     return list(groups.values())
 
 
-__all__ = ["layer_decay_parameter_groups", "optimizer_param_groups", "takes_weight_decay"]
+__all__ = [
+    "PRETRAINING_WARMUP_FRACTION",
+    "layer_decay_parameter_groups",
+    "optimizer_param_groups",
+    "takes_weight_decay",
+    "warmup_steps_of",
+]

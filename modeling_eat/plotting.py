@@ -291,6 +291,43 @@ def plot_average_precision(
     return _save(figure, path)
 
 
+def plot_grouped_bars(
+    groups: Mapping[str, Mapping[str, tuple[float, float]]],
+    path,
+    ylabel: str,
+    title: str | None = None,
+    reference: float | None = None,
+    reference_label: str = "",
+    figsize: tuple[float, float] | None = None,
+    dpi: int = 100,
+) -> Path:
+    """Bars of `mean` with `std` error bars: one cluster per group (e.g. a study's rows), one bar per series (its
+    metrics), values written above the bars; `reference` (e.g. chance) as a dashed line."""
+    series = list(dict.fromkeys(name for values in groups.values() for name in values))
+    if not series:
+        raise ValueError("nothing to plot: every group is empty")
+    width = 0.8 / len(series)
+    figure = Figure(figsize=figsize or (max(6.0, 1.3 * len(groups) + 2.0), 4.2), dpi=dpi, layout="constrained")
+    axes = figure.subplots()
+    positions = np.arange(len(groups))
+    for index, name in enumerate(series):
+        means = [groups[group].get(name, (np.nan, 0.0))[0] for group in groups]
+        stds = [groups[group].get(name, (np.nan, 0.0))[1] for group in groups]
+        bars = axes.bar(positions + (index - (len(series) - 1) / 2) * width, means, width, yerr=stds, capsize=3,
+                        label=name)
+        axes.bar_label(bars, labels=["" if np.isnan(m) else f"{m:.2f}" for m in means], padding=2, fontsize=7)
+    if reference is not None:
+        axes.axhline(reference, color="0.4", linestyle="--", linewidth=1, label=reference_label or None)
+    axes.set_xticks(positions, list(groups), rotation=20, ha="right", rotation_mode="anchor")
+    axes.set_ylabel(ylabel)
+    axes.set_ylim(0.0, 1.05)
+    axes.legend(fontsize=8, loc="upper right")
+    axes.grid(axis="y", alpha=0.3)
+    if title:
+        axes.set_title(title, fontsize=10)
+    return _save(figure, path)
+
+
 # ------------------------------------------------------------------------------------------------------------ command
 
 

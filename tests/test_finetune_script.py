@@ -29,7 +29,8 @@ def test_recipe_sets_training_arguments_and_given_flags_win(finetune_script, tmp
     # 5e-05 is TrainingArguments' own default: given explicitly, it must still beat the recipe's 2e-4.
     assert training_args.learning_rate == 5e-05
     assert training_args.per_device_train_batch_size == 256 and training_args.max_steps == 40_000
-    assert training_args.warmup_steps == 4_000 and training_args.adam_beta2 == 0.95
+    assert training_args.warmup_steps == 0.1 and training_args.adam_beta2 == 0.95
+    assert training_args.get_warmup_steps(40_000) == 4_000
     assert training_args.lr_scheduler_type == "cosine_with_min_lr"
     assert training_args.lr_scheduler_kwargs == {"min_lr": 1e-6}
     assert finetuning_args.recipe == "spc2" and finetuning_args.mixup_alpha == 0.3
@@ -63,6 +64,15 @@ def test_recipe_switches_parse_as_the_readme_writes_them(finetune_script, tmp_pa
     config_file = tmp_path / "args.json"
     config_file.write_text(json.dumps({"dataset_name": "data", "output_dir": str(tmp_path), "noise_augment": True}))
     assert finetune_script.parse_arguments([str(config_file)])[2].noise_augment is True
+
+
+def test_recipe_warmup_keeps_its_share_of_a_shorter_run(finetune_script, tmp_path):
+    # A 300-step run of the SPC-2 recipe warms up for 30 steps: 4,000 absolute steps would keep it at <= 1.5e-5.
+    common = ["--dataset_name", "data", "--output_dir", str(tmp_path), "--recipe", "spc2"]
+    training_args = finetune_script.parse_arguments([*common, "--max_steps", "300"])[3]
+    assert training_args.get_warmup_steps(training_args.max_steps) == 30
+    explicit = finetune_script.parse_arguments([*common, "--max_steps", "300", "--warmup_steps", "50"])[3]
+    assert explicit.get_warmup_steps(explicit.max_steps) == 50
 
 
 def test_finetune_tiny_on_fsdd_then_pipeline(fsdd_dir, tmp_path):

@@ -6,7 +6,8 @@
   machine); they import core and shared modules only;
 - workflows: one subpackage each (pre-training, fine-tuning, conversion, inference); a workflow imports core, shared
   modules and itself, never another workflow;
-- entry points: the thin `python -m modeling_eat.<command>` modules, each handing over to one workflow.
+- studies: experiments over the workflows (the SSL study); they may import workflows, never another study;
+- entry points: the thin `python -m modeling_eat.<command>` modules, each handing over to one workflow or study.
 """
 
 import ast
@@ -23,7 +24,8 @@ PACKAGE = PROJECT_ROOT / "modeling_eat"
 CORE = {"__init__", "configuration_eat", "feature_extraction_eat", "masking_eat", "modeling_eat"}
 SHARED = {"audio", "hub", "optimization", "plotting", "runtime"}
 WORKFLOWS = {"conversion", "finetuning", "inference", "pretraining"}
-ENTRY_POINTS = {"extract", "linear_probe"}
+STUDIES = {"study"}
+ENTRY_POINTS = {"extract", "linear_probe", "ssl_study"}
 CORE_THIRD_PARTY = {"torch", "numpy", "transformers", "huggingface_hub"}
 
 
@@ -34,7 +36,9 @@ def unit_of(path: Path) -> str:
 
 
 def layer_of(unit: str) -> str:
-    for layer, units in (("core", CORE), ("shared", SHARED), ("workflow", WORKFLOWS), ("entry point", ENTRY_POINTS)):
+    layers = (("core", CORE), ("shared", SHARED), ("workflow", WORKFLOWS), ("study", STUDIES),
+              ("entry point", ENTRY_POINTS))
+    for layer, units in layers:
         if unit in units:
             return layer
     raise AssertionError(f"modeling_eat/{unit} belongs to no layer: add it to the layer sets of tests/test_layout.py")
@@ -87,14 +91,17 @@ def layer_violations(path: Path, source: str | None = None) -> list[str]:
         ]
         outside = third_party - set(sys.stdlib_module_names) - CORE_THIRD_PARTY
         return problems + [f"core file {path.name} imports {module}" for module in sorted(outside)]
-    if layer in ("shared", "workflow"):
+    allowed = {"shared": ("core", "shared"), "workflow": ("core", "shared"), "study": ("core", "shared", "workflow")}
+    if layer in allowed:
         return [
             f"{layer} {unit} imports {other} ({kind})"
             for other, kind in imported.items()
-            if kind not in ("core", "shared")
+            if kind not in allowed[layer]
         ]
-    workflows = [other for other, kind in imported.items() if kind == "workflow"]
-    return [] if len(workflows) == 1 else [f"entry point {unit} should hand over to one workflow, imports {imported}"]
+    targets = [other for other, kind in imported.items() if kind in ("workflow", "study")]
+    if len(targets) == 1:
+        return []
+    return [f"entry point {unit} should hand over to one workflow or study, imports {imported}"]
 
 
 @pytest.mark.parametrize("path", package_files(), ids=lambda path: str(path.relative_to(PACKAGE)))
@@ -110,6 +117,7 @@ def test_imports_go_one_way(path):
         ("audio.py", "from .finetuning import recipes\n", "shared audio imports finetuning"),
         ("modeling_eat.py", "from .audio import decode_audio\n", "core file modeling_eat.py imports audio"),
         ("masking_eat.py", "import datasets\n", "core file masking_eat.py imports datasets"),
+        ("pretraining/data.py", "from ..study import report\n", "workflow pretraining imports study"),
     ],
 )
 def test_the_layer_check_catches_imports_against_the_direction(path, source, expected):

@@ -4,7 +4,12 @@ left out, and fine-tuning's layer-wise learning-rate decay."""
 import pytest
 
 from modeling_eat import EATForAudioClassification, EATForPreTraining
-from modeling_eat.optimization import layer_decay_parameter_groups, optimizer_param_groups
+from modeling_eat.optimization import (
+    PRETRAINING_WARMUP_FRACTION,
+    layer_decay_parameter_groups,
+    optimizer_param_groups,
+    warmup_steps_of,
+)
 
 from eat_testing import build
 
@@ -56,3 +61,12 @@ def test_layer_decay_skips_frozen_parameters():
     names = {name for group in layer_decay_parameter_groups(model, 1e-3, 0.05, 0.65) for name in group["names"]}
     assert not any(name.startswith("eat.embeddings.patch_embeddings") for name in names)
     assert "eat.embeddings.cls_token" in names
+
+
+def test_warmup_is_a_step_count_or_a_share_of_the_run():
+    assert warmup_steps_of(500, 10_000) == 500
+    assert warmup_steps_of(PRETRAINING_WARMUP_FRACTION, 400_000) == 53_333  # the official run
+    assert warmup_steps_of(PRETRAINING_WARMUP_FRACTION, 300) == 40
+    assert warmup_steps_of(0.0, 300) == 0
+    with pytest.raises(ValueError, match="fraction of the run"):
+        warmup_steps_of(-1, 300)

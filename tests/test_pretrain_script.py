@@ -6,6 +6,7 @@ Each launch costs tens of seconds of process start-up on a 2-core machine; the f
 also JIT-compiles DeepSpeed's CPU shared-memory communication op once (cached in ~/.cache/torch_extensions).
 """
 
+import json
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from modeling_eat import EATForPreTraining, EATModel
+from modeling_eat.pretraining.monitoring import COLLAPSED_TARGET_STD, read_log
 
 from eat_testing import PROJECT_ROOT, load_script
 
@@ -156,6 +158,19 @@ def resumed_from(output: str) -> int:
     match = re.search(r"Resuming from \S*step_(\d+)", output)
     assert match, output[-3000:]
     return int(match.group(1))
+
+
+def test_run_logs_its_teacher_and_targets_and_scales_the_ema_to_its_length(uninterrupted_run):
+    output_dir, (_, _, final_decay, _) = uninterrupted_run
+    logs = read_log(output_dir)
+    assert [row["step"] for row in logs] == [2, 4, 6, 8]
+    for row in logs:
+        assert row["target_std"] > COLLAPSED_TARGET_STD and row["prediction_std"] > 0
+        assert 0 < row["teacher_distance"] < 1 and 0 <= row["ema_decay"] <= 1
+    # The tiny preset scales the official schedule to the run: 8 updates give horizons of 1 and 2 updates.
+    config = json.loads((output_dir / "config.json").read_text())
+    assert (config["ema_decay"], config["ema_end_decay"], config["ema_anneal_end_step"]) == (0.0, 0.5, 2)
+    assert final_decay == 0.5
 
 
 def test_ddp_run_killed_after_a_checkpoint_resumes_exactly(audio_folder, uninterrupted_run, tmp_path):

@@ -272,33 +272,76 @@ def test_teacher_targets_match_hand_computation(top_k):
     torch.testing.assert_close(utterance_targets.double(), expected.mean(dim=1), rtol=0, atol=2e-5)
 
 
-def test_utterance_frame_loss_matches_hand_computation_and_official_reduction():
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_utterance_frame_loss_matches_hand_computation(reduction):
     generator = seeded(0)
     rows, num_masked, dim = 6, 10, 64
     frame_predictions, frame_targets = torch.randn(2, rows, num_masked, dim, generator=generator)
     utterance_predictions, utterance_targets = torch.randn(2, rows, dim, generator=generator)
 
     loss, frame_loss, utterance_loss = utterance_frame_loss(
-        frame_predictions, frame_targets, utterance_predictions, utterance_targets, 0.5
+        frame_predictions, frame_targets, utterance_predictions, utterance_targets, 0.5, reduction
     )
 
     expected_frame = (frame_predictions - frame_targets).pow(2).sum(-1).mean() / math.sqrt(dim)
-    expected_utterance = (utterance_predictions - utterance_targets).pow(2).sum(-1).mean() / math.sqrt(dim)
+    per_row = (utterance_predictions - utterance_targets).pow(2).sum(-1) / math.sqrt(dim)
+    expected_utterance = per_row.sum() if reduction == "sum" else per_row.mean()
     torch.testing.assert_close(frame_loss, expected_frame)
     torch.testing.assert_close(utterance_loss, expected_utterance)
     torch.testing.assert_close(loss, expected_frame + 0.5 * expected_utterance)
+    with pytest.raises(ValueError, match="utterance_loss_reduction must be one of"):
+        utterance_frame_loss(frame_predictions, frame_targets, utterance_predictions, utterance_targets, 1.0, "max")
 
-    # The official reduction (EAT.md §3): per-element errors / sqrt(D) summed over the masked patches, the CLS errors
-    # / sqrt(D) times cls_loss (1) times sample_size summed over the rows; the trainer divides all by sample_size.
-    sample_size = rows * num_masked
-    frame_term = ((frame_predictions - frame_targets).pow(2) / math.sqrt(dim)).sum()
-    cls_term = ((utterance_predictions - utterance_targets).pow(2) / math.sqrt(dim)).sum(-1) * 1.0 * sample_size
-    official = (frame_term + cls_term.sum()) / sample_size
-    torch.testing.assert_close(official, frame_loss + rows * utterance_loss)
-    official_weighted, _, _ = utterance_frame_loss(
-        frame_predictions, frame_targets, utterance_predictions, utterance_targets, rows
+
+def fairseq_objective(predictions, targets, cls_predictions, cls_targets, cls_loss: float = 1.0) -> torch.Tensor:
+    """The official reduction, written from EAT.md §3 alone: the d2v loss (elementwise MSE / sqrt(D), reduction
+    none) summed; the CLS MSE / sqrt(D) times `cls_loss * sample_size`, summed; fairseq's ModelCriterion sums both
+    and the trainer divides the gradients by `sample_size`, the number of masked patches of the batch."""
+    scale = 1.0 / math.sqrt(predictions.shape[-1])
+    sample_size = predictions.shape[0] * predictions.shape[1]
+    d2v_loss = ((predictions - targets) ** 2 * scale).sum()
+    cls = ((cls_predictions - cls_targets) ** 2 * scale).sum(dim=-1) * cls_loss * sample_size
+    return (d2v_loss + cls.sum()) / sample_size
+
+
+def test_default_loss_and_gradients_are_the_official_fairseq_objective():
+    model = build().train()
+    randomize_(model.teacher.encoder, seed=3, std=0.05)
+    input_values, masks = spectrogram(), draw_masks(model)
+    assert model.config.utterance_loss_reduction == "sum" and model.config.utterance_loss_weight == 1.0
+
+    out = model(input_values, bool_masked_pos=masks, generator=seeded(0))
+    with torch.no_grad():
+        frame_targets, _ = model.teacher(input_values)
+    # The teacher's targets of each clip, for each of its clones; the utterance target is their mean over all patches.
+    targets = frame_targets.repeat_interleave(2, dim=0)
+    num_masked = int(masks[0].sum())
+    official = fairseq_objective(
+        out.logits[masks].view(4, num_masked, 64),
+        targets[masks].view(4, num_masked, 64),
+        out.last_hidden_state[:, 0],
+        targets.mean(dim=1),
     )
-    torch.testing.assert_close(official_weighted, official)
+    torch.testing.assert_close(out.loss, official)
+
+    ours = torch.autograd.grad(out.loss, list(model.eat.parameters()) + list(model.decoder.parameters()),
+                               retain_graph=True)
+    reference = torch.autograd.grad(official, list(model.eat.parameters()) + list(model.decoder.parameters()))
+    for mine, theirs in zip(ours, reference):
+        torch.testing.assert_close(mine, theirs)
+
+
+def test_mean_reduction_weighs_the_utterance_loss_per_row():
+    input_values = spectrogram()
+    summed, averaged = (build(utterance_loss_reduction=reduction).eval() for reduction in ("sum", "mean"))
+    masks = draw_masks(summed)
+    with torch.no_grad():
+        summed_out = summed(input_values, bool_masked_pos=masks, generator=seeded(0))
+        averaged_out = averaged(input_values, bool_masked_pos=masks, generator=seeded(0))
+    # Same weights, masks and noise: 2 clips x 2 clones = 4 rows, so the official sum is 4 times the per-row mean.
+    torch.testing.assert_close(summed_out.frame_loss, averaged_out.frame_loss)
+    torch.testing.assert_close(summed_out.utterance_loss, 4 * averaged_out.utterance_loss)
+    torch.testing.assert_close(averaged_out.loss, averaged_out.frame_loss + averaged_out.utterance_loss)
 
 
 def test_eat_loss_is_the_objective_on_masked_patches_of_hand_made_targets():
@@ -314,7 +357,7 @@ def test_eat_loss_is_the_objective_on_masked_patches_of_hand_made_targets():
     predictions = out.logits[masks].view(4, num_masked, 64)
     targets = frame_targets[masks].view(4, num_masked, 64)
     expected = utterance_frame_loss(
-        predictions, targets, out.last_hidden_state[:, 0], utterance_targets.repeat_interleave(2, dim=0), 1.0
+        predictions, targets, out.last_hidden_state[:, 0], utterance_targets.repeat_interleave(2, dim=0), 1.0, "sum"
     )
     torch.testing.assert_close(out.loss, expected[0])
     torch.testing.assert_close(out.frame_loss, expected[1])

@@ -16,12 +16,13 @@ from modeling_eat.pretraining.checkpoints import (
     check_run_folder,
     find_latest_checkpoint,
     load_stream_position,
-    remove_checkpoints,
+    remove_run_files,
     resolve_checkpoint,
     rotate_checkpoints,
     save_checkpoint,
 )
 from modeling_eat.pretraining.data import StreamPosition
+from modeling_eat.pretraining.monitoring import LOG_FILE
 from modeling_eat.pretraining.settings import (
     build_pretraining_config,
     check_supported_distributed_setup,
@@ -127,6 +128,16 @@ def test_a_new_run_refuses_a_folder_holding_another_run(tmp_path):
     with pytest.raises(ValueError, match=r"another run \(model.safetensors\)"):
         check_run_folder(finished, None)
 
+    # A run stopped before its first checkpoint leaves only its log, which a new run would append to.
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    (stopped / LOG_FILE).write_text('{"step": 10}\n')
+    with pytest.raises(ValueError, match=rf"another run \({LOG_FILE}\)"):
+        check_run_folder(stopped, None)
+    stale = check_run_folder(stopped, None, overwrite_output_dir=True)
+    remove_run_files(stale)
+    assert list(stopped.iterdir()) == []
+
 
 def test_a_resumed_run_refuses_later_checkpoints_it_would_mix_with(tmp_path):
     make_checkpoints(tmp_path, 3, 6, 12)
@@ -167,7 +178,7 @@ def test_an_interrupted_deletion_leaves_nothing_to_resume_from(tmp_path, monkeyp
 
     monkeypatch.setattr(checkpoints.shutil, "rmtree", killed)
     with pytest.raises(KeyboardInterrupt):
-        remove_checkpoints([tmp_path / "step_2"])
+        remove_run_files([tmp_path / "step_2"])
     assert find_latest_checkpoint(tmp_path) == tmp_path / "step_1"
     monkeypatch.setattr(checkpoints.shutil, "rmtree", real_rmtree)
     rotate_checkpoints(tmp_path, None)  # sweeps the leftover

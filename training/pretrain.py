@@ -29,13 +29,13 @@ from transformers import SchedulerType, get_scheduler
 from modeling_eat import EATForPreTraining
 from modeling_eat.audio import crop_num_frames, load_audio_dataset, load_feature_extractor
 from modeling_eat.masking_eat import EATMaskGenerator
-from modeling_eat.optimization import optimizer_param_groups
+from modeling_eat.optimization import PRETRAINING_WARMUP_FRACTION, optimizer_param_groups, warmup_steps_of
 from modeling_eat.pretraining.checkpoints import (
     TrainingProgress,
     check_run_folder,
     load_checkpoint,
     load_stream_position,
-    remove_checkpoints,
+    remove_run_files,
     resolve_checkpoint,
     save_checkpoint,
 )
@@ -47,6 +47,12 @@ from modeling_eat.pretraining.data import (
     StreamPosition,
     derived_seed,
     split_stream_by_process,
+)
+from modeling_eat.pretraining.monitoring import (
+    append_log,
+    collapse_warning,
+    scale_ema_to_run,
+    teacher_horizon_warning,
 )
 from modeling_eat.pretraining.settings import (
     build_pretraining_config,
@@ -106,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Learning-rate schedule after the warm-up.")
     optim.add_argument("--min_learning_rate", type=float, default=0.0,
                        help="Floor of the cosine_with_min_lr schedule.")
-    optim.add_argument("--num_warmup_steps", type=int, default=0, help="Linear warm-up updates.")
+    optim.add_argument("--num_warmup_steps", type=float, default=PRETRAINING_WARMUP_FRACTION,
+                       help="Warm-up updates (>= 1), or a fraction of the run (< 1); default the official 13.3%%.")
     optim.add_argument("--max_train_steps", type=int, default=None,
                        help="Optimizer updates; overrides --num_train_epochs.")
     optim.add_argument("--num_train_epochs", type=int, default=10, help="Passes over the data set.")
@@ -191,7 +198,7 @@ def main(argv=None):
         resume_checkpoint = (
             resolve_checkpoint(args.resume_from_checkpoint, output_dir) if args.resume_from_checkpoint else None
         )
-        mixed_checkpoints = check_run_folder(output_dir, resume_checkpoint, args.overwrite_output_dir)
+        stale_run_files = check_run_folder(output_dir, resume_checkpoint, args.overwrite_output_dir)
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
 
@@ -219,9 +226,9 @@ def main(argv=None):
     set_seed(args.seed)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-        if mixed_checkpoints:
-            logger.info(f"--overwrite_output_dir: deleting {', '.join(path.name for path in mixed_checkpoints)}")
-            remove_checkpoints(mixed_checkpoints)
+        if stale_run_files:
+            logger.info(f"--overwrite_output_dir: deleting {', '.join(path.name for path in stale_run_files)}")
+            remove_run_files(stale_run_files)
     accelerator.wait_for_everyone()
 
     config = build_pretraining_config(args.config_name, args.model_name_or_path, args.pretraining_objective)
@@ -229,6 +236,8 @@ def main(argv=None):
         model = EATForPreTraining.from_pretrained(args.model_name_or_path, config=config)
     else:
         model = EATForPreTraining(config)
+    # The teacher reads its EMA schedule from the model's config, which from_pretrained may have copied.
+    config = model.config
     feature_extractor = load_feature_extractor(args.feature_extractor_name, args.model_name_or_path)
 
     with accelerator.main_process_first():
@@ -246,11 +255,14 @@ def main(argv=None):
         batches_per_process = len(train_dataloader) / accelerator.num_processes
         updates_per_epoch = math.ceil(batches_per_process / args.gradient_accumulation_steps)
         args.max_train_steps = args.num_train_epochs * updates_per_epoch
+    scale_ema_to_run(config, args.max_train_steps)
+    if (warning := teacher_horizon_warning(config, args.max_train_steps)) is not None:
+        logger.warning(warning)
     # The accelerate-wrapped scheduler steps once per process per update, hence the factors (as in the examples).
     lr_scheduler = get_scheduler(
         args.lr_scheduler_type,
         optimizer=optimizer,
-        num_warmup_steps=args.num_warmup_steps * accelerator.num_processes,
+        num_warmup_steps=warmup_steps_of(args.num_warmup_steps, args.max_train_steps) * accelerator.num_processes,
         num_training_steps=args.max_train_steps * accelerator.num_processes,
         scheduler_specific_kwargs=(
             {"min_lr": args.min_learning_rate} if args.lr_scheduler_type == "cosine_with_min_lr" else {}
@@ -309,7 +321,7 @@ def main(argv=None):
     progress_bar = tqdm(
         total=args.max_train_steps, initial=progress.completed_steps, disable=not accelerator.is_local_main_process
     )
-    running = {"loss": [], "frame_loss": [], "utterance_loss": []}
+    running = {name: [] for name in ("loss", "frame_loss", "utterance_loss", "target_std", "prediction_std")}
     window_start, window_batches = time.perf_counter(), 0
 
     model.train()
@@ -370,12 +382,17 @@ def main(argv=None):
                 logs["lr"] = lr_scheduler.get_last_lr()[0]
                 if unwrapped.teacher is not None:
                     logs["ema_decay"] = float(unwrapped.teacher.ema_decay())
+                    logs["teacher_distance"] = float(unwrapped.teacher.distance_to(unwrapped.eat))
+                    if (warning := collapse_warning(logs["target_std"])) is not None:
+                        logger.warning(warning)
                 logs["samples_per_second"] = (
                     window_batches * args.per_device_train_batch_size * accelerator.num_processes / elapsed
                 )
                 progress_bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()})
                 if args.with_tracking:
                     accelerator.log(logs, step=progress.completed_steps)
+                if accelerator.is_main_process:
+                    append_log(output_dir, {"step": progress.completed_steps, **logs})
                 running = {name: [] for name in running}
                 window_start, window_batches = time.perf_counter(), 0
 

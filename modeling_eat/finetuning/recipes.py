@@ -40,13 +40,18 @@ class FinetuningRecipe:
     training: dict = dataclasses.field(default_factory=dict)
 
 
-def _official_training(learning_rate: float, batch_size: int, max_steps: int, warmup_steps: int, **extra) -> dict:
+# Every official recipe warms up for 10% of its run. As a fraction (TrainingArguments' `warmup_steps` < 1), the warm-up
+# keeps that share when --max_steps or the epochs change; 4,000 absolute steps would outlast a 300-step run.
+OFFICIAL_WARMUP_FRACTION = 0.1
+
+
+def _official_training(learning_rate: float, batch_size: int, max_steps: int, **extra) -> dict:
     # Adam (0.9, 0.95), weight decay 0.05, cosine down to 1e-6 (EAT.md §4, Optimization).
     return {
         "learning_rate": learning_rate,
         "per_device_train_batch_size": batch_size,
         "max_steps": max_steps,
-        "warmup_steps": warmup_steps,
+        "warmup_steps": OFFICIAL_WARMUP_FRACTION,
         "weight_decay": 0.05,
         "adam_beta1": 0.9,
         "adam_beta2": 0.95,
@@ -67,21 +72,21 @@ _AUDIOSET_AUGMENT = {"mixup_alpha": 0.8, "specaug_ratio": 0.2, "roll_augment": T
 RECIPES = {
     "as20k": FinetuningRecipe(
         **_normalization("audioset"), **_AUDIOSET_AUGMENT, layer_decay=0.65,
-        training=_official_training(5e-5, 48, 40_000, 4_000),
+        training=_official_training(5e-5, 48, 40_000),
     ),
     "as2m": FinetuningRecipe(
         **_normalization("audioset"), **_AUDIOSET_AUGMENT, layer_decay=0.65,
         weighted_sampling=True, samples_per_epoch=200_000,
-        training=_official_training(5e-5, 96, 300_000, 30_000),
+        training=_official_training(5e-5, 96, 300_000),
     ),
     "esc50": FinetuningRecipe(
         **_normalization("esc50"), mixup_alpha=0.0, specaug_ratio=0.4, roll_augment=True, label_smoothing=0.1,
-        layer_decay=0.65, training=_official_training(5e-5, 48, 4_000, 400),
+        layer_decay=0.65, training=_official_training(5e-5, 48, 4_000),
     ),
     "spc2": FinetuningRecipe(
         **_normalization("spc2"), mixup_alpha=0.8, mixup_loss="bce", specaug_ratio=0.2, roll_augment=True,
         noise_augment=True, label_smoothing=0.1, layer_decay=0.65,
-        training=_official_training(2e-4, 256, 40_000, 4_000, seed=42),
+        training=_official_training(2e-4, 256, 40_000, seed=42),
     ),
 }
 
@@ -93,7 +98,7 @@ DEFAULT_RECIPE = FinetuningRecipe(
     training={
         "weight_decay": 0.05,
         "adam_beta2": 0.95,
-        "warmup_steps": 0.1,
+        "warmup_steps": OFFICIAL_WARMUP_FRACTION,
         "lr_scheduler_type": "cosine",
     },
 )

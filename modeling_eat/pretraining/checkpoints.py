@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .data import StreamPosition
+from .monitoring import LOG_FILE
 
 
 CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)$")
@@ -103,12 +104,15 @@ def checkpoints_mixed_with(output_dir, resume_checkpoint: Path | None) -> list[P
 def check_run_folder(output_dir, resume_checkpoint: Path | None, overwrite_output_dir: bool = False) -> list[Path]:
     """Refuses to start a run whose checkpoints would mix with another run's in `output_dir` (a new run overwrites
     some of the old ones and keeps the later ones, so that `--resume_from_checkpoint latest` would then resume the
-    wrong run). With `overwrite_output_dir`, returns those checkpoints for `remove_checkpoints` instead."""
+    wrong run). With `overwrite_output_dir`, returns what `remove_run_files` must delete instead: those checkpoints,
+    and for a new run the old run's log."""
     output_dir = Path(output_dir)
     mixed = checkpoints_mixed_with(output_dir, resume_checkpoint)
-    finished = [] if resume_checkpoint is not None else [
-        name for name in FINAL_MODEL_FILES if (output_dir / name).is_file()
-    ]
+    if resume_checkpoint is None:
+        mixed += [output_dir / LOG_FILE] if (output_dir / LOG_FILE).is_file() else []
+        finished = [name for name in FINAL_MODEL_FILES if (output_dir / name).is_file()]
+    else:
+        finished = []
     if overwrite_output_dir or not (mixed or finished):
         return mixed
     found = ", ".join([path.name for path in mixed] + finished)
@@ -124,10 +128,13 @@ def check_run_folder(output_dir, resume_checkpoint: Path | None, overwrite_outpu
     )
 
 
-def remove_checkpoints(paths) -> None:
-    """Renames each first, so that a deletion cut short leaves a `.deleting` folder that is never resumed from rather
-    than a `step_N` folder with some of its files gone."""
+def remove_run_files(paths) -> None:
+    """Deletes checkpoints (renamed first, so that a deletion cut short leaves a `.deleting` folder that is never
+    resumed from rather than a `step_N` folder with some of its files gone) and files."""
     for path in map(Path, paths):
+        if not path.is_dir():
+            path.unlink()
+            continue
         doomed = path.with_name(path.name + ".deleting")
         if doomed.exists():
             shutil.rmtree(doomed)
@@ -152,7 +159,7 @@ def rotate_checkpoints(output_dir, total_limit: int | None, newest: Path | None 
     kept = [newest] if newest is not None and Path(newest) in checkpoints else []
     others = [path for path in checkpoints if path not in kept]
     doomed = others[: max(0, len(others) - (total_limit - len(kept)))]
-    remove_checkpoints(doomed)
+    remove_run_files(doomed)
     return doomed
 
 
@@ -232,7 +239,7 @@ __all__ = [
     "load_checkpoint",
     "load_stream_position",
     "publish_directory",
-    "remove_checkpoints",
+    "remove_run_files",
     "resolve_checkpoint",
     "rotate_checkpoints",
     "save_checkpoint",

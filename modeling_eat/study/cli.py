@@ -1,0 +1,96 @@
+"""`python -m modeling_eat.ssl_study`: pre-train every row of the study on unlabeled audio, evaluate each encoder
+by a frozen linear probe and by fine-tuning, over several seeds, and report mean ± std with a figure."""
+
+import argparse
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .data import merge_train_splits, write_synthetic_set
+from .protocol import VARIANT_NAMES, VARIANTS, StudySettings, row_jobs, write_row_config
+from .report import write_report
+from .runner import run_rows
+
+
+logger = logging.getLogger(__name__)
+
+# The study drives the project's own scripts, as a user would; they sit beside the package in the repository.
+SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "training"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, StudySettings]:
+    description = __doc__.split("\n\n")[0]
+    parser = argparse.ArgumentParser(prog="python -m modeling_eat.ssl_study", description=description)
+    parser.add_argument("--dataset_name", required=True,
+                        help="labelled audiofolder (train/ and test/): its train split, labels dropped, is "
+                             "pre-trained on; probes and fine-tuning train on it and are scored on its test split")
+    parser.add_argument("--extra_pretraining_data", nargs="*", default=[],
+                        help="more audiofolders whose train splits join the unlabeled pre-training set")
+    parser.add_argument("--synthetic_clips_per_class", type=int, default=100,
+                        help="clips per class of the synthetic sound set added to the pre-training set (0: none)")
+    parser.add_argument("--output_dir", default="ssl-study")
+    parser.add_argument("--rows", nargs="*", default=list(VARIANT_NAMES), choices=VARIANT_NAMES)
+    parser.add_argument("--parallel", type=int, default=2, help="jobs at once (one per core)")
+    parser.add_argument("--num_threads", "--threads", dest="threads", type=int, default=1,
+                        help="torch threads per job")
+    parser.add_argument("--report_only", action="store_true", help="rewrite the report from finished jobs")
+    defaults = StudySettings()
+    for field in dataclasses.fields(StudySettings):
+        value = getattr(defaults, field.name)
+        if isinstance(value, tuple):
+            parser.add_argument(f"--{field.name}", type=int, nargs="+", default=list(value))
+        else:
+            parser.add_argument(f"--{field.name}", type=type(value), default=value)
+    args = parser.parse_args(argv)
+    settings = StudySettings(
+        **{field.name: getattr(args, field.name) for field in dataclasses.fields(StudySettings)}
+    )
+    return args, dataclasses.replace(settings, seeds=tuple(settings.seeds))
+
+
+def prepare_pretraining_data(args, output_dir: Path) -> Path:
+    sources = [Path(args.dataset_name), *map(Path, args.extra_pretraining_data)]
+    if args.synthetic_clips_per_class > 0:
+        sources.append(write_synthetic_set(SCRIPTS_DIR, output_dir / "data" / "synthetic",
+                                           args.synthetic_clips_per_class))
+    return merge_train_splits(sources, output_dir / "data" / "pretraining")
+
+
+def study_main(argv: Sequence[str] | None = None) -> Path:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args, settings = parse_args(argv)
+    output_dir = Path(args.output_dir)
+    if not SCRIPTS_DIR.is_dir():
+        raise SystemExit(f"the study runs the scripts of {SCRIPTS_DIR}: run it from a checkout of the project")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    settings_file = output_dir / "settings.json"
+    if settings_file.is_file() and json.loads(settings_file.read_text()) != settings.to_dict():
+        raise SystemExit(
+            f"{output_dir} holds a study with other settings ({settings_file}): results must not mix; choose another "
+            "--output_dir, or pass the same settings to resume it"
+        )
+    settings_file.write_text(json.dumps(settings.to_dict(), indent=1) + "\n")
+    timings = {}
+    if not args.report_only:
+        pretraining_data = prepare_pretraining_data(args, output_dir)
+        variants = [variant for variant in VARIANTS if variant.name in args.rows]
+        rows = []
+        # Seed-major, so that every row has its first seed before any row has its third.
+        for seed in settings.seeds:
+            for variant in variants:
+                write_row_config(settings, variant, seed, output_dir)
+                rows.append(row_jobs(settings, variant, seed, output_dir, pretraining_data, Path(args.dataset_name),
+                                     SCRIPTS_DIR))
+        start = time.perf_counter()
+        timings = run_rows(rows, parallel=args.parallel, threads=args.threads)
+        timings["total"] = time.perf_counter() - start
+        logger.info(f"study done in {timings['total']:.0f} s")
+    report = write_report(output_dir, settings, timings)
+    print(report.read_text())
+    return report
+
+
+__all__ = ["parse_args", "study_main"]

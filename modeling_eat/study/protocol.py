@@ -1,0 +1,155 @@
+"""The SSL study's protocol, fixed before it runs: what each row pre-trains (or not), the shared settings of every
+pre-training, probe and fine-tuning, and the commands that carry them out with the project's own scripts."""
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..configuration_eat import EATConfig
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the study. `pretraining` holds the config fields that differ from the preset's, or is None for a
+    row that does not pre-train (its encoder stays at its random initialisation)."""
+
+    name: str
+    description: str
+    pretraining: dict | None = field(default_factory=dict)
+
+
+# The rows the issue asks for: the defaults, the paper's three ablations, the sibling objective, and no pre-training.
+# "from scratch" is the fine-tuning of the random-init row: the same budget, no pre-training.
+VARIANTS = (
+    Variant("random_init", "no pre-training: the encoder at its random initialisation", None),
+    Variant("eat", "EAT with the defaults (inverse block masks, 16 clones, utterance + frame loss)"),
+    Variant("no_utterance_loss", "EAT without the utterance (CLS) loss", {"utterance_loss_weight": 0.0}),
+    Variant("random_masks", "EAT with uniform random masks instead of inverse blocks", {"mask_strategy": "random"}),
+    Variant("one_clone", "EAT with 1 mask per clip instead of 16", {"clone_batch": 1}),
+    Variant("maskspec", "MaskSpec: random masks, spectrogram reconstruction", {"pretraining_objective": "maskspec"}),
+)
+VARIANT_NAMES = tuple(variant.name for variant in VARIANTS)
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Every setting the rows share. Chosen before the study runs; the report records them."""
+
+    preset: str = "small"
+    clip_seconds: float = 1.0
+    pretrain_steps: int = 600
+    pretrain_batch_size: int = 8
+    pretrain_learning_rate: float = 1e-3
+    finetune_steps: int = 300
+    finetune_batch_size: int = 16
+    finetune_learning_rate: float = 1e-3
+    finetune_layer_decay: float = 1.0
+    probe_layer: int = -1
+    seeds: tuple[int, ...] = (0, 1, 2)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "seeds": list(self.seeds)}
+
+
+def variant_config(settings: StudySettings, variant: Variant) -> dict:
+    """The full config of a row's model: the preset with the row's changes (objective defaults applied)."""
+    config = EATConfig.from_preset(settings.preset, **(variant.pretraining or {}))
+    values = config.to_dict()
+    for key in ("transformers_version", "architectures", "auto_map", "model_type"):
+        values.pop(key, None)
+    return values
+
+
+@dataclass(frozen=True)
+class Job:
+    """One command of a row and seed; done once `marker` exists, so a study that was stopped picks up where it
+    stopped."""
+
+    name: str
+    command: tuple[str, ...]
+    marker: Path
+    log: Path
+
+
+def row_dir(output_dir: Path, variant: Variant, seed: int) -> Path:
+    return Path(output_dir) / "runs" / variant.name / f"seed_{seed}"
+
+
+def row_jobs(
+    settings: StudySettings,
+    variant: Variant,
+    seed: int,
+    output_dir: Path,
+    pretraining_data: Path,
+    evaluation_data: Path,
+    scripts_dir: Path,
+) -> list[Job]:
+    """Pre-training (zero steps for the random-init row: the same model, saved untouched), the frozen probe and the
+    fine-tuning of one row and seed, in order."""
+    folder = row_dir(output_dir, variant, seed)
+    config_file = folder / "config.json"
+    pretrained, finetuned = folder / "pretrained", folder / "finetuned"
+    steps = settings.pretrain_steps if variant.pretraining is not None else 0
+    pretrain = (
+        sys.executable, str(scripts_dir / "pretrain.py"),
+        "--dataset_name", str(pretraining_data),
+        "--config_name", str(config_file),
+        "--max_length_seconds", str(settings.clip_seconds),
+        "--per_device_train_batch_size", str(settings.pretrain_batch_size),
+        "--learning_rate", str(settings.pretrain_learning_rate),
+        "--max_train_steps", str(steps),
+        "--logging_steps", "50",
+        "--seed", str(seed),
+        "--output_dir", str(pretrained),
+    )
+    probe = (
+        sys.executable, "-m", "modeling_eat.study.evaluate",
+        "--model_name_or_path", str(pretrained),
+        "--dataset_name", str(evaluation_data),
+        "--layer", str(settings.probe_layer),
+        "--output_json", str(folder / "probe.json"),
+    )
+    finetune = (
+        sys.executable, str(scripts_dir / "finetune.py"),
+        "--model_name_or_path", str(pretrained),
+        "--dataset_name", str(evaluation_data),
+        "--max_length_seconds", str(settings.clip_seconds),
+        "--max_steps", str(settings.finetune_steps),
+        "--per_device_train_batch_size", str(settings.finetune_batch_size),
+        "--learning_rate", str(settings.finetune_learning_rate),
+        "--layer_decay", str(settings.finetune_layer_decay),
+        "--seed", str(seed),
+        "--output_dir", str(finetuned),
+        "--do_train", "--do_eval",
+        "--eval_strategy", "no",
+        "--save_strategy", "no",
+        "--report_to", "none",
+    )
+    name = f"{variant.name}/seed_{seed}"
+    return [
+        Job(f"{name}/pretrain", pretrain, pretrained / "model.safetensors", folder / "pretrain.log"),
+        Job(f"{name}/probe", probe, folder / "probe.json", folder / "probe.log"),
+        Job(f"{name}/finetune", finetune, finetuned / "eval_results.json", folder / "finetune.log"),
+    ]
+
+
+def write_row_config(settings: StudySettings, variant: Variant, seed: int, output_dir: Path) -> Path:
+    folder = row_dir(output_dir, variant, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "config.json"
+    path.write_text(json.dumps(variant_config(settings, variant), indent=1) + "\n")
+    return path
+
+
+__all__ = [
+    "VARIANTS",
+    "VARIANT_NAMES",
+    "Job",
+    "StudySettings",
+    "Variant",
+    "row_dir",
+    "row_jobs",
+    "variant_config",
+    "write_row_config",
+]

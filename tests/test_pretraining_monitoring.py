@@ -1,0 +1,82 @@
+"""What a pre-training run watches (modeling_eat/pretraining/monitoring.py): the EMA teacher's horizon against the
+run's length, the schedule scaled to short runs, collapsed targets, and the run's log."""
+
+import pytest
+import torch
+
+from modeling_eat import EATConfig, EATForPreTraining
+from modeling_eat.pretraining.monitoring import (
+    append_log,
+    collapse_warning,
+    initial_weight_share,
+    read_log,
+    scale_ema_to_run,
+    teacher_horizon_warning,
+)
+
+from eat_testing import build
+
+
+def test_initial_weight_share_is_the_product_of_the_decays():
+    # The schedule the tiny preset used to have: 0.999 -> 0.9999 over 1,000 updates; 300 updates left 77% of the
+    # random initialisation in the teacher.
+    config = EATConfig.from_preset("tiny", ema_decay=0.999, ema_end_decay=0.9999, ema_anneal_end_step=1000)
+    assert initial_weight_share(config, 300) == pytest.approx(0.771, abs=1e-3)
+    assert initial_weight_share(config, 0) == 1.0
+    constant = EATConfig.from_preset("tiny", ema_decay=0.99, ema_end_decay=0.99, ema_anneal_end_step=1)
+    assert initial_weight_share(constant, 100) == pytest.approx(0.99**100)
+
+
+def test_scaled_schedule_is_the_official_one_at_the_official_length():
+    official = EATConfig()
+    scaled = EATConfig(ema_scale_with_run=True)
+    scale_ema_to_run(scaled, 400_000)
+    assert scaled.ema_decay == pytest.approx(official.ema_decay, abs=1e-12)
+    assert scaled.ema_end_decay == pytest.approx(official.ema_end_decay, abs=1e-12)
+    assert scaled.ema_anneal_end_step == official.ema_anneal_end_step
+
+    short = EATConfig.from_preset("small")
+    scale_ema_to_run(short, 1000)
+    assert (short.ema_decay, short.ema_end_decay, short.ema_anneal_end_step) == pytest.approx((0.92, 0.996, 250))
+    assert initial_weight_share(short, 1000) < 1e-3  # the teacher has left its random initialisation
+    tiny_run = EATConfig.from_preset("tiny")
+    scale_ema_to_run(tiny_run, 8)
+    assert (tiny_run.ema_decay, tiny_run.ema_end_decay) == (0.0, 0.5)  # a horizon is at least one update
+
+    untouched = EATConfig()
+    scale_ema_to_run(untouched, 1000)
+    assert untouched.ema_decay == 0.9998
+
+
+def test_teacher_horizon_longer_than_the_run_is_warned_about():
+    base = EATConfig()
+    warning = teacher_horizon_warning(base, 1000)
+    assert "~5000 updates" in warning and "longer than the run's 1000" in warning and "ema_scale_with_run" in warning
+    assert "82% of its random initialisation" in warning
+    assert teacher_horizon_warning(base, 10_000) is None
+    scaled = EATConfig.from_preset("tiny")
+    scale_ema_to_run(scaled, 300)
+    assert teacher_horizon_warning(scaled, 300) is None
+    assert teacher_horizon_warning(EATConfig(pretraining_objective="maskspec"), 10) is None
+
+
+def test_collapse_warning_names_the_statistic():
+    assert collapse_warning(0.7) is None
+    assert "collapsed" in collapse_warning(0.01) and "target_std" in collapse_warning(0.01)
+
+
+def test_teacher_distance_grows_as_the_student_moves_away():
+    model = build(EATForPreTraining)
+    assert float(model.teacher.distance_to(model.eat)) == 0.0
+    with torch.no_grad():
+        for parameter in model.eat.parameters():
+            parameter.mul_(1.1)
+    # Every weight 10% larger than the teacher's copy: ||0.1 w|| / ||1.1 w||.
+    assert float(model.teacher.distance_to(model.eat)) == pytest.approx(0.1 / 1.1, rel=1e-5)
+
+
+def test_log_appends_one_line_per_step(tmp_path):
+    append_log(tmp_path, {"step": 1, "loss": 2.0})
+    append_log(tmp_path, {"step": 2, "loss": 1.5})
+    assert read_log(tmp_path) == [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]
+    assert read_log(tmp_path / "missing") == []

@@ -1,0 +1,135 @@
+"""The SSL study (modeling_eat/study/): its protocol, data, job runner and report, and one tiny end-to-end run of
+`python -m modeling_eat.ssl_study` on real audio."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modeling_eat.audio import load_audio_dataset
+from modeling_eat.study.data import merge_train_splits
+from modeling_eat.study.protocol import VARIANTS, Job, StudySettings, row_jobs, variant_config, write_row_config
+from modeling_eat.study.report import gaps_to_baseline, markdown_table, mean_std, summarise
+from modeling_eat.study.runner import JobFailed, run_job, run_rows
+
+from eat_testing import PROJECT_ROOT
+
+
+VARIANT = {variant.name: variant for variant in VARIANTS}
+
+
+def test_rows_change_only_what_their_ablation_names():
+    settings = StudySettings(preset="tiny")
+    base = variant_config(settings, VARIANT["eat"])
+    assert (base["mask_strategy"], base["clone_batch"], base["utterance_loss_weight"]) == ("inverse_block", 16, 1.0)
+    assert base["utterance_loss_reduction"] == "sum" and base["ema_scale_with_run"]
+    for name, changed in [("no_utterance_loss", {"utterance_loss_weight": 0.0}),
+                          ("random_masks", {"mask_strategy": "random"}), ("one_clone", {"clone_batch": 1})]:
+        config = variant_config(settings, VARIANT[name])
+        assert {key: value for key, value in config.items() if base.get(key) != value} == changed, name
+    maskspec = variant_config(settings, VARIANT["maskspec"])
+    assert (maskspec["pretraining_objective"], maskspec["mask_strategy"], maskspec["clone_batch"]) == (
+        "maskspec", "random", 1)
+    assert variant_config(settings, VARIANT["random_init"]) == base
+
+
+def test_random_init_row_saves_the_model_after_zero_steps(tmp_path):
+    settings = StudySettings(pretrain_steps=123)
+    pretrain, probe, finetune = row_jobs(
+        settings, VARIANT["random_init"], 2, tmp_path, tmp_path / "pre", tmp_path / "eval", PROJECT_ROOT / "training"
+    )
+    assert pretrain.command[pretrain.command.index("--max_train_steps") + 1] == "0"
+    assert pretrain.command[pretrain.command.index("--seed") + 1] == "2"
+    eat_pretrain = row_jobs(settings, VARIANT["eat"], 2, tmp_path, tmp_path / "pre", tmp_path / "eval",
+                            PROJECT_ROOT / "training")[0]
+    assert eat_pretrain.command[eat_pretrain.command.index("--max_train_steps") + 1] == "123"
+    # Every row fine-tunes with the same settings, the layer decay included (the script would pick it by itself).
+    assert finetune.command[finetune.command.index("--layer_decay") + 1] == str(settings.finetune_layer_decay)
+    assert str(probe.marker).endswith("random_init/seed_2/probe.json")
+    config = json.loads(write_row_config(settings, VARIANT["one_clone"], 2, tmp_path).read_text())
+    assert config["clone_batch"] == 1
+
+
+def test_runner_skips_finished_jobs_and_names_the_log_of_a_failure(tmp_path):
+    marker = tmp_path / "done.txt"
+    writes = Job("writes", (sys.executable, "-c", f"open({str(marker)!r}, 'w').write('x')"), marker,
+                 tmp_path / "writes.log")
+    assert run_rows([[writes]], parallel=1).keys() == {"writes"}
+    assert run_job(writes, {}) == 0.0  # its marker exists: skipped
+    failing = Job("fails", (sys.executable, "-c", "print('boom'); raise SystemExit(3)"), tmp_path / "never",
+                  tmp_path / "fails.log")
+    with pytest.raises(JobFailed, match=r"fails failed \(exit code 3\); see .*fails.log"):
+        run_rows([[failing]], parallel=1)
+    assert "boom" in (tmp_path / "fails.log").read_text()
+
+
+def test_merged_pretraining_set_lists_every_train_clip_without_labels(tmp_path, fsdd_dir):
+    second = tmp_path / "second"
+    (second / "train").mkdir(parents=True)
+    source = fsdd_dir / "train" / "0_george_0.wav"
+    os.symlink(source, second / "train" / "clip.wav")
+    (second / "train" / "metadata.csv").write_text("file_name,label\nclip.wav,x\n")
+    merged = merge_train_splits([fsdd_dir, second], tmp_path / "merged")
+    with open(merged / "train" / "metadata.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2501 and set(rows[0]) == {"file_name"}
+    dataset = load_audio_dataset(str(merged))
+    assert len(dataset) == 2501 and dataset.column_names == ["audio"]
+    assert Path(dataset[2500]["audio"]["path"]).resolve() == source.resolve()
+
+
+def fake_rows() -> list[dict]:
+    rows = []
+    for seed, (base, eat) in enumerate([(0.30, 0.52), (0.34, 0.50), (0.32, 0.57)]):
+        rows.append({"variant": "random_init", "seed": seed, "probe_cls": base, "probe_mean": base, "finetune": 0.6})
+        rows.append({"variant": "eat", "seed": seed, "probe_cls": eat, "probe_mean": eat + 0.1, "finetune": 0.7})
+    return rows
+
+
+def test_summary_is_mean_and_sample_std_and_gaps_are_paired_by_seed():
+    assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0) and mean_std([4.0]) == (4.0, 0.0)
+    summary = summarise(fake_rows())
+    assert summary["eat"]["probe_cls"] == pytest.approx((0.53, 0.0360555, 3), abs=1e-6)
+    assert summary["one_clone"] == {}
+    gap, gap_std = gaps_to_baseline(fake_rows())["eat"]["probe_cls"]
+    assert gap == pytest.approx(0.21) and gap_std == pytest.approx(mean_std([0.22, 0.16, 0.25])[1])
+    table = markdown_table(fake_rows())
+    assert "| eat | 0.530 ± 0.036 (+0.210 ± 0.046)" in table
+    assert "one_clone" not in table  # rows not run are left out, not shown empty
+
+
+def test_study_command_runs_every_job_and_reports(tmp_path, fsdd_dir):
+    data = tmp_path / "digits"
+    for split, per_class in (("train", 3), ("test", 2)):
+        (data / split).mkdir(parents=True)
+        with open(fsdd_dir / split / "metadata.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        chosen = [row for row in rows if int(row["take"]) < per_class]
+        for row in chosen:
+            os.symlink(fsdd_dir / split / row["file_name"], data / split / row["file_name"])
+        (data / split / "metadata.csv").write_text(
+            "file_name,label\n" + "".join(f"{row['file_name']},{row['label']}\n" for row in chosen)
+        )
+    command = [sys.executable, "-m", "modeling_eat.ssl_study", "--dataset_name", str(data), "--output_dir",
+               str(tmp_path / "study"), "--rows", "random_init", "eat", "--seeds", "0", "--preset", "tiny",
+               "--pretrain_steps", "3", "--pretrain_batch_size", "4", "--finetune_steps", "3",
+               "--synthetic_clips_per_class", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads((tmp_path / "study" / "results.json").read_text())
+    measured = {row["variant"]: row for row in results["rows"] if "finetune" in row}
+    assert set(measured) == {"random_init", "eat"}
+    for row in measured.values():
+        assert 0.0 <= row["probe_cls"] <= 1.0 and 0.0 <= row["probe_mean"] <= 1.0 and row["chance"] == 0.1
+    assert measured["eat"]["pretraining"]["step"] == 3 and "teacher_distance" in measured["eat"]["pretraining"]
+    assert "pretraining" not in measured["random_init"]  # zero steps: nothing logged
+    assert (tmp_path / "study" / "results.png").stat().st_size > 0
+    assert "| eat |" in result.stdout
+    # The same folder refuses other settings rather than mixing results.
+    other = subprocess.run(command[:-2] + ["--synthetic_clips_per_class", "1", "--finetune_steps", "4"],
+                           capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
+    assert other.returncode != 0 and "holds a study with other settings" in other.stderr
