@@ -154,7 +154,7 @@ def test_resumed_stream_passes_over_used_examples_without_decoding_them(tmp_path
     assert len(list(resumed_dataset)) == 6
 
 
-def test_each_process_streams_its_own_shards(tmp_path):
+def test_each_process_streams_its_own_shards(tmp_path, caplog):
     from datasets import Dataset
 
     from modeling_eat.audio import load_audio_dataset, write_parquet_shards
@@ -177,3 +177,10 @@ def test_each_process_streams_its_own_shards(tmp_path):
     example = next(iter(parts[1]))
     assert decode_audio(example["audio"]).shape == (1600,)
     assert split_stream_by_process(stream, 0, 1) is stream
+
+    # Shards that do not divide among the processes: each reads all of them and keeps its share, and is told why.
+    with caplog.at_level("WARNING"):
+        thirds = [[example["audio"]["path"] for example in split_stream_by_process(stream, rank, 3)]
+                  for rank in range(3)]
+    assert "4 shards, not a multiple of 3 processes" in caplog.text
+    assert sorted(sum(thirds, [])) == names and not set(thirds[0]) & set(thirds[1])

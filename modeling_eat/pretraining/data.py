@@ -168,8 +168,8 @@ def split_stream_by_process(dataset, process_index: int, num_processes: int):
     if num_shards is not None and num_shards % num_processes:
         logger.warning(
             f"the stream has {num_shards} shards, not a multiple of {num_processes} processes: every process reads "
-            "all of them and keeps every other example. Write the data set in a multiple of the process count of "
-            "shards (modeling_eat.audio.write_parquet_shards) so that each reads only its own."
+            f"all of them and keeps every {num_processes}-th example. Write the data set in a multiple of "
+            f"{num_processes} shards (modeling_eat.audio.write_parquet_shards) so that each reads only its own."
         )
     part = split_dataset_by_node(dataset, rank=process_index, world_size=num_processes)
     logger.info(f"process {process_index} of {num_processes} streams {part.num_shards} of {num_shards} shards")
