@@ -37,7 +37,8 @@ def benchmark_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes that run in seconds (checks the script)")
     parser.add_argument("--json", type=Path, help="write the settings, machine facts and results to this file")
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch intra-op threads (default: what torch picks, all cores)"
+        "--num_threads", "--threads", dest="threads", type=int, default=None,
+        help="torch intra-op threads (default: what torch picks, all cores)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per case; median and best are reported")
     return parser

@@ -47,11 +47,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--trust_pickle", action="store_true",
                         help="allow torch.load(weights_only=False), which RUNS CODE stored in the file; needed for "
                              "fairseq checkpoints; only for files you trust")
-    parser.add_argument("--push_to_hub", default=None, metavar="REPO_ID",
-                        help="also publish the written folder to this Hugging Face hub repository")
-    parser.add_argument("--private", action="store_true", help="with --push_to_hub: create the repository private")
-    parser.add_argument("--token", default=None, help="with --push_to_hub: hub token (default: the logged-in one)")
-    return parser.parse_args(argv)
+    # As in training/pretrain.py and finetune.py; `--push_to_hub REPO_ID`, `--token` and `--private` are this
+    # script's earlier spellings.
+    parser.add_argument("--push_to_hub", nargs="?", const=True, default=False, metavar="REPO_ID",
+                        help="also publish the written folder to the Hub repository --hub_model_id")
+    parser.add_argument("--hub_model_id", default=None,
+                        help="with --push_to_hub: the repository, ORG/NAME (default: the --output_dir name)")
+    parser.add_argument("--hub_token", "--token", default=None,
+                        help="with --push_to_hub: Hub token (default: the logged-in one)")
+    parser.add_argument("--hub_private_repo", "--private", action="store_true",
+                        help="with --push_to_hub: create the repository private")
+    args = parser.parse_args(argv)
+    if isinstance(args.push_to_hub, str):
+        if args.hub_model_id not in (None, args.push_to_hub):
+            parser.error(f"--push_to_hub {args.push_to_hub} and --hub_model_id {args.hub_model_id} name two "
+                         "repositories: pass --push_to_hub --hub_model_id ORG/NAME")
+        args.hub_model_id, args.push_to_hub = args.push_to_hub, True
+    return args
 
 
 def main(argv=None) -> int:

@@ -8,6 +8,7 @@ files never import it.
 import io
 import logging
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -187,6 +188,32 @@ def load_audio_dataset(
     return dataset
 
 
+def write_parquet_shards(
+    dataset, output_dir, num_shards: int, split: str = "train", audio_column_name: str = "audio"
+) -> list[Path]:
+    """Writes a `datasets.Dataset` as `num_shards` parquet files that hold the audio bytes themselves (not paths to
+    them): `output_dir/{split}-00000-of-0000N.parquet`, ...; `load_dataset(output_dir, streaming=True)` then streams
+    it as `num_shards` shards, so that each process of a distributed `--streaming` run reads only its own files.
+    Use a multiple of the number of processes (and of dataloader workers per process)."""
+    from datasets import Audio
+    from datasets.table import embed_table_storage
+
+    if num_shards < 1:
+        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    dataset = dataset.cast_column(audio_column_name, Audio(decode=False))
+    paths = []
+    for index in range(num_shards):
+        shard = dataset.shard(num_shards, index, contiguous=True)
+        # What `push_to_hub` does to its shards: the bytes of local files go into the table.
+        shard = shard.with_format("arrow").map(embed_table_storage, batched=True).with_format(None)
+        path = output_dir / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"
+        shard.to_parquet(str(path))
+        paths.append(path)
+    return paths
+
+
 
 
 def load_feature_extractor(
@@ -224,4 +251,5 @@ __all__ = [
     "resample",
     "seconds_to_frames",
     "seconds_to_samples",
+    "write_parquet_shards",
 ]

@@ -206,6 +206,16 @@ def test_dataloader_smoke(tmp_path):
 
 
 
+def test_threads_smoke(tmp_path):
+    # One competing process, started and ended by the script itself.
+    payload = run_smoke("bench_threads", tmp_path, "--competing", "1", "--thread_counts", "1,2")
+    check_machine(payload)
+    assert [(row["competing"], row["threads"]) for row in payload["results"]] == [(1, 1), (1, 2)]
+    assert all(row["s_per_step"] > 0 for row in payload["results"])
+    assert payload["rule"]["num_threads"] >= 1 and "CPUs available" in payload["rule"]["reason"]
+    assert payload["measured_busy_cpus"] >= 0 and payload["scripts"] == []
+
+
 def test_run_gpu_script(tmp_path):
     # The GPU session has minutes to spend: its driver script is checked here, on its smallest part.
     script = BENCHMARKS / "run_gpu.sh"

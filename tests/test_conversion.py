@@ -1,7 +1,6 @@
 """Checkpoint conversion against the reference fixtures (../shared/fixtures/eat_reference, see its README)."""
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForAudioClassification
 
-from modeling_eat import EATForAudioClassification, EATForPreTraining, EATModel
+from modeling_eat import EATConfig, EATForAudioClassification, EATForPreTraining, EATModel
 from modeling_eat.conversion import (
     ConversionError,
     UnsafeCheckpointError,
@@ -28,7 +27,7 @@ from modeling_eat.conversion.layouts import FAIRSEQ_PRETRAINING, SourceCheckpoin
 from modeling_eat.conversion.settings import config_for
 from modeling_eat.hub import CODE_FILES
 
-from eat_testing import PROJECT_ROOT
+from eat_testing import PROJECT_ROOT, load_script
 
 
 CLI = PROJECT_ROOT / "conversion" / "convert_eat_to_hf.py"
@@ -252,7 +251,7 @@ def test_pickle_needs_trust(pretraining_checkpoint, reference, tmp_path):
     torch.save(checkpoint, tmp_path / "pickled.pt")
     with pytest.raises(UnsafeCheckpointError, match="--trust_pickle") as error:
         convert_checkpoint(tmp_path / "pickled.pt", tmp_path / "out")
-    assert "runs whatever code" in str(error.value)
+    assert "runs whatever code" in str(error.value) and "it names argparse.Namespace" in str(error.value)
     assert not (tmp_path / "out").exists()
 
     source = load_source_checkpoint(tmp_path / "pickled.pt", trust_pickle=True)
@@ -326,16 +325,84 @@ def test_cli_end_to_end(eat_reference, reference, tmp_path):
     assert max_error(logits, reference["student_logits"]) < TOLERANCE
 
 
-def test_cli_refuses_untrusted_pickle_with_exit_code(pretraining_checkpoint, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("convert_eat_to_hf", CLI)
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+def test_cli_refuses_untrusted_pickle_with_exit_code(pretraining_checkpoint, tmp_path, capsys, converter_cli):
+    cli = converter_cli
     checkpoint = {**pretraining_checkpoint, "cfg": argparse.Namespace(model={})}
     torch.save(checkpoint, tmp_path / "pickled.pt")
 
     assert cli.main(["--checkpoint_path", str(tmp_path / "pickled.pt"), "--output_dir", str(tmp_path / "out")]) == 1
     assert "--trust_pickle" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def converter_cli():
+    return load_script(CLI)
+
+
+def test_files_that_are_no_checkpoint_are_named_for_what_they_are(pretraining_checkpoint, tmp_path):
+    (tmp_path / "random.pt").write_bytes(bytes(range(7, 256)) * 20)
+    (tmp_path / "notes.pt").write_text("epoch 10, mAP 48.6\nsee the paper\n")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    torch.save(pretraining_checkpoint, tmp_path / "whole.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:5000])
+    expectations = {
+        "random.pt": "is not a checkpoint: it is neither a torch.save zip archive nor a pickle (it starts with the "
+                     "bytes 07 08 09",
+        "notes.pt": "is not a checkpoint: it is a text file (it starts with 'epoch 10, mAP 48.6\\nsee the paper",
+        "empty.pt": "is not a checkpoint: it is empty",
+        "cut.pt": "looks like a PyTorch file (a zip archive) but torch cannot read it (",
+    }
+    for name, expected in expectations.items():
+        for trust_pickle in (False, True):
+            with pytest.raises(ConversionError) as error:
+                load_source_checkpoint(tmp_path / name, trust_pickle=trust_pickle)
+            message = str(error.value)
+            assert expected in message, message
+            # --trust_pickle would run code from the file: never suggested for one that is no pickle.
+            assert "--trust_pickle" not in message and not isinstance(error.value, UnsafeCheckpointError)
+
+
+def test_folders_and_state_dicts_of_other_models_are_not_called_ours(eat_reference, tmp_path):
+    ast = tmp_path / "ast"
+    ast.mkdir()
+    (ast / "config.json").write_text(json.dumps({"model_type": "audio-spectrogram-transformer", "hidden_size": 768}))
+    with pytest.raises(ConversionError, match="holds a 'audio-spectrogram-transformer' model .*, not EAT"):
+        load_source_checkpoint(ast)
+    untyped = tmp_path / "untyped"
+    untyped.mkdir()
+    (untyped / "config.json").write_text(json.dumps({"hidden_size": 768}))
+    with pytest.raises(ConversionError, match="neither the hub port's keys .* nor a model_type"):
+        load_source_checkpoint(untyped)
+
+    ours = tmp_path / "ours"
+    EATModel(EATConfig.from_preset("tiny")).save_pretrained(ours)
+    with pytest.raises(ConversionError, match="already in this package's layout"):
+        load_source_checkpoint(ours)
+    torch.save(EATForPreTraining(EATConfig.from_preset("tiny")).state_dict(), tmp_path / "ours.pt")
+    with pytest.raises(ConversionError, match="already in this package's layout"):
+        load_source_checkpoint(tmp_path / "ours.pt")
+    # An AST state dict has `embeddings.patch_embeddings` too, but is not ours.
+    ast_keys = {"audio_spectrogram_transformer.embeddings.patch_embeddings.projection.weight": torch.zeros(2),
+                "audio_spectrogram_transformer.encoder.layer.0.attention.attention.query.weight": torch.zeros(2)}
+    torch.save(ast_keys, tmp_path / "ast.pt")
+    with pytest.raises(ConversionError, match="is not an EAT checkpoint this converter knows") as error:
+        load_source_checkpoint(tmp_path / "ast.pt")
+    assert "already" not in str(error.value)
+
+
+def test_hub_options_are_the_training_scripts_and_the_old_spellings_still_parse(converter_cli):
+    common = ["--checkpoint_path", "x.pt", "--output_dir", "out"]
+    current = converter_cli.parse_args([*common, "--push_to_hub", "--hub_model_id", "org/eat", "--hub_token", "t",
+                                        "--hub_private_repo"])
+    assert vars(current) == vars(converter_cli.parse_args([*common, "--push_to_hub", "org/eat", "--token", "t",
+                                                           "--private"]))
+    assert (current.push_to_hub, current.hub_model_id, current.hub_token, current.hub_private_repo) == (
+        True, "org/eat", "t", True
+    )
+    assert converter_cli.parse_args(common).push_to_hub is False
+    with pytest.raises(SystemExit):
+        converter_cli.parse_args([*common, "--push_to_hub", "org/a", "--hub_model_id", "org/b"])
 
 
 def test_refuses_when_the_reference_disagrees(eat_reference, monkeypatch, tmp_path):

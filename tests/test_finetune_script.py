@@ -1,6 +1,5 @@
 """training/finetune.py: recipe/flag precedence, and an end-to-end fine-tune of a tiny EAT on FSDD."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -8,7 +7,9 @@ import sys
 
 import pytest
 
-from eat_testing import PROJECT_ROOT
+from modeling_eat.finetuning.recipes import resolve_recipe
+
+from eat_testing import PROJECT_ROOT, load_script
 
 
 SCRIPT = PROJECT_ROOT / "training" / "finetune.py"
@@ -17,16 +18,13 @@ DIGITS = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
 
 @pytest.fixture(scope="module")
 def finetune_script():
-    spec = importlib.util.spec_from_file_location("finetune_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def test_recipe_sets_training_arguments_and_given_flags_win(finetune_script, tmp_path):
     common = ["--dataset_name", "data", "--output_dir", str(tmp_path)]
-    model_args, data_args, finetuning_args, training_args = finetune_script.parse_arguments(
-        [*common, "--recipe", "spc2", "--learning_rate", "5e-05", "--mixup_alpha", "0.3"]
+    model_args, data_args, finetuning_args, training_args, runtime_args = finetune_script.parse_arguments(
+        [*common, "--recipe", "spc2", "--learning_rate", "5e-05", "--mixup_alpha", "0.3", "--num_threads", "3"]
     )
     # 5e-05 is TrainingArguments' own default: given explicitly, it must still beat the recipe's 2e-4.
     assert training_args.learning_rate == 5e-05
@@ -38,6 +36,7 @@ def test_recipe_sets_training_arguments_and_given_flags_win(finetune_script, tmp
     assert finetuning_args.recipe == "spc2" and finetuning_args.mixup_alpha == 0.3
     assert finetuning_args.specaug_ratio is None  # unset: resolve_recipe takes the recipe's value
     assert model_args.freeze_feature_encoder is False and data_args.eval_split_name is None
+    assert runtime_args.num_threads == 3
 
     config_file = tmp_path / "args.json"
     config_file.write_text(json.dumps({"dataset_name": "data", "output_dir": str(tmp_path), "recipe": "esc50",
@@ -47,6 +46,24 @@ def test_recipe_sets_training_arguments_and_given_flags_win(finetune_script, tmp
 
     training_args = finetune_script.parse_arguments(common)[3]
     assert training_args.learning_rate == 5e-05 and training_args.weight_decay == 0.05  # small-data defaults
+
+
+def test_recipe_switches_parse_as_the_readme_writes_them(finetune_script, tmp_path):
+    common = ["--dataset_name", "data", "--output_dir", str(tmp_path)]
+    # As flags, also right before another option; `false` turns off what a recipe turns on; unset, the recipe decides.
+    finetuning_args = finetune_script.parse_arguments(
+        [*common, "--weighted_sampling", "--roll_augment", "--noise_augment", "--recipe", "esc50"]
+    )[2]
+    assert (finetuning_args.weighted_sampling, finetuning_args.roll_augment, finetuning_args.noise_augment) == (
+        True, True, True
+    )
+    finetuning_args = finetune_script.parse_arguments([*common, "--recipe", "esc50", "--roll_augment", "false"])[2]
+    assert finetuning_args.roll_augment is False and finetuning_args.weighted_sampling is None
+    resolved = resolve_recipe(finetuning_args, pretrained=True)
+    assert resolved.roll_augment is False and resolved.weighted_sampling is False  # esc50 rolls, but the flag wins
+    config_file = tmp_path / "args.json"
+    config_file.write_text(json.dumps({"dataset_name": "data", "output_dir": str(tmp_path), "noise_augment": True}))
+    assert finetune_script.parse_arguments([str(config_file)])[2].noise_augment is True
 
 
 def test_recipe_warmup_keeps_its_share_of_a_shorter_run(finetune_script, tmp_path):
@@ -72,10 +89,12 @@ def test_finetune_tiny_on_fsdd_then_pipeline(fsdd_dir, tmp_path):
         "--max_steps", "8", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16",
         "--max_length_seconds", "1", "--learning_rate", "1e-3",
         "--do_train", "--do_eval", "--save_strategy", "no", "--report_to", "none", "--use_cpu",
-        "--dataloader_pin_memory", "false", "--disable_tqdm", "true",
+        "--disable_tqdm", "true",
     ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-5000:]
+    # The output holds no warning about what this run does not use: pinned memory without a GPU, DeepSpeed.
+    assert "pin_memory" not in result.stderr and "unable to detect" not in result.stderr, result.stderr[-5000:]
 
     eval_results = json.loads((output_dir / "eval_results.json").read_text())
     assert 0.0 <= eval_results["eval_accuracy"] <= 1.0 and eval_results["eval_loss"] > 0

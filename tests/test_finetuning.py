@@ -146,6 +146,30 @@ def test_trainer_augments_only_in_training_and_picks_the_official_loss(tmp_path)
     assert (augmented == 0).any()  # SpecAugment's bands
 
 
+class _ThreadReportingClips(torch.utils.data.Dataset):
+    """Clips whose labels carry the worker's thread counts: torch's intra-op threads and numpy's BLAS pool."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        from threadpoolctl import threadpool_info
+
+        blas = max(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
+        return {"input_values": torch.zeros(64, 128), "labels": torch.get_num_threads() * 100 + blas}
+
+
+def test_trainer_dataloader_workers_run_one_thread_and_are_still_seeded(tmp_path):
+    pytest.importorskip("threadpoolctl")
+    trainer = _trainer(tmp_path, build(EATForAudioClassification, num_labels=4), FinetuningRecipe(),
+                       dataloader_num_workers=1, per_device_train_batch_size=2, dataloader_pin_memory=False)
+    trainer.train_dataset = _ThreadReportingClips()
+    loader = trainer.get_train_dataloader()
+    assert next(iter(loader))["labels"].tolist() == [101, 101]
+    worker_init_fn = loader.base_dataloader.worker_init_fn
+    assert worker_init_fn.keywords["then"].func.__name__ == "seed_worker"  # the Trainer's seeding kept
+
+
 def test_loss_kinds_follow_the_official_branches():
     assert loss_kind(RECIPES["esc50"], multi_label=False) == "ce"
     assert loss_kind(RECIPES["spc2"], multi_label=False) == "bce"

@@ -24,6 +24,8 @@ from modeling_eat.hub import (
     write_model_card,
 )
 
+from eat_testing import PROJECT_ROOT, load_script
+
 
 LABELS = ["dog", "rain", "siren"]
 MODEL_ID = "test-user/eat-tiny-sounds"
@@ -283,3 +285,15 @@ def test_missing_config_and_bad_eval_results_explain_the_fix(tmp_path):
     (tmp_path / "eval_results.json").write_text("[0.5]")
     with pytest.raises(ValueError, match="must hold a JSON object"):
         eval_results_from_folder(tmp_path)
+
+
+def test_converter_publishes_with_the_training_scripts_options(fixtures_dir, tmp_path, fake_hub, capsys):
+    cli = load_script(PROJECT_ROOT / "conversion" / "convert_eat_to_hf.py")
+    arguments = ["--checkpoint_path", str(fixtures_dir / "eat_reference" / "fairseq_finetune_tiny.pt"),
+                 "--output_dir", str(tmp_path / "eat-tiny-sounds"), "--push_to_hub", "--hub_model_id", MODEL_ID,
+                 "--hub_token", "hf_fake_token", "--hub_private_repo"]
+    assert cli.main(arguments) == 0, capsys.readouterr().err
+    assert fake_hub.created == {"name": "eat-tiny-sounds", "organization": "test-user", "visibility": "private"}
+    assert fake_hub.authorizations == {"Bearer hf_fake_token"}
+    assert {"config.json", "model.safetensors", "README.md", *CODE_FILES} <= set(fake_hub.uploaded)
+    assert f"pushed to https://huggingface.co/{MODEL_ID}/commit/0123abc" in capsys.readouterr().out

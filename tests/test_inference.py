@@ -13,7 +13,7 @@ import torch
 
 from modeling_eat import EATConfig, EATFeatureExtractor, EATModel
 from modeling_eat.audio import load_audio_dataset
-from modeling_eat.inference.cli import extract_main
+from modeling_eat.inference.cli import extract_main, parse_extract_args, parse_probe_args
 from modeling_eat.inference.features import extract_features
 from modeling_eat.inference.probe import linear_probe, pooled_features
 from modeling_eat.inference.sources import decoded_clips, find_audio_files
@@ -169,9 +169,11 @@ def test_folder_search_and_resampled_input(tmp_path, clips):
     assert abs(audio.shape[0] - CLIP_SAMPLES[0]) <= 2 * 1152
 
     (tmp_path / "broken.wav").write_bytes(b"RIFF not really")
-    with pytest.raises(ValueError, match="--skip_undecodable"):
+    with pytest.raises(ValueError, match="broken.wav: soundfile failed .*Fix or remove the file"):
         list(decoded_clips([str(tmp_path / "broken.wav")], SAMPLING_RATE))
-    assert list(decoded_clips([str(tmp_path / "broken.wav")], SAMPLING_RATE, skip_undecodable=True)) == []
+    skipped = []
+    assert list(decoded_clips([str(tmp_path / "broken.wav")], SAMPLING_RATE, skipped=skipped)) == []
+    assert skipped == [str(tmp_path / "broken.wav")]
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +190,7 @@ def test_command_on_folder(tmp_path, saved_model, model, feature_extractor, clip
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     command = [
         sys.executable, "-m", "modeling_eat.extract", "--model_name_or_path", str(saved_model),
-        "--output", str(output), "--device", "cpu", "--batch_size", "2", str(tmp_path / "clips"),
+        "--output", str(output), "--device", "cpu", "--per_device_eval_batch_size", "2", str(tmp_path / "clips"),
     ]
     result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -219,7 +221,7 @@ def test_command_on_audiofolder_dataset(tmp_path, saved_model, clips):
     (data / "metadata.csv").write_text("file_name,label\nclip0.wav,x\nclip1.wav,y\nclip2.wav,x\n")
     output = tmp_path / "features"
     arguments = [
-        "--model_name_or_path", str(saved_model), "--dataset_name", str(tmp_path / "data"), "--split", "train",
+        "--model_name_or_path", str(saved_model), "--dataset_name", str(tmp_path / "data"), "--split_name", "train",
         "--format", "npy", "--device", "cpu", "--output", str(output),
     ]
     extract_main(arguments)
@@ -236,6 +238,51 @@ def test_command_on_audiofolder_dataset(tmp_path, saved_model, clips):
 
     with pytest.raises(ValueError, match="--label_column_name 'genre' is not a column"):
         load_audio_dataset(str(tmp_path / "data"), split="train", label_column_name="genre")
+
+
+def test_an_undecodable_file_in_the_middle_loses_no_finished_work(tmp_path, saved_model, clips, caplog):
+    folder = tmp_path / "clips"
+    paths = write_clips(folder, clips)
+    corrupt = folder / "b_corrupt.wav"
+    corrupt.write_bytes(os.urandom(2000))
+    common = ["--model_name_or_path", str(saved_model), "--device", "cpu", "--batch_size", "8", str(folder)]
+
+    # By default the file is skipped, the others are all written, and the end of the run names it.
+    output = tmp_path / "features.safetensors"
+    with caplog.at_level("WARNING"):
+        extract_main([*common, "--output", str(output)])
+    loaded, metadata = load_features(output)
+    assert [clip.name for clip in loaded] == [str(path) for path in sorted(paths)]
+    assert metadata["skipped_undecodable"] == [str(corrupt)]
+    assert f"skipped 1 of 4 files that could not be decoded (the warnings above say why): {corrupt}" in caplog.text
+
+    # Asked to stop at it, the run fails, and the clips before it (still waiting for a full batch) are kept.
+    stopped = tmp_path / "stopped.safetensors"
+    with pytest.raises(ValueError, match="b_corrupt.wav"):
+        extract_main([*common, "--output", str(stopped), "--on_undecodable", "fail"])
+    assert not stopped.exists()
+    kept, metadata = load_features(tmp_path / "stopped.partial.safetensors")
+    assert [clip.name for clip in kept] == [str(sorted(paths)[0])]
+    assert metadata["complete"] is False and "b_corrupt.wav" in metadata["stopped_by"]
+    np.testing.assert_allclose(kept[0].frame_embeddings, loaded[0].frame_embeddings, atol=1e-5)
+
+    # The former opt-in flag still parses (as the default).
+    extract_main([*common, "--output", str(tmp_path / "again"), "--format", "npy", "--skip_undecodable"])
+    assert len(load_features(tmp_path / "again")[0]) == 3
+
+
+def test_option_names_match_the_other_scripts_and_old_spellings_still_parse(tmp_path):
+    probe = parse_probe_args(["--model_name_or_path", "m", "--dataset_name", "d", "--train_split_name", "dev",
+                              "--eval_split_name", "val", "--max_eval_samples", "3",
+                              "--per_device_eval_batch_size", "4", "--num_threads", "1"])
+    old = parse_probe_args(["--model_name_or_path", "m", "--dataset_name", "d", "--train_split", "dev",
+                            "--test_split", "val", "--max_test_samples", "3", "--batch_size", "4",
+                            "--num_threads", "1"])
+    assert vars(probe) == vars(old)
+    assert (probe.train_split_name, probe.eval_split_name, probe.max_eval_samples) == ("dev", "val", 3)
+    extract = parse_extract_args(["--model_name_or_path", "m", "--dataset_name", "d", "--split", "test",
+                                  "--output", str(tmp_path / "f.safetensors")])
+    assert extract.split_name == "test" and extract.on_undecodable == "skip" and extract.num_threads is None
 
 
 def test_linear_probe_separable_and_random():

@@ -2,8 +2,8 @@
 
 - core: the files that ship with every saved folder (+ the package `__init__`); they import only torch, numpy,
   transformers (and huggingface_hub's dataclass validators, as transformers' own configs do) and each other;
-- shared: the modules below the workflows (audio, optimizer rules, Hub publishing, figures); they import core and
-  shared modules only;
+- shared: the modules below the workflows (audio, optimizer rules, Hub publishing, figures, how scripts run on the
+  machine); they import core and shared modules only;
 - workflows: one subpackage each (pre-training, fine-tuning, conversion, inference); a workflow imports core, shared
   modules and itself, never another workflow;
 - studies: experiments over the workflows (the SSL study); they may import workflows, never another study;
@@ -25,7 +25,7 @@ CORE = {
     "__init__", "configuration_eat", "feature_extraction_eat", "masking_eat", "modeling_eat", "pipeline_eat",
     "windowing_eat",
 }
-SHARED = {"audio", "hub", "optimization", "plotting"}
+SHARED = {"audio", "hub", "optimization", "plotting", "runtime"}
 WORKFLOWS = {"conversion", "deployment", "finetuning", "inference", "pretraining"}
 STUDIES = {"study"}
 ENTRY_POINTS = {"export", "extract", "linear_probe", "ssl_study"}

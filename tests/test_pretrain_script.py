@@ -1,5 +1,6 @@
 """End-to-end tests of training/pretrain.py: 2-process DDP and DeepSpeed ZeRO-2 runs on the CPU, killed after their
-first checkpoint and resumed with `--resume_from_checkpoint latest`, against an uninterrupted DDP run.
+first checkpoint and resumed with `--resume_from_checkpoint latest`, against an uninterrupted DDP run; the same for a
+2-process streaming run over parquet shards; and the refusal to mix two runs in one folder.
 
 Each launch costs tens of seconds of process start-up on a 2-core machine; the first DeepSpeed launch on a machine
 also JIT-compiles DeepSpeed's CPU shared-memory communication op once (cached in ~/.cache/torch_extensions).
@@ -22,7 +23,7 @@ from safetensors.torch import load_file
 from modeling_eat import EATForPreTraining, EATModel
 from modeling_eat.pretraining.monitoring import COLLAPSED_TARGET_STD, read_log
 
-from eat_testing import PROJECT_ROOT
+from eat_testing import PROJECT_ROOT, load_script
 
 
 SCRIPT = PROJECT_ROOT / "training" / "pretrain.py"
@@ -72,14 +73,29 @@ def audio_folder(tmp_path_factory, fsdd_dir) -> Path:
     return root
 
 
-def pretrain_command(launch_flags: list[str], data_dir: Path, output_dir: Path, *extra: str) -> list[str]:
+@pytest.fixture(scope="module")
+def parquet_shards(audio_folder, tmp_path_factory) -> Path:
+    """The same clips (the corrupt one among them) as 4 parquet shards holding the audio bytes: 2 per process."""
+    from datasets import load_dataset
+
+    from modeling_eat.audio import write_parquet_shards
+
+    folder = tmp_path_factory.mktemp("parquet_shards")
+    dataset = load_dataset("audiofolder", data_dir=str(audio_folder), split="train").select(range(MAX_TRAIN_SAMPLES))
+    write_parquet_shards(dataset, folder, num_shards=4)
+    return folder
+
+
+def pretrain_command(launch_flags: list[str], data_dir: Path, output_dir: Path, *extra: str,
+                     max_train_samples: int | None = MAX_TRAIN_SAMPLES) -> list[str]:
+    samples = ["--max_train_samples", str(max_train_samples)] if max_train_samples else []
     return [
         *accelerate_command(), "launch", *launch_flags, str(SCRIPT),
         "--dataset_name", str(data_dir),
         "--config_name", "tiny",
         "--max_length_seconds", "1",
         "--per_device_train_batch_size", "2",
-        "--max_train_samples", str(MAX_TRAIN_SAMPLES),
+        *samples,
         "--max_train_steps", str(MAX_TRAIN_STEPS),
         "--checkpointing_steps", "3",
         "--logging_steps", "2",
@@ -103,9 +119,10 @@ def final_state(output: str) -> tuple:
     return int(step), int(num_updates), float(decay), int(skipped)
 
 
-def run_killed_then_resumed(launch_flags: list[str], data_dir: Path, output_dir: Path, env: dict) -> tuple[str, str]:
+def run_killed_then_resumed(launch_flags: list[str], data_dir: Path, output_dir: Path, env: dict,
+                            command: list[str] | None = None) -> tuple[str, str]:
     """Starts a run, kills all its processes as soon as `step_3` is published, then resumes it with `latest`."""
-    command = pretrain_command(launch_flags, data_dir, output_dir)
+    command = command or pretrain_command(launch_flags, data_dir, output_dir)
     log_path = output_dir.with_suffix(".first.log")
     with open(log_path, "w") as log:
         launcher = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
@@ -219,3 +236,61 @@ def test_compiled_run_saves_a_loadable_folder(audio_folder, uninterrupted_run, t
     assert final_state(output)[:2] == (MAX_TRAIN_STEPS, MAX_TRAIN_STEPS)
     assert load_file(output_dir / "model.safetensors").keys() == load_file(reference_dir / "model.safetensors").keys()
     assert int(EATForPreTraining.from_pretrained(output_dir).teacher.num_updates) == MAX_TRAIN_STEPS
+
+
+def test_streaming_run_reads_its_own_shards_per_process_and_resumes_at_the_same_position(parquet_shards, tmp_path):
+    # 8 clips per process (one corrupt) in batches of 2: 8 steps are 2 passes over each process's stream, so the
+    # resumed run continues in the middle of its first pass and crosses into the second.
+    def command(output_dir: Path) -> list[str]:
+        return pretrain_command(DDP_FLAGS, parquet_shards, output_dir, "--streaming", "--checkpoints_total_limit", "1",
+                                max_train_samples=None)
+
+    env = environment(use_cpu=True)
+    reference = run(command(tmp_path / "uninterrupted"), env)
+    for rank in (0, 1):
+        assert f"process {rank} of 2 streams 2 of 4 shards" in reference
+    reference_state = final_state(reference)
+    assert reference_state[:2] == (MAX_TRAIN_STEPS, MAX_TRAIN_STEPS)
+    assert reference_state[3] == EXPECTED_SKIPPED  # the corrupt clip, once per pass of the process that holds it
+
+    output_dir = tmp_path / "run"
+    _, resumed = run_killed_then_resumed(DDP_FLAGS, parquet_shards, output_dir, env, command(output_dir))
+    assert 3 <= resumed_from(resumed) < MAX_TRAIN_STEPS
+    positions = re.findall(r"stream resumed at StreamPosition\(epoch=(\d+), batches_in_epoch=(\d+)", resumed)
+    assert len(positions) == 2 and all(int(batches) >= 3 for _, batches in positions)
+    assert final_state(resumed) == reference_state
+    weights = load_file(output_dir / "model.safetensors")
+    reference_weights = load_file(tmp_path / "uninterrupted" / "model.safetensors")
+    for name in reference_weights:
+        assert torch.equal(reference_weights[name], weights[name]), name
+    # --checkpoints_total_limit 1: only the newest checkpoint is left, with one stream position per process.
+    checkpoints = sorted(path.name for path in output_dir.iterdir() if path.name.startswith("step_"))
+    assert checkpoints == [f"step_{MAX_TRAIN_STEPS - MAX_TRAIN_STEPS % 3}", f"step_{MAX_TRAIN_STEPS - 1}.tmp"]
+    assert sorted(path.name for path in (output_dir / checkpoints[0]).glob("stream_position_*.json")) == [
+        "stream_position_0.json", "stream_position_1.json"
+    ]
+
+
+def test_every_option_has_help_and_schedulers_print_as_names(capsys):
+    script = load_script(SCRIPT)
+    parser = script.build_parser()
+    assert [action.dest for action in parser._actions if not action.help] == []
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    usage = capsys.readouterr().out
+    assert "cosine_with_min_lr" in usage and "SchedulerType" not in usage
+    args = script.parse_args(["--dataset_name", "d", "--output_dir", "o", "--lr_scheduler_type", "cosine_with_min_lr"])
+    assert args.lr_scheduler_type == "cosine_with_min_lr"
+
+
+def test_a_second_run_into_a_used_folder_is_refused(tmp_path):
+    output_dir = tmp_path / "run"
+    (output_dir / "step_4").mkdir(parents=True)
+    (output_dir / "step_4" / "training_progress.json").write_text('{"completed_steps": 4}')
+    command = [sys.executable, str(SCRIPT), "--dataset_name", "unused", "--output_dir", str(output_dir)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT,
+                            env=environment(use_cpu=True))
+    assert result.returncode == 1
+    assert "already holds another run (step_4)" in result.stderr
+    assert "--resume_from_checkpoint latest" in result.stderr and "--overwrite_output_dir" in result.stderr
+    assert [path.name for path in output_dir.iterdir()] == ["step_4"]

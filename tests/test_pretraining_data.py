@@ -1,5 +1,8 @@
 """The pre-training data pipeline (modeling_eat/pretraining/data.py): skipping undecodable clips, seeded crops, the
-epoch sampler and the collator."""
+epoch sampler, the collator, and streams: one part per process, resumed where they stood."""
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,8 @@ from modeling_eat.pretraining.data import (
     EpochShuffleSampler,
     PretrainingAudioDataset,
     StreamingPretrainingAudioDataset,
+    StreamPosition,
+    split_stream_by_process,
 )
 
 from eat_testing import tone, write_wav
@@ -110,3 +115,72 @@ def test_streaming_dataset_skips_bad_examples_and_counts_them(tmp_path):
     assert [example["num_skipped"] for example in examples] == [0, 2]
     assert [example["key"] for example in examples] == [(0, 0, 0), (0, 0, 3)]
     assert all(example["waveform"].shape == (16000,) for example in examples)
+
+
+def test_resumed_stream_passes_over_used_examples_without_decoding_them(tmp_path, monkeypatch):
+    from modeling_eat.pretraining import data
+
+    rows = [{"audio": write_wav(tmp_path / f"{i}.wav", tone(200.0 + 50 * i, 16000, 1.0), 16000)} for i in range(6)]
+    (tmp_path / "bad.wav").write_bytes(b"RIFF....WAVE")
+    rows.insert(3, {"audio": {"bytes": None, "path": str(tmp_path / "bad.wav")}})
+    collator = EATPretrainingCollator(EATFeatureExtractor(), EATMaskGenerator(EATConfig.from_preset("tiny")), 96)
+    uninterrupted = list(torch.utils.data.DataLoader(
+        StreamingPretrainingAudioDataset(rows, max_length_seconds=0.5), batch_size=2, collate_fn=collator
+    ))
+    position = StreamPosition()
+    for batch in uninterrupted[:2]:
+        position.advance(batch["example_keys"])
+    # Two batches used: examples 0-1, then 2 and 4 (3 is undecodable), so the stream stands at example 5.
+    assert position == StreamPosition(epoch=0, batches_in_epoch=2, worker_positions={0: 5})
+    assert StreamPosition.from_dict(json.loads(json.dumps(position.to_dict()))) == position
+
+    decoded = []
+    real_decode = data.decode_audio
+
+    def recording_decode(audio, sampling_rate):
+        decoded.append(audio["path"])
+        return real_decode(audio, sampling_rate)
+
+    monkeypatch.setattr(data, "decode_audio", recording_decode)
+    resumed_dataset = StreamingPretrainingAudioDataset(rows, max_length_seconds=0.5)
+    resumed_dataset.resume_from(position)
+    resumed = list(torch.utils.data.DataLoader(resumed_dataset, batch_size=2, collate_fn=collator))
+    assert decoded == [rows[5]["audio"]["path"], rows[6]["audio"]["path"]]
+    assert len(resumed) == 1
+    for name in ("input_values", "bool_masked_pos", "example_keys"):
+        torch.testing.assert_close(resumed[0][name], uninterrupted[2][name])
+    # The next epoch starts from its beginning.
+    resumed_dataset.set_epoch(1)
+    assert len(list(resumed_dataset)) == 6
+
+
+def test_each_process_streams_its_own_shards(tmp_path, caplog):
+    from datasets import Dataset
+
+    from modeling_eat.audio import load_audio_dataset, write_parquet_shards
+
+    names = [f"clip{i}.wav" for i in range(8)]
+    paths = [write_wav(tmp_path / name, tone(300.0 + 10 * i, 16000, 0.1), 16000)["path"] for i, name in
+             enumerate(names)]
+    files = write_parquet_shards(Dataset.from_dict({"audio": paths}), tmp_path / "shards", num_shards=4)
+    assert [file.name for file in files] == [f"train-0000{i}-of-00004.parquet" for i in range(4)]
+
+    stream = load_audio_dataset(str(tmp_path / "shards"), streaming=True)
+    assert stream.num_shards == 4
+    parts = [split_stream_by_process(stream, rank, 2) for rank in range(2)]
+    assert [part.num_shards for part in parts] == [2, 2]
+    seen = [[Path(example["audio"]["path"]).name for example in part] for part in parts]
+    assert not set(seen[0]) & set(seen[1]) and sorted(seen[0] + seen[1]) == names
+    # The shards hold the audio itself: the source files can go.
+    for path in paths:
+        Path(path).unlink()
+    example = next(iter(parts[1]))
+    assert decode_audio(example["audio"]).shape == (1600,)
+    assert split_stream_by_process(stream, 0, 1) is stream
+
+    # Shards that do not divide among the processes: each reads all of them and keeps its share, and is told why.
+    with caplog.at_level("WARNING"):
+        thirds = [[example["audio"]["path"] for example in split_stream_by_process(stream, rank, 3)]
+                  for rank in range(3)]
+    assert "4 shards, not a multiple of 3 processes" in caplog.text
+    assert sorted(sum(thirds, [])) == names and not set(thirds[0]) & set(thirds[1])

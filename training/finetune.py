@@ -17,6 +17,9 @@ Without a recipe, settings for a small custom data set apply (see `modeling_eat.
 `--push_to_hub` is this script's: TrainingArguments' own upload is switched off so that the card is
 `modeling_eat.hub.write_model_card`'s and the folder is checked (code files, auto_map) before
 `publish_folder` uploads it once, after training.
+
+`--num_threads` sets torch's intra-op threads; by default they follow the CPUs free for this process when it starts
+(`modeling_eat.runtime`). Without a GPU, `--dataloader_pin_memory` is switched off (there is nothing to pin for).
 """
 
 import json
@@ -36,6 +39,12 @@ from modeling_eat.finetuning.metrics import ClassificationMetrics, write_evaluat
 from modeling_eat.finetuning.recipes import FinetuningArguments, get_recipe, resolve_recipe
 from modeling_eat.finetuning.trainer import EATFinetuningTrainer
 from modeling_eat.hub import publish_folder, write_model_card
+from modeling_eat.runtime import (
+    configure_threads,
+    deepspeed_requested,
+    import_deepspeed_only_when_used,
+    pin_memory_helps,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -82,8 +91,18 @@ class DataTrainingArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on a random subset this big."})
 
 
+@dataclass
+class RuntimeArguments:
+    num_threads: int | None = field(
+        default=None,
+        metadata={"help": "torch intra-op threads (default: the CPUs free for this process at start, see README)."},
+    )
+
+
 def parse_arguments(argv: list[str]):
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, FinetuningArguments, TrainingArguments))
+    parser = HfArgumentParser(
+        (ModelArguments, DataTrainingArguments, FinetuningArguments, TrainingArguments, RuntimeArguments)
+    )
     if len(argv) == 1 and argv[0].endswith(".json"):
         values = json.loads(Path(argv[0]).read_text())
         # The recipe's TrainingArguments values sit under the keys the file gives.
@@ -129,7 +148,10 @@ def build_model(model_args: ModelArguments, label_spec, recipe) -> EATForAudioCl
 
 
 def main(argv: list[str] | None = None):
-    model_args, data_args, finetuning_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    model_args, data_args, finetuning_args, training_args, runtime_args = parse_arguments(
+        sys.argv[1:] if argv is None else argv
+    )
+    thread_choice = configure_threads(runtime_args.num_threads)
 
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S", level=logging.INFO
@@ -138,6 +160,10 @@ def main(argv: list[str] | None = None):
     logger.setLevel(log_level)
     logging.getLogger("modeling_eat").setLevel(log_level)
     transformers.utils.logging.set_verbosity(log_level)
+    logger.info(f"torch runs {thread_choice}")
+    import_deepspeed_only_when_used(bool(training_args.deepspeed) or deepspeed_requested())
+    if training_args.dataloader_pin_memory and not pin_memory_helps():
+        training_args.dataloader_pin_memory = False
 
     if not (training_args.do_train or training_args.do_eval):
         training_args.do_train = training_args.do_eval = True

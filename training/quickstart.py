@@ -5,7 +5,8 @@
     python training/quickstart.py --dataset_name DIR    # your own audiofolder (train/ and test/) or a Hub data set
 
 It runs the project's own scripts (`pretrain.py`, `finetune.py`) as a user would, each in its own process, then
-labels a test clip with `pipeline("audio-classification")`.
+labels a test clip with `pipeline("audio-classification")`. Each process chooses its torch threads from the CPUs free
+when it starts (`--num_threads N` fixes them for all).
 """
 
 import argparse
@@ -15,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from modeling_eat.runtime import add_num_threads_argument, configure_threads
+
 from synthetic_audio import write_audiofolder
 
 
@@ -23,7 +26,8 @@ TRAINING_DIR = Path(__file__).resolve().parent
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output_dir", default="eat-quickstart", help="Where data, checkpoints and results go.")
+    parser.add_argument("--output_dir", default="eat-quickstart",
+                        help="Where data, models and results go (what an earlier quickstart left there is replaced).")
     parser.add_argument(
         "--dataset_name",
         default=None,
@@ -31,13 +35,17 @@ def parse_args(argv=None):
     )
     parser.add_argument("--label_column_name", default="label")
     parser.add_argument("--config_name", default="small", help="Size preset (tiny, small, base, large) or a JSON.")
-    parser.add_argument("--clip_seconds", type=float, default=1.0, help="Crop length for training.")
+    # --clip_seconds and --batch_size: this script's first names of the options the other scripts call so.
+    parser.add_argument("--max_length_seconds", "--clip_seconds", type=float, default=1.0,
+                        help="Crop length for training.")
     parser.add_argument("--num_train_per_class", type=int, default=60, help="Synthesised training clips per class.")
     parser.add_argument("--num_test_per_class", type=int, default=20, help="Synthesised test clips per class.")
-    parser.add_argument("--pretrain_steps", type=int, default=400)
-    parser.add_argument("--finetune_steps", type=int, default=800)
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pretrain_steps", type=int, default=400, help="Pre-training updates.")
+    parser.add_argument("--finetune_steps", type=int, default=800, help="Fine-tuning updates.")
+    parser.add_argument("--per_device_train_batch_size", "--batch_size", type=int, default=16,
+                        help="Fine-tuning batch; pre-training takes half (each of its clips has 16 masked clones).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the data, the weights and the training order.")
+    add_num_threads_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -52,6 +60,8 @@ def main(argv=None):
     args = parse_args(argv)
     output_dir = Path(args.output_dir)
     started = time.perf_counter()
+    print(f"torch runs {configure_threads(args.num_threads)}")
+    threads = [] if args.num_threads is None else ["--num_threads", str(args.num_threads)]
 
     if args.dataset_name is None:
         dataset = write_audiofolder(
@@ -73,13 +83,15 @@ def main(argv=None):
                 python, str(TRAINING_DIR / "pretrain.py"),
                 "--dataset_name", str(dataset),
                 "--config_name", args.config_name,
-                "--max_length_seconds", str(args.clip_seconds),
-                "--per_device_train_batch_size", str(args.batch_size // 2),
+                "--max_length_seconds", str(args.max_length_seconds),
+                "--per_device_train_batch_size", str(args.per_device_train_batch_size // 2),
                 "--max_train_steps", str(args.pretrain_steps),
                 "--num_warmup_steps", str(args.pretrain_steps // 10),
                 "--learning_rate", "1e-3",
                 "--seed", str(args.seed),
                 "--output_dir", str(pretrained_dir),
+                "--overwrite_output_dir",
+                *threads,
             ],
         ),
         "fine-tuning": run_step(
@@ -89,9 +101,9 @@ def main(argv=None):
                 "--model_name_or_path", str(pretrained_dir),
                 "--dataset_name", str(dataset),
                 "--label_column_name", args.label_column_name,
-                "--max_length_seconds", str(args.clip_seconds),
-                "--per_device_train_batch_size", str(args.batch_size),
-                "--per_device_eval_batch_size", str(args.batch_size * 2),
+                "--max_length_seconds", str(args.max_length_seconds),
+                "--per_device_train_batch_size", str(args.per_device_train_batch_size),
+                "--per_device_eval_batch_size", str(args.per_device_train_batch_size * 2),
                 "--max_steps", str(args.finetune_steps),
                 "--learning_rate", "1e-3",
                 "--warmup_steps", str(args.finetune_steps // 10),
@@ -101,6 +113,7 @@ def main(argv=None):
                 "--eval_strategy", "no",
                 "--save_strategy", "no",
                 "--report_to", "none",
+                *threads,
             ],
         ),
     }

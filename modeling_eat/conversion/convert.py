@@ -173,17 +173,20 @@ def convert_checkpoint(
     use_ema: bool = False,
     id2label=None,
     trust_pickle: bool = False,
-    push_to_hub: str | None = None,
-    token: str | None = None,
-    private: bool = False,
+    push_to_hub: bool = False,
+    hub_model_id: str | None = None,
+    hub_token: str | None = None,
+    hub_private_repo: bool = False,
 ) -> ConversionReport:
-    """Reads, converts, verifies and (only then) writes one checkpoint; optionally publishes the folder."""
+    """Reads, converts, verifies and (only then) writes one checkpoint; with `push_to_hub`, publishes the folder to
+    `hub_model_id` (default: the output folder's name), as the training scripts do."""
     source = load_source_checkpoint(checkpoint_path, trust_pickle=trust_pickle)
     model, report = build_converted_model(source, target=target, use_ema=use_ema, id2label=id2label)
-    save_converted(model, output_dir, report, model_id=push_to_hub)
+    repo_id = (hub_model_id or Path(output_dir).name) if push_to_hub else None
+    save_converted(model, output_dir, report, model_id=repo_id)
     if push_to_hub:
         report.repo_url = publish_folder(
-            output_dir, push_to_hub, token=token, private=private,
+            output_dir, repo_id, token=hub_token, private=hub_private_repo,
             commit_message=f"Convert {Path(checkpoint_path).name} ({report.target}, {report.weights} weights)",
         )
     return report

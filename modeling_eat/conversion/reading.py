@@ -5,6 +5,7 @@ import enum
 import json
 import logging
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -17,20 +18,68 @@ logger = logging.getLogger(__name__)
 
 PICKLE_RISK = (
     "{path} is a full Python pickle (fairseq checkpoints are: their cfg holds Python objects), not a plain tensor "
-    "file. "
+    "file: it names {global_name}. "
     "Loading it runs whatever code the file names, so a malicious checkpoint can take over this machine. Only if you "
-    "trust where the file comes from, convert it with --trust_pickle (torch.load(weights_only=False)). "
-    "torch's message: {error}"
+    "trust where the file comes from, convert it with --trust_pickle (torch.load(weights_only=False))."
 )
+CHECKPOINT_HINT = "pass an official EAT checkpoint: a fairseq .pt file or a folder in the hub port's layout"
+# How torch's weights-only unpickler names an object it refuses to build ("Unsupported global: GLOBAL x.y ...").
+REFUSED_GLOBAL = re.compile(r"GLOBAL (\S+)")
+
+
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format is a zip archive
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(64)
+
+
+def non_checkpoint_kind(path: Path) -> str | None:
+    """What a file is when it cannot be a `torch.save` file (neither a zip archive nor a pickle); None otherwise."""
+    head = _head(path)
+    if head.startswith(ZIP_MAGIC) or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5):
+        return None
+    if not head:
+        return "it is empty"
+    if len(head) > 8 and head[8:9] == b"{":
+        return "it is a safetensors file, weights without their configuration (pass the folder holding it and its " \
+            "config.json)"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(character.isprintable() or character in "\t\n\r" for character in text):
+        return f"it is a text file (it starts with {text[:40]!r})"
+    return f"it is neither a torch.save zip archive nor a pickle (it starts with the bytes {head[:8].hex(' ')})"
+
+
+def unreadable(path: Path, error: Exception) -> ConversionError:
+    kind = "zip archive" if _head(path).startswith(ZIP_MAGIC) else "pickle"
+    # torch's first sentence says what failed; the rest is advice about torch.load.
+    reason = (str(error).strip().splitlines() or [""])[0].split(". ")[0][:200]
+    return ConversionError(
+        f"{path} looks like a PyTorch file (a {kind}) but torch cannot read it ({type(error).__name__}: {reason}): it "
+        f"is damaged (e.g. a download cut short) or not a checkpoint; {CHECKPOINT_HINT}."
+    )
 
 
 def load_torch_file(path: Path, trust_pickle: bool = False):
-    """`torch.load` that only unpickles arbitrary objects when the user said they trust the file."""
+    """`torch.load` that only unpickles arbitrary objects when the user said they trust the file, and only offers
+    that for files that are pickles naming such objects."""
+    kind = non_checkpoint_kind(path)
+    if kind is not None:
+        raise ConversionError(f"{path} is not a checkpoint: {kind}; {CHECKPOINT_HINT}.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        refused = REFUSED_GLOBAL.search(str(error))
+        if refused is None:
+            raise unreadable(path, error) from None
         if not trust_pickle:
-            raise UnsafeCheckpointError(PICKLE_RISK.format(path=path, error=str(error).splitlines()[0])) from None
+            raise UnsafeCheckpointError(PICKLE_RISK.format(path=path, global_name=refused.group(1))) from None
+    except Exception as error:
+        raise unreadable(path, error) from None
     logger.warning("Unpickling %s with weights_only=False (--trust_pickle): it may run code stored in the file.", path)
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
@@ -39,6 +88,8 @@ def load_torch_file(path: Path, trust_pickle: bool = False):
             f"{path} needs the Python module {error.name!r} to be unpickled (fairseq stores its cfg as an omegaconf "
             f"DictConfig): install it (e.g. `pip install {error.name.split('.')[0]}`) and convert again."
         ) from error
+    except Exception as error:
+        raise unreadable(path, error) from None
 
 
 def to_plain(value):
@@ -81,13 +132,17 @@ def flatten_state_dict(state_dict: dict) -> dict[str, torch.Tensor]:
     return renamed
 
 
+# A block weight only this package's EAT names so (other transformers models call theirs `attention.self.query`).
+OUR_LAYOUT_KEY = re.compile(r"^(eat\.|teacher\.encoder\.)?layers\.\d+\.attention\.qkv_proj\.weight$")
+ALREADY_CONVERTED = "{path} is already in this package's layout: load it with from_pretrained instead."
+
+
 def detect_layout(state_dict: dict[str, torch.Tensor], path: Path) -> SourceLayout:
     for layout in (FAIRSEQ_PRETRAINING, FAIRSEQ_FINETUNED, HUB_PORT):
         if f"{layout.encoder_prefix}local_encoder.proj.weight" in state_dict:
             return layout
-    if any(key.split(".", 1)[-1].startswith("embeddings.patch_embeddings") or key.startswith("embeddings.")
-           for key in state_dict):
-        raise ConversionError(f"{path} is already in this package's layout: load it with from_pretrained instead.")
+    if any(OUR_LAYOUT_KEY.match(key) for key in state_dict):
+        raise ConversionError(ALREADY_CONVERTED.format(path=path))
     sample = ", ".join(sorted(state_dict)[:8])
     raise ConversionError(
         f"{path} is not an EAT checkpoint this converter knows: no "
@@ -122,6 +177,25 @@ def load_folder_weights(folder: Path, trust_pickle: bool) -> dict[str, torch.Ten
     raise ConversionError(f"{folder} has no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
 
 
+def check_hub_port_config(config: dict, path: Path) -> None:
+    """The hub port's config.json names its sizes `embed_dim`, `depth`...; a transformers config says what model it
+    is in `model_type`, "eat" for this package's own folders."""
+    if "embed_dim" in config:
+        return
+    model_type = config.get("model_type")
+    if model_type == "eat":
+        raise ConversionError(ALREADY_CONVERTED.format(path=path))
+    if model_type:
+        raise ConversionError(
+            f"{path} holds a {model_type!r} model (model_type in its config.json), not EAT: this converter reads "
+            f"official EAT checkpoints; {CHECKPOINT_HINT}."
+        )
+    raise ConversionError(
+        f"{path}/config.json has neither the hub port's keys (embed_dim, depth, num_heads) nor a model_type: it is "
+        f"not an EAT checkpoint folder; {CHECKPOINT_HINT}."
+    )
+
+
 def load_source_checkpoint(path: str | Path, trust_pickle: bool = False) -> SourceCheckpoint:
     """Reads a fairseq `.pt` checkpoint or a hub-port folder without converting anything yet."""
     path = Path(path)
@@ -130,8 +204,7 @@ def load_source_checkpoint(path: str | Path, trust_pickle: bool = False) -> Sour
         if not config_file.is_file():
             raise ConversionError(f"{path} is a folder without config.json: pass a hub-port folder or a .pt file")
         hub_config = json.loads(config_file.read_text())
-        if "hidden_size" in hub_config and "embed_dim" not in hub_config:
-            raise ConversionError(f"{path} is already in this package's layout: load it with from_pretrained instead.")
+        check_hub_port_config(hub_config, path)
         state_dict = flatten_state_dict(load_folder_weights(path, trust_pickle))
         return SourceCheckpoint(path, detect_layout(state_dict, path), state_dict, hub_config=hub_config)
     if not path.is_file():

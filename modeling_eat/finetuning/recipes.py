@@ -114,6 +114,11 @@ def get_recipe(name: str | None) -> FinetuningRecipe:
     return RECIPES[name]
 
 
+# A recipe switch on the command line: `--roll_augment` alone turns it on, `--roll_augment false` off (over the
+# recipe), left out the recipe decides. HfArgumentParser gives `bool | None` fields no bare form by itself.
+FLAG = {"nargs": "?", "const": True}
+
+
 @dataclasses.dataclass
 class FinetuningArguments:
     """Recipe and augmentation flags of `training/finetune.py`; a flag left unset takes the recipe's value."""
@@ -137,10 +142,10 @@ class FinetuningArguments:
         default=None, metadata={"help": "SpecAugment: widest mask = ratio x mel bins and ratio x frames; 0 = off."}
     )
     roll_augment: bool | None = dataclasses.field(
-        default=None, metadata={"help": "Circular shift and Beta(10,10)+0.5 gain of the waveform."}
+        default=None, metadata={"help": "Circular shift and Beta(10,10)+0.5 gain of the waveform.", **FLAG}
     )
     noise_augment: bool | None = dataclasses.field(
-        default=None, metadata={"help": "SPC-2's fbank noise and +-10 frame shift."}
+        default=None, metadata={"help": "SPC-2's fbank noise and +-10 frame shift.", **FLAG}
     )
     label_smoothing: float | None = dataclasses.field(default=None, metadata={"help": "Cross-entropy smoothing."})
     layer_decay: float | None = dataclasses.field(
@@ -149,7 +154,8 @@ class FinetuningArguments:
     drop_path_rate: float | None = dataclasses.field(default=None, metadata={"help": "Stochastic depth (max)."})
     weighted_sampling: bool | None = dataclasses.field(
         default=None,
-        metadata={"help": "Draw each epoch's clips without replacement, weighted towards rare classes (AS-2M)."},
+        metadata={"help": "Draw each epoch's clips without replacement, weighted towards rare classes (AS-2M).",
+                  **FLAG},
     )
     sample_weights_file: str | None = dataclasses.field(
         default=None,

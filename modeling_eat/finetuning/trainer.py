@@ -1,12 +1,15 @@
 """The fine-tuning `Trainer` of EAT: layer-decay optimizer groups, the batch augmentations, the official losses
 (EAT.md §4, Loss) and weighted sampling."""
 
+from functools import partial
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import Trainer
 
 from ..optimization import layer_decay_parameter_groups
+from ..runtime import one_thread_per_worker
 from .augmentations import mixup, noise_and_shift, spec_augment
 from .data import WeightedEpochSampler
 from .recipes import FinetuningRecipe
@@ -46,7 +49,8 @@ def classification_loss(
 class EATFinetuningTrainer(Trainer):
     """Trainer with EAT's fine-tuning: layer-decay optimizer groups (by overriding `create_optimizer`, so `--optim`
     and the scheduler still work), the batch augmentations and loss (by overriding `compute_loss`) and, for weighted
-    sampling, a `WeightedEpochSampler` (by overriding `_get_train_sampler`)."""
+    sampling, a `WeightedEpochSampler` (by overriding `_get_train_sampler`); its dataloader workers run one thread
+    each (`modeling_eat.runtime.one_thread_per_worker`, before the Trainer's own worker seeding)."""
 
     # compute_loss returns a per-batch mean: the Trainer divides it by the gradient accumulation steps.
     loss_is_scaled_for_ga = False
@@ -69,6 +73,13 @@ class EATFinetuningTrainer(Trainer):
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
+
+    def _get_dataloader(self, *args, **kwargs):
+        dataloader = super()._get_dataloader(*args, **kwargs)
+        # accelerate's prepared loader iterates the DataLoader it wraps.
+        loader = getattr(dataloader, "base_dataloader", dataloader)
+        loader.worker_init_fn = partial(one_thread_per_worker, then=loader.worker_init_fn)
+        return dataloader
 
     def _get_train_sampler(self, train_dataset=None):
         if self.sample_weights is None:

@@ -8,10 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..audio import frames_to_seconds, load_audio_dataset, load_feature_extractor
+from ..runtime import add_num_threads_argument, configure_threads
 from .features import frame_hop_seconds, iter_features, load_encoder, resolve_layer, window_num_frames
 from .probe import linear_probe, pooled_features
 from .sources import decoded_clips, find_audio_files
-from .storage import FORMATS, remove_features, save_features
+from .storage import FORMATS, partial_output_path, remove_features, save_features
 
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by both commands: model, extractor, batching, device, layer, windows."""
     parser.add_argument("--model_name_or_path", required=True, help="saved EAT folder or Hub id")
     parser.add_argument("--feature_extractor_name", default=None, help="preset (audioset/esc50/spc2) or folder")
-    parser.add_argument("--batch_size", type=int, default=8, help="windows per forward pass")
+    parser.add_argument("--per_device_eval_batch_size", "--batch_size", type=int, default=8,
+                        help="windows per forward pass")
     parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--layer", type=int, default=-1, help="hidden state: 0 = embeddings, i = block i, -1 = last")
@@ -32,8 +34,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--window_seconds", type=float, default=None, help="window for long clips (default 10 s or the model's limit)"
     )
     parser.add_argument("--always_window", action="store_true", help="window every clip longer than the window")
-    parser.add_argument("--num_workers", type=int, default=0, help="audio decoding processes")
-    parser.add_argument("--skip_undecodable", action="store_true", help="log and skip files that fail to decode")
+    parser.add_argument("--num_workers", type=int, default=0, help="audio decoding processes (one thread each)")
+    add_num_threads_argument(parser)
 
 
 def feature_metadata(args, model) -> dict:
@@ -53,13 +55,21 @@ def parse_extract_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("inputs", nargs="*", help="audio files and folders (searched for .wav/.flac/.mp3/.ogg)")
     add_model_arguments(parser)
     parser.add_argument("--dataset_name", default=None, help="local audiofolder or Hub data set instead of inputs")
-    parser.add_argument("--dataset_config_name", default=None)
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--audio_column_name", default="audio")
+    parser.add_argument("--dataset_config_name", default=None, help="configuration of the Hub data set")
+    parser.add_argument("--split_name", "--split", default="train", help="split of --dataset_name to extract")
+    parser.add_argument("--audio_column_name", default="audio", help="column holding the audio")
     parser.add_argument("--max_samples", type=int, default=None, help="only the first N clips")
     parser.add_argument("--output", required=True, help=".safetensors file, or a folder for npy/datasets")
     parser.add_argument("--format", default="safetensors", choices=FORMATS)
-    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--overwrite", action="store_true", help="replace features an earlier run wrote to --output")
+    parser.add_argument(
+        "--on_undecodable", default="skip", choices=["skip", "fail"],
+        help="skip (and list at the end) files that cannot be decoded, or stop at the first; either way the clips "
+             "finished before a stop are saved beside --output",
+    )
+    # The former opt-in, now the default.
+    parser.add_argument("--skip_undecodable", dest="on_undecodable", action="store_const", const="skip",
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if bool(args.inputs) == bool(args.dataset_name):
         parser.error("pass audio files/folders or --dataset_name (exactly one of the two)")
@@ -73,30 +83,46 @@ def extract_main(argv: Sequence[str] | None = None) -> Path:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_extract_args(argv)
+    logger.info(f"torch runs {configure_threads(args.num_threads)}")
     if args.overwrite and Path(args.output).exists():
         remove_features(args.output)
     model = load_encoder(args.model_name_or_path, args.device, args.dtype)
     feature_extractor = load_feature_extractor(args.feature_extractor_name, args.model_name_or_path)
     if args.dataset_name:
         dataset = load_audio_dataset(
-            args.dataset_name, args.dataset_config_name, args.split, args.audio_column_name,
+            args.dataset_name, args.dataset_config_name, args.split_name, args.audio_column_name,
             max_samples=args.max_samples,
         )
         sources = dataset[args.audio_column_name]
     else:
         sources = [str(path) for path in find_audio_files(args.inputs)][: args.max_samples]
-    clips = decoded_clips(sources, feature_extractor.sampling_rate, args.num_workers, args.skip_undecodable)
-    features = list(
-        tqdm(
+    skipped = [] if args.on_undecodable == "skip" else None
+    clips = ClipsUntilFailure(decoded_clips(sources, feature_extractor.sampling_rate, args.num_workers, skipped))
+    metadata = feature_metadata(args, model)
+    features = []
+    try:
+        for clip in tqdm(
             iter_features(
-                model, feature_extractor, clips, args.batch_size, args.layer, args.window_seconds, args.always_window
+                model, feature_extractor, clips, args.per_device_eval_batch_size, args.layer, args.window_seconds,
+                args.always_window,
             ),
             total=len(sources),
             desc="extracting",
             unit="clip",
+        ):
+            features.append(clip)
+        if clips.failure is not None:
+            raise clips.failure
+    except BaseException as error:
+        save_finished_clips(features, args, {**metadata, "complete": False, "stopped_by": repr(error)})
+        raise
+    if skipped:
+        metadata["skipped_undecodable"] = skipped
+        logger.warning(
+            f"skipped {len(skipped)} of {len(sources)} files that could not be decoded (the warnings above say why): "
+            + ", ".join(skipped)
         )
-    )
-    output = save_features(features, args.output, args.format, feature_metadata(args, model))
+    output = save_features(features, args.output, args.format, metadata)
     logger.info(
         f"wrote {len(features)} clips ({args.format}, hidden size {model.config.hidden_size}, frame rows every "
         f"{frame_hop_seconds(model.config.patch_size):.2f} s) to {output} on {model.device}"
@@ -104,17 +130,49 @@ def extract_main(argv: Sequence[str] | None = None) -> Path:
     return output
 
 
+class ClipsUntilFailure:
+    """The clips up to the first one that fails to load, then a clean end, so that the clips read before it are still
+    encoded (a failure raised through `iter_features` would drop the ones waiting for a full batch); the failure is
+    kept in `failure` for the caller to raise."""
+
+    def __init__(self, clips):
+        self.clips = clips
+        self.failure = None
+
+    def __iter__(self):
+        try:
+            yield from self.clips
+        except Exception as error:
+            self.failure = error
+
+
+def save_finished_clips(features: list, args, metadata: dict) -> None:
+    """What a stopped extraction had finished, saved beside the requested output so that a long run keeps it."""
+    if not features:
+        return
+    partial = partial_output_path(args.output)
+    try:
+        if partial.exists():
+            remove_features(partial)
+        save_features(features, partial, args.format, metadata)
+    except Exception as error:  # the original failure is the one to report
+        logger.error(f"could not save the {len(features)} finished clips to {partial}: {error}")
+        return
+    logger.error(f"stopped after {len(features)} clips; they are saved in {partial} (metadata complete=false)")
+
+
 def parse_probe_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m modeling_eat.linear_probe", description=PROBE_DESCRIPTION)
     add_model_arguments(parser)
     parser.add_argument("--dataset_name", required=True, help="local audiofolder or Hub data set")
-    parser.add_argument("--dataset_config_name", default=None)
-    parser.add_argument("--train_split", default="train")
-    parser.add_argument("--test_split", default="test")
-    parser.add_argument("--audio_column_name", default="audio")
-    parser.add_argument("--label_column_name", default="label")
-    parser.add_argument("--max_train_samples", type=int, default=None)
-    parser.add_argument("--max_test_samples", type=int, default=None)
+    parser.add_argument("--dataset_config_name", default=None, help="configuration of the Hub data set")
+    parser.add_argument("--train_split_name", "--train_split", default="train", help="split the probe is fitted on")
+    parser.add_argument("--eval_split_name", "--test_split", default="test", help="split the probe is scored on")
+    parser.add_argument("--audio_column_name", default="audio", help="column holding the audio")
+    parser.add_argument("--label_column_name", default="label", help="column holding the labels")
+    parser.add_argument("--max_train_samples", type=int, default=None, help="only the first N training clips")
+    parser.add_argument("--max_eval_samples", "--max_test_samples", type=int, default=None,
+                        help="only the first N evaluation clips")
     parser.add_argument("--pooling", default="cls", choices=["cls", "mean"])
     parser.add_argument("--regularization", type=float, default=1.0, help="inverse L2 strength C")
     parser.add_argument("--confusion_matrix", default=None, help="write the test confusion matrix to this PNG")
@@ -127,8 +185,7 @@ def probe_main(argv: Sequence[str] | None = None) -> dict:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_probe_args(argv)
-    if args.skip_undecodable:
-        raise SystemExit("--skip_undecodable is not supported here: features and labels must stay aligned")
+    logger.info(f"torch runs {configure_threads(args.num_threads)}")
     model = load_encoder(args.model_name_or_path, args.device, args.dtype)
     feature_extractor = load_feature_extractor(args.feature_extractor_name, args.model_name_or_path)
 
@@ -139,13 +196,14 @@ def probe_main(argv: Sequence[str] | None = None) -> dict:
         )
         clips = decoded_clips(dataset[args.audio_column_name], feature_extractor.sampling_rate, args.num_workers)
         features = iter_features(
-            model, feature_extractor, clips, args.batch_size, args.layer, args.window_seconds, args.always_window
+            model, feature_extractor, clips, args.per_device_eval_batch_size, args.layer, args.window_seconds,
+            args.always_window,
         )
         features = list(tqdm(features, total=len(dataset), desc=f"{split} features", unit="clip"))
         return pooled_features(features, args.pooling), list(dataset[args.label_column_name])
 
-    train_features, train_labels = split_features(args.train_split, args.max_train_samples)
-    test_features, test_labels = split_features(args.test_split, args.max_test_samples)
+    train_features, train_labels = split_features(args.train_split_name, args.max_train_samples)
+    test_features, test_labels = split_features(args.eval_split_name, args.max_eval_samples)
     results = linear_probe(train_features, train_labels, test_features, test_labels, args.regularization)
     predictions = results.pop("predictions")
     results.update(model_name_or_path=args.model_name_or_path, pooling=args.pooling, layer=args.layer)

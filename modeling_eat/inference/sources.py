@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..audio import AudioDecodingError, decode_audio
+from ..runtime import one_thread_per_worker
 
 
 logger = logging.getLogger(__name__)
@@ -61,19 +62,22 @@ def _unbatched(item):
 
 
 def decoded_clips(
-    sources: Sequence, sampling_rate: int, num_workers: int = 0, skip_undecodable: bool = False
+    sources: Sequence, sampling_rate: int, num_workers: int = 0, skipped: list[str] | None = None
 ) -> Iterator[tuple[str, np.ndarray]]:
-    """`(name, waveform)` of paths or `Audio(decode=False)` values, in order; a failure raises or is logged."""
+    """`(name, waveform)` of paths or `Audio(decode=False)` values, in order. A source that cannot be decoded raises,
+    or, when a `skipped` list is given, is logged, left out and appended to it."""
     loader = torch.utils.data.DataLoader(
-        _DecodingDataset(sources, sampling_rate), batch_size=None, num_workers=num_workers, collate_fn=_unbatched
+        _DecodingDataset(sources, sampling_rate), batch_size=None, num_workers=num_workers, collate_fn=_unbatched,
+        worker_init_fn=one_thread_per_worker,
     )
     for name, waveform, error in loader:
         if error is None:
             yield name, waveform
-        elif skip_undecodable:
+        elif skipped is not None:
             logger.warning(f"skipping undecodable audio: {error}")
+            skipped.append(name)
         else:
-            raise AudioDecodingError(f"{error}. Fix or remove the file, or pass --skip_undecodable.")
+            raise AudioDecodingError(f"{error}. Fix or remove the file.")
 
 
 __all__ = ["AUDIO_EXTENSIONS", "clip_name", "decoded_clips", "find_audio_files"]

@@ -76,6 +76,15 @@ def save_features(features: Sequence[ClipFeatures], output: str | Path, format: 
     return output
 
 
+def partial_output_path(output: str | Path) -> Path:
+    """Where the clips finished before a failure go: `feats.partial.safetensors` beside `feats.safetensors`,
+    `feats.partial` beside a `feats` folder."""
+    output = Path(output)
+    if output.suffix:
+        return output.with_name(f"{output.stem}.partial{output.suffix}")
+    return output.with_name(f"{output.name}.partial")
+
+
 def detect_format(path: str | Path) -> str:
     path = Path(path)
     if path.is_file():
@@ -142,4 +151,4 @@ def load_features(path: str | Path) -> tuple[list[ClipFeatures], dict]:
     return clips, json.loads(description) if description else {}
 
 
-__all__ = ["FORMATS", "detect_format", "load_features", "remove_features", "save_features"]
+__all__ = ["FORMATS", "detect_format", "load_features", "partial_output_path", "remove_features", "save_features"]

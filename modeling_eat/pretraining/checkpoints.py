@@ -1,5 +1,5 @@
-"""Checkpoints of a pre-training run: `accelerate.save_state` plus where the run stands, written atomically and
-resumed exactly (the data position included)."""
+"""Checkpoints of a pre-training run: `accelerate.save_state` plus where the run stands, written atomically,
+resumed exactly (the data position included), rotated, and never mixed with another run's in one folder."""
 
 import json
 import os
@@ -8,9 +8,18 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .data import StreamPosition
+from .monitoring import LOG_FILE
+
 
 CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)$")
+# A checkpoint whose deletion was cut short: never resumed from, removed by the next rotation.
+DELETING_PATTERN = re.compile(r"^step_\d+\.deleting$")
 PROGRESS_FILE = "training_progress.json"
+# One per process: each streams its own shards, so each stands somewhere else in its stream.
+STREAM_POSITION_FILE = "stream_position_{process_index}.json"
+# What `save_pretrained` leaves at the end of a finished run.
+FINAL_MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json")
 
 
 @dataclass
@@ -34,18 +43,28 @@ def checkpoint_dir(output_dir, step: int) -> Path:
     return Path(output_dir) / f"step_{step}"
 
 
-def find_latest_checkpoint(output_dir) -> Path | None:
-    """The complete `step_N` folder with the highest N. A folder is only ever renamed to `step_N` once fully written,
-    so half-written `step_N.tmp` folders of an interrupted save are never picked."""
+def complete_checkpoints(output_dir) -> list[Path]:
+    """The complete `step_N` folders of `output_dir`, oldest (lowest N) first. A folder is only ever renamed to
+    `step_N` once fully written, so half-written `step_N.tmp` folders of an interrupted save are never listed."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
-        return None
+        return []
     steps = [
         (int(match.group(1)), path)
         for path in output_dir.iterdir()
         if (match := CHECKPOINT_PATTERN.match(path.name)) and (path / PROGRESS_FILE).is_file()
     ]
-    return max(steps)[1] if steps else None
+    return [path for _, path in sorted(steps)]
+
+
+def checkpoint_step(path) -> int:
+    return int(CHECKPOINT_PATTERN.match(Path(path).name).group(1))
+
+
+def find_latest_checkpoint(output_dir) -> Path | None:
+    """The complete `step_N` folder with the highest N, or None."""
+    checkpoints = complete_checkpoints(output_dir)
+    return checkpoints[-1] if checkpoints else None
 
 
 def resolve_checkpoint(resume_from_checkpoint: str, output_dir) -> Path:
@@ -67,6 +86,83 @@ def resolve_checkpoint(resume_from_checkpoint: str, output_dir) -> Path:
     return path
 
 
+def checkpoints_mixed_with(output_dir, resume_checkpoint: Path | None) -> list[Path]:
+    """The checkpoints of `output_dir` that a run starting now would mix its own with: all of them for a new run or
+    one resumed from a checkpoint elsewhere, those after the resumed step for a run resumed from one of them."""
+    output_dir = Path(output_dir)
+    checkpoints = complete_checkpoints(output_dir)
+    if resume_checkpoint is None:
+        return checkpoints
+    resume_checkpoint = Path(resume_checkpoint)
+    if resume_checkpoint.resolve().parent != output_dir.resolve() or not CHECKPOINT_PATTERN.match(
+        resume_checkpoint.name
+    ):
+        return checkpoints
+    return [path for path in checkpoints if checkpoint_step(path) > checkpoint_step(resume_checkpoint)]
+
+
+def check_run_folder(output_dir, resume_checkpoint: Path | None, overwrite_output_dir: bool = False) -> list[Path]:
+    """Refuses to start a run whose checkpoints would mix with another run's in `output_dir` (a new run overwrites
+    some of the old ones and keeps the later ones, so that `--resume_from_checkpoint latest` would then resume the
+    wrong run). With `overwrite_output_dir`, returns what `remove_run_files` must delete instead: those checkpoints,
+    and for a new run the old run's log."""
+    output_dir = Path(output_dir)
+    mixed = checkpoints_mixed_with(output_dir, resume_checkpoint)
+    if resume_checkpoint is None:
+        mixed += [output_dir / LOG_FILE] if (output_dir / LOG_FILE).is_file() else []
+        finished = [name for name in FINAL_MODEL_FILES if (output_dir / name).is_file()]
+    else:
+        finished = []
+    if overwrite_output_dir or not (mixed or finished):
+        return mixed
+    found = ", ".join([path.name for path in mixed] + finished)
+    if resume_checkpoint is None:
+        problem, resume_hint = f"{output_dir} already holds another run ({found})", "to continue that run"
+    else:
+        problem = f"{output_dir} holds later checkpoints than {resume_checkpoint} ({found})"
+        resume_hint = "to continue from the newest one"
+    raise ValueError(
+        f"{problem}: this run would overwrite some of them and keep the others, so that a later "
+        f"--resume_from_checkpoint latest could resume the wrong run. Pass --resume_from_checkpoint latest "
+        f"{resume_hint}, --overwrite_output_dir to delete those checkpoints and start over, or another --output_dir."
+    )
+
+
+def remove_run_files(paths) -> None:
+    """Deletes checkpoints (renamed first, so that a deletion cut short leaves a `.deleting` folder that is never
+    resumed from rather than a `step_N` folder with some of its files gone) and files."""
+    for path in map(Path, paths):
+        if not path.is_dir():
+            path.unlink()
+            continue
+        doomed = path.with_name(path.name + ".deleting")
+        if doomed.exists():
+            shutil.rmtree(doomed)
+        os.replace(path, doomed)
+        shutil.rmtree(doomed)
+
+
+def rotate_checkpoints(output_dir, total_limit: int | None, newest: Path | None = None) -> list[Path]:
+    """Deletes the oldest complete checkpoints beyond `total_limit` (and what interrupted deletions left);
+    `newest`, the checkpoint just written, is always kept, whatever its step. Returns what was deleted."""
+    output_dir = Path(output_dir)
+    for path in output_dir.iterdir() if output_dir.is_dir() else []:
+        if DELETING_PATTERN.match(path.name):
+            shutil.rmtree(path)
+    if total_limit is None:
+        return []
+    if total_limit < 1:
+        raise ValueError(
+            f"--checkpoints_total_limit must be >= 1 (the newest checkpoint is always kept), got {total_limit}"
+        )
+    checkpoints = complete_checkpoints(output_dir)
+    kept = [newest] if newest is not None and Path(newest) in checkpoints else []
+    others = [path for path in checkpoints if path not in kept]
+    doomed = others[: max(0, len(others) - (total_limit - len(kept)))]
+    remove_run_files(doomed)
+    return doomed
+
+
 def publish_directory(staging: Path, final: Path) -> None:
     """Moves a fully written folder into place with renames only, so `final` is either absent, old, or new."""
     staging, final = Path(staging), Path(final)
@@ -80,19 +176,31 @@ def publish_directory(staging: Path, final: Path) -> None:
         shutil.rmtree(previous)
 
 
-def save_checkpoint(accelerator, output_dir, progress: TrainingProgress) -> Path:
-    """`accelerator.save_state` (model with teacher and decoder, optimizer, scheduler, RNG states) plus `progress`,
-    written into `step_N.tmp` and renamed to `step_N` once every process has finished writing. All ranks call it."""
+def save_checkpoint(
+    accelerator,
+    output_dir,
+    progress: TrainingProgress,
+    total_limit: int | None = None,
+    stream_position: StreamPosition | None = None,
+) -> Path:
+    """`accelerator.save_state` (model with teacher and decoder, optimizer, scheduler, RNG states) plus `progress`
+    (and, streaming, each process's `stream_position`), written into `step_N.tmp` and renamed to `step_N` once every
+    process has finished writing, then the oldest checkpoints beyond `total_limit` deleted (`rotate_checkpoints`).
+    All ranks call it."""
     final = checkpoint_dir(output_dir, progress.completed_steps)
     staging = final.with_name(final.name + ".tmp")
     if accelerator.is_main_process and staging.exists():
         shutil.rmtree(staging)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(staging))
+    if stream_position is not None:
+        path = staging / STREAM_POSITION_FILE.format(process_index=accelerator.process_index)
+        path.write_text(json.dumps(stream_position.to_dict(), indent=2) + "\n")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         progress.save(staging / PROGRESS_FILE)
         publish_directory(staging, final)
+        rotate_checkpoints(output_dir, total_limit, newest=final)
     accelerator.wait_for_everyone()
     return final
 
@@ -102,12 +210,37 @@ def load_checkpoint(accelerator, path) -> TrainingProgress:
     return TrainingProgress.load(Path(path) / PROGRESS_FILE)
 
 
+def load_stream_position(path, process_index: int, num_processes: int) -> StreamPosition:
+    """This process's place in its stream, saved by `save_checkpoint`; the run must have as many processes as the
+    one that saved it, since each process's shards depend on their number."""
+    path = Path(path)
+    saved = sorted(path.glob(STREAM_POSITION_FILE.format(process_index="*")))
+    if len(saved) != num_processes:
+        if not saved:
+            raise ValueError(
+                f"{path} holds no stream position: it was saved by a run without --streaming; resume it without it."
+            )
+        raise ValueError(
+            f"{path} was saved by a streaming run of {len(saved)} processes; this one has {num_processes}. Each "
+            "process reads its own shards, so a stream resumes only with the same number of processes."
+        )
+    values = json.loads((path / STREAM_POSITION_FILE.format(process_index=process_index)).read_text())
+    return StreamPosition.from_dict(values)
+
+
 __all__ = [
     "TrainingProgress",
+    "check_run_folder",
     "checkpoint_dir",
+    "checkpoint_step",
+    "checkpoints_mixed_with",
+    "complete_checkpoints",
     "find_latest_checkpoint",
     "load_checkpoint",
+    "load_stream_position",
     "publish_directory",
+    "remove_run_files",
     "resolve_checkpoint",
+    "rotate_checkpoints",
     "save_checkpoint",
 ]

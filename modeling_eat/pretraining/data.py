@@ -8,10 +8,15 @@ instead of the whole run.
 Every random choice of the pipeline (the crop offset of a clip, the masks of a batch) is drawn from a generator
 seeded by `(seed, epoch, example index)`, not from a global random state. A run resumed in the middle of an epoch
 therefore sees exactly the crops and masks of an uninterrupted run, whatever the number of dataloader workers.
+
+A streamed data set is read by every process from its own shards (`split_stream_by_process`); where each process
+stands in its stream (`StreamPosition`) is saved with each checkpoint, and a resumed stream passes over the examples
+already used without decoding them.
 """
 
 import logging
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -124,24 +129,80 @@ class PretrainingAudioDataset(_CroppedAudioSource, torch.utils.data.Dataset):
         )
 
 
+@dataclass
+class StreamPosition:
+    """Where one process stands in its stream: the epoch, the batches it has used of it, and how many examples of
+    the epoch each of its dataloader workers has handed out (decodable or not)."""
+
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    worker_positions: dict[int, int] = field(default_factory=dict)
+
+    def start_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch, self.batches_in_epoch, self.worker_positions = epoch, 0, {}
+
+    def advance(self, example_keys: torch.Tensor) -> None:
+        """Counts a used batch, given the `(epoch, worker, position)` keys of its examples (`example_keys`)."""
+        self.batches_in_epoch += 1
+        for _, worker, position in example_keys.tolist():
+            self.worker_positions[worker] = max(self.worker_positions.get(worker, 0), position + 1)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "StreamPosition":
+        positions = {int(worker): int(position) for worker, position in values.get("worker_positions", {}).items()}
+        return cls(int(values["epoch"]), int(values["batches_in_epoch"]), positions)
+
+
+def split_stream_by_process(dataset, process_index: int, num_processes: int):
+    """This process's part of a streamed data set: whole shards when their number divides by the processes (each
+    process then reads only its own files), else every `num_processes`-th example of all of them (logged)."""
+    if num_processes == 1:
+        return dataset
+    from datasets.distributed import split_dataset_by_node
+
+    num_shards = getattr(dataset, "num_shards", None)
+    if num_shards is not None and num_shards % num_processes:
+        logger.warning(
+            f"the stream has {num_shards} shards, not a multiple of {num_processes} processes: every process reads "
+            f"all of them and keeps every {num_processes}-th example. Write the data set in a multiple of "
+            f"{num_processes} shards (modeling_eat.audio.write_parquet_shards) so that each reads only its own."
+        )
+    part = split_dataset_by_node(dataset, rank=process_index, world_size=num_processes)
+    logger.info(f"process {process_index} of {num_processes} streams {part.num_shards} of {num_shards} shards")
+    return part
+
+
 class StreamingPretrainingAudioDataset(_CroppedAudioSource, torch.utils.data.IterableDataset):
     """Iterable counterpart for `--streaming`: undecodable examples are skipped and counted in the next one's
-    `num_skipped`. Crops are keyed by `(epoch, worker, position)`."""
+    `num_skipped`. Crops are keyed by `(epoch, worker, position)`; after `resume_from(position)` each worker passes
+    over the examples it had handed out in that epoch, without decoding them."""
 
     def __init__(self, dataset, *args, **kwargs):
         super().__init__(dataset, *args, **kwargs)
         self.epoch = 0
+        self.resume_position = StreamPosition()
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
 
+    def resume_from(self, position: StreamPosition) -> None:
+        self.resume_position = position
+
     def __iter__(self):
         worker = torch.utils.data.get_worker_info()
         worker_id = worker.id if worker is not None else 0
+        resumed = self.resume_position
+        used = resumed.worker_positions.get(worker_id, 0) if self.epoch == resumed.epoch else 0
         num_skipped = 0
         for position, example in enumerate(self.dataset):
+            if position < used:
+                continue
             try:
                 waveform = decode_audio(example[self.audio_column_name], self.sampling_rate)
             except AudioDecodingError as error:
@@ -197,6 +258,8 @@ class EATPretrainingCollator:
             "bool_masked_pos": bool_masked_pos,
             # Per example, so that accelerate can split a dispatched batch along dim 0 like the other tensors.
             "num_skipped": torch.tensor([example["num_skipped"] for example in examples]),
+            # `(epoch, index)` or, streamed, `(epoch, worker, position)`: where the batch came from.
+            "example_keys": torch.tensor([example["key"] for example in examples]),
         }
 
 
@@ -204,6 +267,8 @@ __all__ = [
     "EATPretrainingCollator",
     "EpochShuffleSampler",
     "PretrainingAudioDataset",
+    "StreamPosition",
     "StreamingPretrainingAudioDataset",
     "derived_seed",
+    "split_stream_by_process",
 ]

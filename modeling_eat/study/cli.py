@@ -34,7 +34,8 @@ def parse_study_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namesp
     parser.add_argument("--output_dir", default="ssl-study")
     parser.add_argument("--rows", nargs="*", default=list(VARIANT_NAMES), choices=VARIANT_NAMES)
     parser.add_argument("--parallel", type=int, default=2, help="jobs at once (one per core)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
+    parser.add_argument("--num_threads", "--threads", dest="threads", type=int, default=1,
+                        help="torch threads per job")
     parser.add_argument("--report_only", action="store_true", help="rewrite the report from finished jobs")
     defaults = StudySettings()
     for field in dataclasses.fields(StudySettings):
