@@ -34,7 +34,7 @@ from transformers import HfArgumentParser, TrainingArguments, set_seed
 from modeling_eat import EATConfig, EATForAudioClassification
 from modeling_eat.audio import load_feature_extractor
 from modeling_eat.configuration_eat import SIZE_PRESETS
-from modeling_eat.finetuning.data import prepare_datasets
+from modeling_eat.finetuning.data import DataTrainingArguments, prepare_datasets
 from modeling_eat.finetuning.metrics import ClassificationMetrics, write_evaluation_reports
 from modeling_eat.finetuning.recipes import FinetuningArguments, get_recipe, resolve_recipe
 from modeling_eat.finetuning.trainer import EATFinetuningTrainer
@@ -69,26 +69,6 @@ class ModelArguments:
     ignore_mismatched_sizes: bool = field(
         default=False, metadata={"help": "Replace a checkpoint's head of another size (e.g. AudioSet's 527 classes)."}
     )
-
-
-@dataclass
-class DataTrainingArguments:
-    dataset_name: str = field(metadata={"help": "Hub data set id, or a local audiofolder directory."})
-    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the Hub data set."})
-    train_split_name: str = field(default="train", metadata={"help": "Split to train on."})
-    eval_split_name: str | None = field(
-        default=None, metadata={"help": "Split to evaluate on (default: 'test' if present, else 'validation')."}
-    )
-    audio_column_name: str = field(default="audio", metadata={"help": "Column holding the audio."})
-    label_column_name: str = field(
-        default="label", metadata={"help": "Label column: strings, integers, ClassLabel, or lists (multi-label)."}
-    )
-    max_length_seconds: float | None = field(
-        default=None,
-        metadata={"help": "Training crop in seconds; also sets --target_length when neither it nor a recipe does."},
-    )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Train on a random subset this big."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on a random subset this big."})
 
 
 @dataclass
@@ -187,21 +167,8 @@ def main(argv: list[str] | None = None):
     feature_extractor.max_length = recipe.target_length
 
     train_dataset, eval_dataset, label_spec, sample_weights = prepare_datasets(
-        data_args.dataset_name,
-        feature_extractor=feature_extractor,
-        recipe=recipe,
-        dataset_config_name=data_args.dataset_config_name,
-        train_split=data_args.train_split_name,
-        eval_split=data_args.eval_split_name,
-        audio_column=data_args.audio_column_name,
-        label_column=data_args.label_column_name,
-        max_length_seconds=data_args.max_length_seconds,
-        max_train_samples=data_args.max_train_samples,
-        max_eval_samples=data_args.max_eval_samples,
-        sample_weights_file=finetuning_args.sample_weights_file,
-        seed=training_args.seed,
-        cache_dir=model_args.cache_dir,
-        token=model_args.token,
+        data_args, feature_extractor, recipe, sample_weights_file=finetuning_args.sample_weights_file,
+        seed=training_args.seed, cache_dir=model_args.cache_dir, token=model_args.token,
         need_train=training_args.do_train,
     )
     if training_args.do_eval and eval_dataset is None:

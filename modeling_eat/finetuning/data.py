@@ -1,6 +1,7 @@
 """Fine-tuning data: a Hub data set or a local audiofolder turned into `input_values` and `labels` on the fly, with
 the label classes taken from the train split and, for AudioSet-style runs, weighted epochs towards rare classes."""
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -121,19 +122,39 @@ class WeightedEpochSampler(SeededEpochSampler):
         yield from indices.tolist()
 
 
+@dataclasses.dataclass
+class DataTrainingArguments:
+    """Where the fine-tuning data comes from (the data flags of `training/finetune.py`)."""
+
+    dataset_name: str = dataclasses.field(metadata={"help": "Hub data set id, or a local audiofolder directory."})
+    dataset_config_name: str | None = dataclasses.field(
+        default=None, metadata={"help": "Configuration of the Hub data set."}
+    )
+    train_split_name: str = dataclasses.field(default="train", metadata={"help": "Split to train on."})
+    eval_split_name: str | None = dataclasses.field(
+        default=None, metadata={"help": "Split to evaluate on (default: 'test' if present, else 'validation')."}
+    )
+    audio_column_name: str = dataclasses.field(default="audio", metadata={"help": "Column holding the audio."})
+    label_column_name: str = dataclasses.field(
+        default="label", metadata={"help": "Label column: strings, integers, ClassLabel, or lists (multi-label)."}
+    )
+    max_length_seconds: float | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Training crop in seconds; also sets --target_length when neither it nor a recipe does."},
+    )
+    max_train_samples: int | None = dataclasses.field(
+        default=None, metadata={"help": "Train on a random subset this big."}
+    )
+    max_eval_samples: int | None = dataclasses.field(
+        default=None, metadata={"help": "Evaluate on a random subset this big."}
+    )
+
+
 def prepare_datasets(
-    dataset_name: str,
-    *,
+    data_args: DataTrainingArguments,
     feature_extractor,
     recipe: FinetuningRecipe,
-    dataset_config_name: str | None = None,
-    train_split: str = "train",
-    eval_split: str | None = None,
-    audio_column: str = "audio",
-    label_column: str = "label",
-    max_length_seconds: float | None = None,
-    max_train_samples: int | None = None,
-    max_eval_samples: int | None = None,
+    *,
     sample_weights_file: str | None = None,
     seed: int = 42,
     cache_dir: str | None = None,
@@ -142,12 +163,16 @@ def prepare_datasets(
 ):
     """Loads a Hub data set or a local audiofolder, builds the label classes from the train split, and returns
     `(train_dataset, eval_dataset, label_spec, sample_weights)` with transforms set (either may be None)."""
+    dataset_name, train_split, eval_split = (
+        data_args.dataset_name, data_args.train_split_name, data_args.eval_split_name
+    )
+    audio_column, label_column = data_args.audio_column_name, data_args.label_column_name
     from datasets import Audio, load_dataset
 
     if Path(dataset_name).is_dir():
         raw = load_dataset("audiofolder", data_dir=dataset_name, cache_dir=cache_dir)
     else:
-        raw = load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir, token=token)
+        raw = load_dataset(dataset_name, data_args.dataset_config_name, cache_dir=cache_dir, token=token)
     if eval_split is None:
         eval_split = next((name for name in ("test", "validation") if name in raw), None)
     for split, what in ((train_split, "--train_split_name"), (eval_split, "--eval_split_name")):
@@ -167,14 +192,14 @@ def prepare_datasets(
     label_spec = build_label_spec(train_raw.features[label_column], label_values, label_column)
     sampling_rate = feature_extractor.sampling_rate
     crop = kaldi_num_samples(recipe.target_length, sampling_rate)
-    if max_length_seconds is not None:
-        crop = seconds_to_samples(max_length_seconds, sampling_rate)
+    if data_args.max_length_seconds is not None:
+        crop = seconds_to_samples(data_args.max_length_seconds, sampling_rate)
 
     train_dataset = sample_weights = None
     if need_train:
         order = np.random.default_rng(seed).permutation(len(train_raw))
-        if max_train_samples is not None:
-            order = order[:max_train_samples]
+        if data_args.max_train_samples is not None:
+            order = order[: data_args.max_train_samples]
         train_dataset = train_raw.select(order).cast_column(audio_column, mono_audio)
         if recipe.weighted_sampling or sample_weights_file is not None:
             if sample_weights_file is not None:
@@ -194,8 +219,8 @@ def prepare_datasets(
     if eval_split is not None:
         eval_raw = raw[eval_split]
         label_spec.check_covers(eval_raw[label_column], eval_split)
-        if max_eval_samples is not None:
-            eval_raw = eval_raw.shuffle(seed=seed).select(range(min(max_eval_samples, len(eval_raw))))
+        if data_args.max_eval_samples is not None:
+            eval_raw = eval_raw.shuffle(seed=seed).select(range(min(data_args.max_eval_samples, len(eval_raw))))
         eval_dataset = eval_raw.cast_column(audio_column, mono_audio)
         eval_dataset.set_transform(
             AudioClassificationTransform(feature_extractor, label_spec, audio_column, label_column, train=False)
@@ -205,6 +230,7 @@ def prepare_datasets(
 
 __all__ = [
     "AudioClassificationTransform",
+    "DataTrainingArguments",
     "WeightedEpochSampler",
     "clip_weights_from_labels",
     "load_sample_weights",

@@ -72,6 +72,13 @@ class Job:
     log: Path
 
 
+def command(program: list, options: dict, switches: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """`program --option value ... --switch ...` as the strings a subprocess takes."""
+    return tuple(str(part) for part in program) + tuple(
+        str(part) for option, value in options.items() for part in (option, value)
+    ) + switches
+
+
 def row_dir(output_dir: Path, variant: Variant, seed: int) -> Path:
     return Path(output_dir) / "runs" / variant.name / f"seed_{seed}"
 
@@ -91,40 +98,26 @@ def row_jobs(
     config_file = folder / "config.json"
     pretrained, finetuned = folder / "pretrained", folder / "finetuned"
     steps = settings.pretrain_steps if variant.pretraining is not None else 0
-    pretrain = (
-        sys.executable, str(scripts_dir / "pretrain.py"),
-        "--dataset_name", str(pretraining_data),
-        "--config_name", str(config_file),
-        "--max_length_seconds", str(settings.clip_seconds),
-        "--per_device_train_batch_size", str(settings.pretrain_batch_size),
-        "--learning_rate", str(settings.pretrain_learning_rate),
-        "--max_train_steps", str(steps),
-        "--logging_steps", "50",
-        "--seed", str(seed),
-        "--output_dir", str(pretrained),
+    common = {"--dataset_name": evaluation_data, "--max_length_seconds": settings.clip_seconds, "--seed": seed}
+    pretrain = command(
+        [sys.executable, scripts_dir / "pretrain.py"],
+        {**common, "--dataset_name": pretraining_data, "--config_name": config_file,
+         "--per_device_train_batch_size": settings.pretrain_batch_size,
+         "--learning_rate": settings.pretrain_learning_rate, "--max_train_steps": steps, "--logging_steps": 50,
+         "--output_dir": pretrained},
     )
-    probe = (
-        sys.executable, "-m", "modeling_eat.study.evaluate",
-        "--model_name_or_path", str(pretrained),
-        "--dataset_name", str(evaluation_data),
-        "--layer", str(settings.probe_layer),
-        "--output_json", str(folder / "probe.json"),
+    probe = command(
+        [sys.executable, "-m", "modeling_eat.study.evaluate"],
+        {"--model_name_or_path": pretrained, "--dataset_name": evaluation_data, "--layer": settings.probe_layer,
+         "--output_json": folder / "probe.json"},
     )
-    finetune = (
-        sys.executable, str(scripts_dir / "finetune.py"),
-        "--model_name_or_path", str(pretrained),
-        "--dataset_name", str(evaluation_data),
-        "--max_length_seconds", str(settings.clip_seconds),
-        "--max_steps", str(settings.finetune_steps),
-        "--per_device_train_batch_size", str(settings.finetune_batch_size),
-        "--learning_rate", str(settings.finetune_learning_rate),
-        "--layer_decay", str(settings.finetune_layer_decay),
-        "--seed", str(seed),
-        "--output_dir", str(finetuned),
-        "--do_train", "--do_eval",
-        "--eval_strategy", "no",
-        "--save_strategy", "no",
-        "--report_to", "none",
+    finetune = command(
+        [sys.executable, scripts_dir / "finetune.py"],
+        {**common, "--model_name_or_path": pretrained, "--max_steps": settings.finetune_steps,
+         "--per_device_train_batch_size": settings.finetune_batch_size,
+         "--learning_rate": settings.finetune_learning_rate, "--layer_decay": settings.finetune_layer_decay,
+         "--output_dir": finetuned, "--eval_strategy": "no", "--save_strategy": "no", "--report_to": "none"},
+        switches=("--do_train", "--do_eval"),
     )
     name = f"{variant.name}/seed_{seed}"
     return [
