@@ -5,9 +5,11 @@ Not shipped with saved folders (the decoders need `soundfile` or `torchcodec`, d
 files never import it.
 """
 
+import csv
 import io
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -127,8 +129,13 @@ def decode_audio(audio, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
     return np.ascontiguousarray(waveform, dtype=np.float32)
 
 
-def random_crop(waveform: np.ndarray, num_samples: int, generator: np.random.Generator) -> np.ndarray:
-    """A random window of `num_samples`; shorter clips come back whole (the fbank is padded instead)."""
+def random_crop(
+    waveform: np.ndarray, num_samples: int, generator: np.random.Generator, tile_short: bool = False
+) -> np.ndarray:
+    """A random window of `num_samples`. A shorter clip comes back whole (the fbank is padded instead), or with
+    `tile_short` repeated end to end and cut at a random offset, so that the window holds only audio."""
+    if waveform.shape[0] < num_samples and tile_short and waveform.shape[0] > 0:
+        waveform = np.tile(waveform, math.ceil(num_samples / waveform.shape[0]) + 1)
     if waveform.shape[0] <= num_samples:
         return waveform
     offset = int(generator.integers(0, waveform.shape[0] - num_samples + 1))
@@ -188,6 +195,62 @@ def load_audio_dataset(
     return dataset
 
 
+def _read_metadata(split_dir: Path) -> list[dict]:
+    metadata = Path(split_dir) / "metadata.csv"
+    if not metadata.is_file():
+        raise FileNotFoundError(
+            f"{split_dir.parent} is not an audiofolder with a {split_dir.name} split: {metadata} is missing"
+        )
+    with metadata.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _write_linked_split(split_dir: Path, rows: list[tuple[Path, dict]], columns: Sequence[str]) -> None:
+    """An audiofolder split of symlinks: `(source split folder, metadata row)` pairs, each under a sub-folder named
+    after its source so that equal file names of two sources do not clash."""
+    split_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index, (source_split, row) in enumerate(rows):
+        relative = Path(source_split.parent.name) / row["file_name"] if len(columns) == 1 else Path(row["file_name"])
+        link = split_dir / relative
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.is_symlink():
+            link.symlink_to((source_split / row["file_name"]).resolve())
+        written.append([str(relative), *(row[column] for column in columns[1:])])
+    with (split_dir / "metadata.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows(written)
+
+
+def merge_train_splits(sources: Sequence[Path], output_dir: Path) -> Path:
+    """An audiofolder whose `train/` lists every clip of the sources' `train/` splits, linked rather than copied,
+    without labels: unlabeled pre-training data."""
+    rows = [(Path(source) / "train", row) for source in sources for row in _read_metadata(Path(source) / "train")]
+    names = [Path(source).name for source in sources]
+    if len(set(names)) != len(names):
+        raise ValueError(f"the sources' folder names must differ (they name the merged sub-folders), got {names}")
+    _write_linked_split(Path(output_dir) / "train", rows, ["file_name"])
+    return Path(output_dir)
+
+
+def labelled_subset(source: Path, output_dir: Path, per_class: int, label_column_name: str = "label") -> Path:
+    """An audiofolder with the first `per_class` clips of each label of `source`'s train split and all of its other
+    splits, linked rather than copied: few-label fine-tuning data."""
+    source, output_dir = Path(source), Path(output_dir)
+    kept, counts = [], {}
+    for row in _read_metadata(source / "train"):
+        label = row[label_column_name]
+        if counts.get(label, 0) < per_class:
+            counts[label] = counts.get(label, 0) + 1
+            kept.append((source / "train", row))
+    _write_linked_split(output_dir / "train", kept, ["file_name", label_column_name])
+    for split in sorted(path for path in source.iterdir() if path.is_dir() and path.name != "train"):
+        rows = [(split, row) for row in _read_metadata(split)]
+        _write_linked_split(output_dir / split.name, rows, ["file_name", label_column_name])
+    return output_dir
+
+
 def write_parquet_shards(
     dataset, output_dir, num_shards: int, split: str = "train", audio_column_name: str = "audio"
 ) -> list[Path]:
@@ -245,7 +308,9 @@ __all__ = [
     "decode_audio",
     "frames_to_seconds",
     "load_audio_dataset",
+    "labelled_subset",
     "load_feature_extractor",
+    "merge_train_splits",
     "patch_aligned",
     "random_crop",
     "resample",

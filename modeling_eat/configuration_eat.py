@@ -26,8 +26,8 @@ logger = logging.get_logger(__name__)
 
 # Sizes and pre-training recipes of the official checkpoints (EAT.md §2.4, §2.5, §3). `tiny` and `small` are ours:
 # `tiny` has the width and depth of the reference fixtures, for tests; `small` is twice as wide, for demos, because
-# 64 channels learn too slowly in a few hundred steps (FIDELITY.md). Both scale the EMA schedule to the run, so that
-# a short run moves the teacher. The teacher's target layers and the CNN decoder's width follow the encoder (all of
+# 64 channels learn too slowly in a few hundred steps (FIDELITY.md). Both scale the EMA schedule to the length of
+# the run (ema_scale_with_run). The teacher's target layers and the CNN decoder's width follow the encoder (all of
 # its layers, its width), so no preset names them and an override of the depth or width needs no second one.
 SIZE_PRESETS = {
     "base": {},
@@ -238,9 +238,9 @@ class EATConfig(PreTrainedConfig):
         ema_end_decay (`float`, *optional*, defaults to 0.99999): decay reached after `ema_anneal_end_step` updates.
         ema_anneal_end_step (`int`, *optional*, defaults to 100000): updates over which the decay is annealed.
         ema_scale_with_run (`bool`, *optional*, defaults to `False`): when pre-training starts, set the three EMA
-            fields above from the run's length, in the official schedule's proportions (horizons `1 / (1 - decay)` of
-            1/80 and 1/4 of the run, annealed over its first quarter). The `tiny` and `small` presets, meant for
-            short runs, turn it on.
+            fields above from the run's length: a horizon `1 / (1 - decay)` of the whole run at the first update,
+            annealed over the run to ten runs (see `modeling_eat.pretraining.monitoring`). The `tiny` and `small`
+            presets, meant for short runs, turn it on.
         average_top_k_layers (`int`, *optional*): top teacher layers averaged into the targets; defaults to all
             `num_hidden_layers`.
         utterance_loss_weight (`float`, *optional*, defaults to 1.0): weight of the CLS (utterance) loss.

@@ -270,6 +270,20 @@ def kaldi_fbank(
     return log_mel[0] if unbatched else log_mel
 
 
+def scale_to_rms(waveforms: torch.Tensor, rms: float, lengths: Sequence[int] | None = None) -> torch.Tensor:
+    """Each item of a `(batch_size, num_samples)` batch scaled to root-mean-square `rms`, over its first
+    `lengths[i]` samples when the batch is right-padded (the padding stays 0); an all-zero item stays as it is."""
+    squares = waveforms.square()
+    if lengths is None:
+        power = squares.mean(dim=-1, keepdim=True)
+    else:
+        lengths = torch.as_tensor(lengths, device=waveforms.device)[:, None]
+        valid = torch.arange(waveforms.shape[-1], device=waveforms.device) < lengths
+        power = (squares * valid).sum(dim=-1, keepdim=True) / lengths.clamp(min=1)
+    gain = torch.where(power > 0, rms / power.sqrt(), torch.ones_like(power))
+    return waveforms * gain
+
+
 def _channel_axis(shape: Sequence[int]) -> int:
     # Audio has far more samples than channels: the short axis is the channel axis.
     return int(np.argmin(shape))
@@ -400,6 +414,10 @@ class EATFeatureExtractor(SequenceFeatureExtractor):
             Fbank standard deviation of the training set.
         return_attention_mask (`bool`, *optional*, defaults to `False`):
             Whether to return a frame-level `attention_mask` by default.
+        waveform_rms (`float`, *optional*):
+            When set, every clip (every window of a long one) is scaled to this root-mean-square level before the
+            fbank: per-clip loudness normalisation, for data recorded at very different levels (EAT has none; its
+            training only varies the gain by ±6 dB). 0.05 suits speech near -26 dBFS. Silent clips stay silent.
     """
 
     model_input_names = ["input_values", "attention_mask"]
@@ -415,6 +433,7 @@ class EATFeatureExtractor(SequenceFeatureExtractor):
         mean=-4.268,
         std=4.569,
         return_attention_mask=False,
+        waveform_rms=None,
         **kwargs,
     ):
         super().__init__(
@@ -429,6 +448,9 @@ class EATFeatureExtractor(SequenceFeatureExtractor):
         self.do_normalize = do_normalize
         self.mean = mean
         self.std = std
+        if waveform_rms is not None and not waveform_rms > 0:
+            raise ValueError(f"waveform_rms must be a positive level (e.g. 0.05) or None, got {waveform_rms!r}")
+        self.waveform_rms = waveform_rms
 
     @classmethod
     def from_preset(cls, name: str, **kwargs) -> "EATFeatureExtractor":
@@ -513,6 +535,8 @@ class EATFeatureExtractor(SequenceFeatureExtractor):
 
         waveforms, lengths = self._collate(raw_speech)
         self._check_crop(lengths, max_length, truncation)
+        if self.waveform_rms is not None:
+            waveforms = scale_to_rms(waveforms, self.waveform_rms, lengths)
         fbank = kaldi_fbank(
             waveforms,
             sampling_rate=self.sampling_rate,
@@ -673,4 +697,5 @@ __all__ = [
     "kaldi_fbank",
     "kaldi_num_frames",
     "kaldi_num_samples",
+    "scale_to_rms",
 ]

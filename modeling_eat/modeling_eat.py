@@ -123,9 +123,13 @@ class EATForPreTrainingOutput(ModelOutput):
     bool_masked_pos (`torch.BoolTensor` of shape `(batch_size * clones, num_patches)`):
         The mask used, True where the student did not see the patch.
     target_std (`torch.FloatTensor` of shape `()`):
-        Mean over channels of the targets' standard deviation across the masked patches; a collapse shows as ~0.
+        Mean over channels of the targets' standard deviation across the masked patches; a collapse to one target
+        shows as ~0. EAT's targets are instance-normalised per clip, so it stays near 1 whatever they hold.
     prediction_std (`torch.FloatTensor` of shape `()`):
         The same statistic for the predictions.
+    target_position_share (`torch.FloatTensor` of shape `()`):
+        The share of the targets' variance that the patch position alone explains, over the batch's clips (see
+        [`position_share`]): targets that say where a patch is rather than what it holds make the task trivial.
     """
 
     loss: torch.FloatTensor | None = None
@@ -135,6 +139,7 @@ class EATForPreTrainingOutput(ModelOutput):
     bool_masked_pos: torch.BoolTensor | None = None
     target_std: torch.FloatTensor | None = None
     prediction_std: torch.FloatTensor | None = None
+    target_position_share: torch.FloatTensor | None = None
     last_hidden_state: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
@@ -786,6 +791,20 @@ def mean_channel_std(values: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(values.var(dim=0) + 1e-6).mean()
 
 
+def position_share(targets: torch.Tensor) -> torch.Tensor:
+    """The share of the variance of per-clip targets `(clips, patches, dim)` that the patch position explains: the
+    variance across positions of the mean over clips, over the total variance. The mean over `n` clips keeps `1/n`
+    of the variance that does not depend on position, which is removed, so unrelated clips give ~0; with one clip
+    there is nothing to compare and the share is 1."""
+    targets = targets.detach().float()
+    num_clips = targets.shape[0]
+    centred = targets - targets.mean(dim=(0, 1))
+    share = centred.mean(dim=0).pow(2).mean() / centred.pow(2).mean().clamp(min=1e-12)
+    if num_clips == 1:
+        return share
+    return ((share * num_clips - 1) / (num_clips - 1)).clamp(0.0, 1.0)
+
+
 def ema_decay_schedule(config: EATConfig, num_updates: int | torch.Tensor) -> torch.Tensor:
     """The EMA teacher's decay after `num_updates` updates (an int or a tensor of counts): linear from `ema_decay` to
     `ema_end_decay` over `ema_anneal_end_step` updates, then constant. Computed on the counts' device in float64, like
@@ -1074,6 +1093,7 @@ class EATForPreTraining(EATPreTrainedModel):
             "logits": predictions,
             "target_std": mean_channel_std(hidden_targets),
             "prediction_std": mean_channel_std(hidden_predictions),
+            "target_position_share": position_share(frame_targets),
         }
 
     def maskspec_objective(
@@ -1081,7 +1101,8 @@ class EATForPreTraining(EATPreTrainedModel):
     ) -> dict[str, torch.Tensor]:
         """MaskSpec: the Transformer decoder reconstructs the hidden spectrogram patches (MSE)."""
         predictions = self.decoder(student.last_hidden_state, mask_index)
-        hidden_targets = mask_index.hidden_of_clips(patchify(input_values, self.config.patch_size))
+        patches = patchify(input_values, self.config.patch_size)
+        hidden_targets = mask_index.hidden_of_clips(patches)
         if self.config.maskspec_norm_patch_loss:
             hidden_targets = F.layer_norm(hidden_targets, hidden_targets.shape[-1:], eps=1e-6)
         hidden_predictions = mask_index.hidden_of_rows(predictions)
@@ -1092,6 +1113,7 @@ class EATForPreTraining(EATPreTrainedModel):
             "logits": predictions,
             "target_std": mean_channel_std(hidden_targets),
             "prediction_std": mean_channel_std(hidden_predictions),
+            "target_position_share": position_share(patches),
         }
 
     @can_return_tuple
@@ -1165,6 +1187,7 @@ __all__ = [
     "EATPreTrainedModel",
     "EATTeacher",
     "ema_decay_schedule",
+    "position_share",
     "sincos_position_table",
     "utterance_frame_loss",
 ]

@@ -1,6 +1,8 @@
 """The shared audio module (modeling_eat/audio.py): decoding to 16 kHz mono, resampling, crops, data set loading and
 the frame geometry."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile
@@ -11,6 +13,7 @@ from modeling_eat.audio import (
     crop_num_frames,
     decode_audio,
     frames_to_seconds,
+    labelled_subset,
     load_audio_dataset,
     patch_aligned,
     random_crop,
@@ -128,3 +131,30 @@ def test_load_audio_dataset_keeps_undecoded_audio(tmp_path):
     assert len(load_audio_dataset(str(tmp_path))) == 2  # the broken file is only found when decoded
     with pytest.raises(ValueError, match="--audio_column_name 'sound' is not a column"):
         load_audio_dataset(str(tmp_path), audio_column_name="sound")
+
+
+def test_short_clips_can_be_tiled_to_fill_the_crop():
+    clip = np.arange(1, 5001, dtype=np.float32)
+    assert random_crop(clip, 16000, np.random.default_rng(0)) is clip  # padded later, by the fbank
+    tiled = random_crop(clip, 16000, np.random.default_rng(0), tile_short=True)
+    assert tiled.shape == (16000,) and (tiled > 0).all()
+    # The clip repeated end to end: every sample is followed by the next one of the clip, wrapping at its end.
+    successors = np.roll(clip, -1)
+    np.testing.assert_array_equal(tiled[1:], successors[(tiled[:-1] - 1).astype(int)])
+    assert not np.array_equal(tiled, random_crop(clip, 16000, np.random.default_rng(1), tile_short=True))
+    long = np.arange(20000, dtype=np.float32)
+    np.testing.assert_array_equal(
+        random_crop(long, 16000, np.random.default_rng(3), tile_short=True), random_crop(long, 16000,
+                                                                                          np.random.default_rng(3))
+    )
+
+
+def test_labelled_subset_keeps_the_first_clips_of_each_label_and_the_other_splits(tmp_path, fsdd_dir):
+    subset = labelled_subset(fsdd_dir, tmp_path / "few", per_class=3)
+    train = load_audio_dataset(str(subset), label_column_name="label")
+    labels = train["label"]
+    assert len(train) == 30 and all(labels.count(label) == 3 for label in set(labels))
+    test = load_audio_dataset(str(subset), split="test", label_column_name="label")
+    assert len(test) == 500
+    first = Path(train[0]["audio"]["path"]).resolve()
+    assert first.parent == (fsdd_dir / "train").resolve()

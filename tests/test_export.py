@@ -9,7 +9,7 @@ import soundfile
 import torch
 from transformers import pipeline
 
-from modeling_eat import EATConfig, EATForAudioClassification, EATModel
+from modeling_eat import EATConfig, EATFeatureExtractor, EATForAudioClassification, EATModel
 from modeling_eat.deployment.cli import export_main as main
 from modeling_eat.deployment.export import TOLERANCE, export, load_graph
 from modeling_eat.feature_extraction_eat import exportable_fbank_constants, exportable_kaldi_fbank, kaldi_fbank
@@ -107,6 +107,16 @@ def test_waveform_graph_gives_the_pipeline_scores_of_a_wav(classifier_folder, tm
         probabilities = torch.from_numpy(logits[0]).softmax(-1).numpy()
         np.testing.assert_allclose([scores[label] for label in ID2LABEL.values()], probabilities, atol=1e-5)
         assert probabilities.max() - probabilities.min() > 0.05
+
+
+def test_waveform_graph_applies_the_extractors_loudness_normalisation(tmp_path):
+    folder = save_folder(tmp_path / "rms")
+    EATFeatureExtractor(max_length=FRAMES, waveform_rms=0.05).save_pretrained(folder)
+    report = export(folder, tmp_path / "graph", "onnx", with_feature_extractor=True, check_seconds=(1.0,))
+    assert max(report["max_abs_difference_vs_eager"].values()) <= TOLERANCE
+    run = load_graph(tmp_path / "graph" / "model.onnx")
+    quiet = (0.01 * np.random.default_rng(2).standard_normal((1, 16000))).astype(np.float32)
+    np.testing.assert_allclose(run(quiet)[0], run(5 * quiet)[0], atol=1e-4)
 
 
 def test_command_refuses_to_overwrite_and_folders_without_an_extractor(classifier_folder, tmp_path):

@@ -414,3 +414,29 @@ def test_cropping_long_audio_warns_once_naming_the_crop_and_the_long_audio_path(
     assert crop_messages(EATFeatureExtractor(max_length=64), long_clip, truncation=True) == []
     with pytest.raises(ValueError, match=r"a clip has 298 frames \(3\.0 s\), more than max_length=80 frames"):
         EATFeatureExtractor(max_length=80)(long_clip, sampling_rate=SAMPLING_RATE, truncation=False)
+
+
+def test_waveform_rms_makes_the_features_independent_of_the_recording_level(tmp_path):
+    rng = np.random.default_rng(0)
+    quiet = (0.01 * rng.standard_normal(12000)).astype(np.float32)
+    short = (0.2 * rng.standard_normal(5000)).astype(np.float32)
+    extractor = EATFeatureExtractor(max_length=96, waveform_rms=0.05)
+    batch = extractor([quiet, short], sampling_rate=16000, return_tensors="pt")["input_values"]
+    louder = extractor([5 * quiet, 0.1 * short], sampling_rate=16000, return_tensors="pt")["input_values"]
+    torch.testing.assert_close(batch, louder, rtol=0, atol=1e-4)
+    # The same as scaling each clip to RMS 0.05 by hand; padding frames keep EAT's padding value.
+    by_hand = EATFeatureExtractor(max_length=96)(
+        [quiet * (0.05 / np.sqrt(np.mean(quiet**2))), short * (0.05 / np.sqrt(np.mean(short**2)))],
+        sampling_rate=16000, return_tensors="pt",
+    )["input_values"]
+    torch.testing.assert_close(batch, by_hand, rtol=0, atol=1e-4)
+    without = EATFeatureExtractor(max_length=96)([quiet], sampling_rate=16000, return_tensors="pt")["input_values"]
+    # Without it a 14 dB quieter clip is shifted by 2 ln(5) in log energy: 0.35 after the (x - mean) / (2 std).
+    assert (without - batch[:1]).abs().max() > 0.3
+    silence = extractor(np.zeros(4000, dtype=np.float32), sampling_rate=16000)["input_values"]
+    assert np.isfinite(silence).all()
+
+    extractor.save_pretrained(tmp_path)
+    assert EATFeatureExtractor.from_pretrained(tmp_path).waveform_rms == 0.05
+    with pytest.raises(ValueError, match="waveform_rms must be a positive level"):
+        EATFeatureExtractor(waveform_rms=0.0)

@@ -184,3 +184,10 @@ def test_each_process_streams_its_own_shards(tmp_path, caplog):
                   for rank in range(3)]
     assert "4 shards, not a multiple of 3 processes" in caplog.text
     assert sorted(sum(thirds, [])) == names and not set(thirds[0]) & set(thirds[1])
+
+
+def test_short_clips_fill_the_crop_when_tiled(tmp_path):
+    rows = [{"audio": write_wav(tmp_path / "short.wav", tone(440.0, 16000, 0.3), 16000)}]
+    assert PretrainingAudioDataset(rows, max_length_seconds=1.0)[(0, 0)]["waveform"].shape == (4800,)
+    tiled = PretrainingAudioDataset(rows, max_length_seconds=1.0, tile_short_clips=True)[(0, 0)]["waveform"]
+    assert tiled.shape == (16000,) and np.abs(tiled).max() > 0.4

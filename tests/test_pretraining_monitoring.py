@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from modeling_eat import EATConfig, EATForPreTraining
+from modeling_eat.modeling_eat import position_share
 from modeling_eat.pretraining.monitoring import (
     append_log,
     collapse_warning,
@@ -27,25 +28,23 @@ def test_initial_weight_share_is_the_product_of_the_decays():
     assert initial_weight_share(constant, 100) == pytest.approx(0.99**100)
 
 
-def test_scaled_schedule_is_the_official_one_at_the_official_length():
-    official = EATConfig()
-    scaled = EATConfig(ema_scale_with_run=True)
-    scale_ema_to_run(scaled, 400_000)
-    assert scaled.ema_decay == pytest.approx(official.ema_decay, abs=1e-12)
-    assert scaled.ema_end_decay == pytest.approx(official.ema_end_decay, abs=1e-12)
-    assert scaled.ema_anneal_end_step == official.ema_anneal_end_step
-
+def test_scaled_schedule_spans_the_run():
     short = EATConfig.from_preset("small")
-    scale_ema_to_run(short, 1000)
-    assert (short.ema_decay, short.ema_end_decay, short.ema_anneal_end_step) == pytest.approx((0.92, 0.996, 250))
-    assert initial_weight_share(short, 1000) < 1e-3  # the teacher has left its random initialisation
+    scale_ema_to_run(short, 600)
+    # A horizon of the run at the start, ten runs at the end, annealed over the run.
+    assert (short.ema_decay, short.ema_end_decay, short.ema_anneal_end_step) == pytest.approx(
+        (1 - 1 / 600, 1 - 1 / 6000, 600)
+    )
+    assert teacher_horizon_warning(short, 600) is None
+    # The teacher keeps about half of its initialisation, the schedule that taught best in short runs.
+    assert 0.4 < initial_weight_share(short, 600) < 0.7
     tiny_run = EATConfig.from_preset("tiny")
-    scale_ema_to_run(tiny_run, 8)
-    assert (tiny_run.ema_decay, tiny_run.ema_end_decay) == (0.0, 0.5)  # a horizon is at least one update
+    scale_ema_to_run(tiny_run, 1)
+    assert (tiny_run.ema_decay, tiny_run.ema_anneal_end_step) == (0.0, 1)  # a horizon is at least one update
 
     untouched = EATConfig()
     scale_ema_to_run(untouched, 1000)
-    assert untouched.ema_decay == 0.9998
+    assert (untouched.ema_decay, untouched.ema_end_decay, untouched.ema_anneal_end_step) == (0.9998, 0.99999, 100000)
 
 
 def test_teacher_horizon_longer_than_the_run_is_warned_about():
@@ -60,9 +59,29 @@ def test_teacher_horizon_longer_than_the_run_is_warned_about():
     assert teacher_horizon_warning(EATConfig(pretraining_objective="maskspec"), 10) is None
 
 
-def test_collapse_warning_names_the_statistic():
-    assert collapse_warning(0.7) is None
+def test_collapse_warnings_name_the_statistic():
+    assert collapse_warning(0.7) is None and collapse_warning(0.7, 0.8) is None
     assert "collapsed" in collapse_warning(0.01) and "target_std" in collapse_warning(0.01)
+    positional = collapse_warning(0.98, 0.93)
+    assert "position codes" in positional and "93%" in positional and "ema_decay" in positional
+
+
+def test_position_share_separates_position_codes_from_content():
+    generator = torch.Generator().manual_seed(0)
+    content = torch.randn(16, 48, 32, generator=generator)
+    position = torch.randn(1, 48, 32, generator=generator).expand(16, -1, -1)
+    assert float(position_share(content)) < 0.05  # independent clips: nothing positional, once 1/n is removed
+    assert float(position_share(position)) == pytest.approx(1.0)
+    mixed = float(position_share(content + 2 * position))  # 4 parts position to 1 part content
+    assert mixed == pytest.approx(0.8, abs=0.05)
+    assert float(position_share(content[:1])) == pytest.approx(1.0)
+
+
+def test_pretraining_outputs_report_the_position_share():
+    model = build(EATForPreTraining).eval()
+    with torch.no_grad():
+        out = model(torch.randn(4, 128, 128, generator=torch.Generator().manual_seed(1)))
+    assert 0.0 <= float(out.target_position_share) <= 1.0
 
 
 def test_teacher_distance_grows_as_the_student_moves_away():

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from modeling_eat.audio import load_audio_dataset
-from modeling_eat.study.data import merge_train_splits
+from modeling_eat.audio import load_audio_dataset, merge_train_splits
 from modeling_eat.study.protocol import VARIANTS, Job, StudySettings, row_jobs, variant_config, write_row_config
 from modeling_eat.study.report import gaps_to_baseline, markdown_table, mean_std, summarise
 from modeling_eat.study.runner import JobFailed, run_job, run_rows

@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--streaming", action="store_true",
                       help="Stream the data set (needs --max_train_steps); each process reads its own shards.")
     data.add_argument("--max_length_seconds", type=float, default=10.0, help="Random crop length of each clip.")
+    data.add_argument("--tile_short_clips", action="store_true",
+                      help="Repeat clips shorter than the crop end to end to fill it, instead of padding them: for "
+                           "data of short clips (a padded crop gives the teacher targets of padding to predict).")
     data.add_argument("--max_train_samples", type=int, default=None, help="Use only the first N examples.")
     data.add_argument("--feature_extractor_name", default=None,
                       help="Feature extractor folder or preset (audioset, esc50, spc2); default: audioset statistics.")
@@ -168,6 +171,7 @@ def build_dataloader(args, config, feature_extractor, process_index: int = 0, nu
         max_length_seconds=args.max_length_seconds,
         seed=args.seed,
         sampling_rate=feature_extractor.sampling_rate,
+        tile_short_clips=args.tile_short_clips,
     )
     if args.streaming:
         sampler = None
@@ -321,7 +325,10 @@ def main(argv=None):
     progress_bar = tqdm(
         total=args.max_train_steps, initial=progress.completed_steps, disable=not accelerator.is_local_main_process
     )
-    running = {name: [] for name in ("loss", "frame_loss", "utterance_loss", "target_std", "prediction_std")}
+    running = {
+        name: []
+        for name in ("loss", "frame_loss", "utterance_loss", "target_std", "prediction_std", "target_position_share")
+    }
     window_start, window_batches = time.perf_counter(), 0
 
     model.train()
@@ -383,7 +390,7 @@ def main(argv=None):
                 if unwrapped.teacher is not None:
                     logs["ema_decay"] = float(unwrapped.teacher.ema_decay())
                     logs["teacher_distance"] = float(unwrapped.teacher.distance_to(unwrapped.eat))
-                    if (warning := collapse_warning(logs["target_std"])) is not None:
+                    if (warning := collapse_warning(logs["target_std"], logs["target_position_share"])) is not None:
                         logger.warning(warning)
                 logs["samples_per_second"] = (
                     window_batches * args.per_device_train_batch_size * accelerator.num_processes / elapsed

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from modeling_eat.audio import labelled_subset
 from modeling_eat.runtime import add_num_threads_argument, configure_threads
 
 from synthetic_audio import write_audiofolder
@@ -38,7 +39,11 @@ def parse_args(argv=None):
     # --clip_seconds and --batch_size: this script's first names of the options the other scripts call so.
     parser.add_argument("--max_length_seconds", "--clip_seconds", type=float, default=1.0,
                         help="Crop length for training.")
-    parser.add_argument("--num_train_per_class", type=int, default=60, help="Synthesised training clips per class.")
+    parser.add_argument("--num_train_per_class", type=int, default=100,
+                        help="Synthesised training clips per class: all of them, unlabeled, are pre-trained on.")
+    parser.add_argument("--num_labeled_per_class", type=int, default=10,
+                        help="Of those, the clips per class whose labels fine-tuning sees (the few-label regime "
+                             "pre-training is for); 0: all of them.")
     parser.add_argument("--num_test_per_class", type=int, default=20, help="Synthesised test clips per class.")
     parser.add_argument("--pretrain_steps", type=int, default=400, help="Pre-training updates.")
     parser.add_argument("--finetune_steps", type=int, default=800, help="Fine-tuning updates.")
@@ -54,6 +59,30 @@ def run_step(title: str, command: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(command, check=True)
     return time.perf_counter() - start
+
+
+def finetune_command(args, dataset, output_dir: Path, init: list[str], threads: list[str]) -> list[str]:
+    """The same fine-tuning for both arms; only `init` (a pre-trained folder, or a size preset) differs. The layer
+    decay is set explicitly: finetune.py would otherwise decay a pre-trained encoder's lower blocks only."""
+    return [
+        sys.executable, str(TRAINING_DIR / "finetune.py"),
+        *init,
+        "--dataset_name", str(dataset),
+        "--label_column_name", args.label_column_name,
+        "--max_length_seconds", str(args.max_length_seconds),
+        "--per_device_train_batch_size", str(args.per_device_train_batch_size),
+        "--per_device_eval_batch_size", str(args.per_device_train_batch_size * 2),
+        "--max_steps", str(args.finetune_steps),
+        "--learning_rate", "1e-3",
+        "--layer_decay", "1.0",
+        "--seed", str(args.seed),
+        "--output_dir", str(output_dir),
+        "--do_train", "--do_eval",
+        "--eval_strategy", "no",
+        "--save_strategy", "no",
+        "--report_to", "none",
+        *threads,
+    ]
 
 
 def main(argv=None):
@@ -73,20 +102,23 @@ def main(argv=None):
         print(f"Synthesised labelled audio set in {dataset}")
     else:
         dataset = args.dataset_name
-    pretrained_dir, finetuned_dir = output_dir / "pretrained", output_dir / "finetuned"
+    labeled = dataset
+    if args.num_labeled_per_class > 0 and Path(str(dataset)).is_dir():
+        labeled = labelled_subset(dataset, output_dir / "labeled", args.num_labeled_per_class, args.label_column_name)
+        print(f"Fine-tuning sees the labels of {args.num_labeled_per_class} training clips per class ({labeled})")
+    pretrained_dir = output_dir / "pretrained"
+    finetuned_dir, scratch_dir = output_dir / "finetuned", output_dir / "from_scratch"
 
-    python = sys.executable
     timings = {
         "pre-training": run_step(
-            "Pre-training (EAT objective, labels unused)",
+            "Pre-training (EAT objective, every training clip, labels unused)",
             [
-                python, str(TRAINING_DIR / "pretrain.py"),
+                sys.executable, str(TRAINING_DIR / "pretrain.py"),
                 "--dataset_name", str(dataset),
                 "--config_name", args.config_name,
                 "--max_length_seconds", str(args.max_length_seconds),
                 "--per_device_train_batch_size", str(args.per_device_train_batch_size // 2),
                 "--max_train_steps", str(args.pretrain_steps),
-                "--num_warmup_steps", str(args.pretrain_steps // 10),
                 "--learning_rate", "1e-3",
                 "--seed", str(args.seed),
                 "--output_dir", str(pretrained_dir),
@@ -95,34 +127,21 @@ def main(argv=None):
             ],
         ),
         "fine-tuning": run_step(
-            "Fine-tuning and evaluation",
-            [
-                python, str(TRAINING_DIR / "finetune.py"),
-                "--model_name_or_path", str(pretrained_dir),
-                "--dataset_name", str(dataset),
-                "--label_column_name", args.label_column_name,
-                "--max_length_seconds", str(args.max_length_seconds),
-                "--per_device_train_batch_size", str(args.per_device_train_batch_size),
-                "--per_device_eval_batch_size", str(args.per_device_train_batch_size * 2),
-                "--max_steps", str(args.finetune_steps),
-                "--learning_rate", "1e-3",
-                "--warmup_steps", str(args.finetune_steps // 10),
-                "--seed", str(args.seed),
-                "--output_dir", str(finetuned_dir),
-                "--do_train", "--do_eval",
-                "--eval_strategy", "no",
-                "--save_strategy", "no",
-                "--report_to", "none",
-                *threads,
-            ],
+            "Fine-tuning the pre-trained encoder, and evaluation",
+            finetune_command(args, labeled, finetuned_dir, ["--model_name_or_path", str(pretrained_dir)], threads),
+        ),
+        "from scratch": run_step(
+            "The same fine-tuning from a random initialisation, for comparison",
+            finetune_command(args, labeled, scratch_dir, ["--config_name", args.config_name], threads),
         ),
     }
 
-    results = json.loads((finetuned_dir / "eval_results.json").read_text())
+    accuracy = {name: json.loads((folder / "eval_results.json").read_text())["eval_accuracy"]
+                for name, folder in (("pre-trained", finetuned_dir), ("from scratch", scratch_dir))}
     num_labels = len(json.loads((finetuned_dir / "config.json").read_text())["id2label"])
     print("\n=== Results")
-    print(f"accuracy on the test split: {results['eval_accuracy']:.3f} (chance with {num_labels} classes: "
-          f"{1 / num_labels:.3f})")
+    print(f"accuracy on the test split: pre-trained {accuracy['pre-trained']:.3f} | from scratch "
+          f"{accuracy['from scratch']:.3f} (chance with {num_labels} classes: {1 / num_labels:.3f})")
 
     from transformers import pipeline
 

@@ -20,6 +20,7 @@ from ..feature_extraction_eat import (
     exportable_fbank_constants,
     exportable_kaldi_fbank,
     kaldi_num_frames,
+    scale_to_rms,
 )
 
 
@@ -64,8 +65,11 @@ class WaveformGraph(nn.Module):
         if feature_extractor.do_normalize:
             self.shift, scale = float(feature_extractor.mean), 2.0 * float(feature_extractor.std)
         self.padding_value, self.scale = padding, scale
+        self.waveform_rms = feature_extractor.waveform_rms
 
     def input_values(self, waveform: torch.Tensor) -> torch.Tensor:
+        if self.waveform_rms is not None:
+            waveform = scale_to_rms(waveform, self.waveform_rms)
         fbank = exportable_kaldi_fbank(waveform, self.window, self.dft_matrix, self.mel_matrix, self.frame_shift)
         num_frames = fbank.shape[1]
         rows = (num_frames + self.patch_size - 1) // self.patch_size

@@ -71,7 +71,8 @@ class _SkipLogger:
 
 
 class _CroppedAudioSource:
-    """What both data set views share: the audio column, the crop length and the seed the crops are keyed by."""
+    """What both data set views share: the audio column, the crop length (and whether clips shorter than it are
+    tiled to fill it) and the seed the crops are keyed by."""
 
     def __init__(
         self,
@@ -80,18 +81,20 @@ class _CroppedAudioSource:
         max_length_seconds: float = 10.0,
         seed: int = 0,
         sampling_rate: int = SAMPLING_RATE,
+        tile_short_clips: bool = False,
     ):
         self.dataset = dataset
         self.audio_column_name = audio_column_name
         self.num_samples = seconds_to_samples(max_length_seconds, sampling_rate)
         self.seed = seed
         self.sampling_rate = sampling_rate
+        self.tile_short_clips = tile_short_clips
         self.log_skip = _SkipLogger()
 
     def cropped_example(self, waveform: np.ndarray, num_skipped: int, key: tuple) -> dict:
         crop_generator = np.random.default_rng(derived_seed(self.seed, *key))
         return {
-            "waveform": random_crop(waveform, self.num_samples, crop_generator),
+            "waveform": random_crop(waveform, self.num_samples, crop_generator, self.tile_short_clips),
             "num_skipped": num_skipped,
             "key": key,
         }

@@ -9,8 +9,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .data import merge_train_splits, write_synthetic_set
-from .protocol import VARIANT_NAMES, VARIANTS, StudySettings, row_jobs, write_row_config
+from ..audio import merge_train_splits
+from .data import write_synthetic_set
+from .protocol import VARIANT_NAMES, VARIANTS, StudySettings, row_jobs, write_feature_extractor, write_row_config
 from .report import write_report
 from .runner import run_rows
 
@@ -19,6 +20,12 @@ logger = logging.getLogger(__name__)
 
 # The study drives the project's own scripts, as a user would; they sit beside the package in the repository.
 SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "training"
+
+
+def parse_bool(text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() in ("true", "1", "yes")
 
 
 def parse_study_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, StudySettings]:
@@ -42,6 +49,8 @@ def parse_study_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namesp
         value = getattr(defaults, field.name)
         if isinstance(value, tuple):
             parser.add_argument(f"--{field.name}", type=int, nargs="+", default=list(value))
+        elif isinstance(value, bool):
+            parser.add_argument(f"--{field.name}", type=parse_bool, default=value)
         else:
             parser.add_argument(f"--{field.name}", type=type(value), default=value)
     args = parser.parse_args(argv)
@@ -76,6 +85,7 @@ def study_main(argv: Sequence[str] | None = None) -> Path:
     timings = {}
     if not args.report_only:
         pretraining_data = prepare_pretraining_data(args, output_dir)
+        write_feature_extractor(settings, output_dir)
         variants = [variant for variant in VARIANTS if variant.name in args.rows]
         rows = []
         # Seed-major, so that every row has its first seed before any row has its third.

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..configuration_eat import EATConfig
+from ..feature_extraction_eat import EATFeatureExtractor
 
 
 @dataclass(frozen=True)
@@ -38,13 +39,17 @@ class StudySettings:
 
     preset: str = "small"
     clip_seconds: float = 1.0
+    # Per-clip loudness normalisation of every clip (the feature extractor's `waveform_rms`; 0: none).
+    waveform_rms: float = 0.05
+    tile_short_clips: bool = True
     pretrain_steps: int = 600
     pretrain_batch_size: int = 8
     pretrain_learning_rate: float = 1e-3
-    finetune_steps: int = 300
+    finetune_steps: int = 600
     finetune_batch_size: int = 16
     finetune_learning_rate: float = 1e-3
     finetune_layer_decay: float = 1.0
+    finetune_roll_augment: bool = False
     probe_layer: int = -1
     seeds: tuple[int, ...] = (0, 1, 2)
 
@@ -79,6 +84,18 @@ def command(program: list, options: dict, switches: tuple[str, ...] = ()) -> tup
     ) + switches
 
 
+def feature_extractor_dir(output_dir: Path) -> Path:
+    return Path(output_dir) / "feature_extractor"
+
+
+def write_feature_extractor(settings: StudySettings, output_dir: Path) -> Path:
+    """The extractor every row pre-trains with, saved once; each pre-trained folder carries it on to the probe and
+    the fine-tuning."""
+    extractor = EATFeatureExtractor.from_preset("audioset", waveform_rms=settings.waveform_rms or None)
+    extractor.save_pretrained(feature_extractor_dir(output_dir))
+    return feature_extractor_dir(output_dir)
+
+
 def row_dir(output_dir: Path, variant: Variant, seed: int) -> Path:
     return Path(output_dir) / "runs" / variant.name / f"seed_{seed}"
 
@@ -102,9 +119,11 @@ def row_jobs(
     pretrain = command(
         [sys.executable, scripts_dir / "pretrain.py"],
         {**common, "--dataset_name": pretraining_data, "--config_name": config_file,
+         "--feature_extractor_name": feature_extractor_dir(output_dir),
          "--per_device_train_batch_size": settings.pretrain_batch_size,
          "--learning_rate": settings.pretrain_learning_rate, "--max_train_steps": steps, "--logging_steps": 50,
          "--output_dir": pretrained},
+        switches=("--tile_short_clips",) if settings.tile_short_clips else (),
     )
     probe = command(
         [sys.executable, "-m", "modeling_eat.study.evaluate"],
@@ -116,7 +135,8 @@ def row_jobs(
         {**common, "--model_name_or_path": pretrained, "--max_steps": settings.finetune_steps,
          "--per_device_train_batch_size": settings.finetune_batch_size,
          "--learning_rate": settings.finetune_learning_rate, "--layer_decay": settings.finetune_layer_decay,
-         "--output_dir": finetuned, "--eval_strategy": "no", "--save_strategy": "no", "--report_to": "none"},
+         "--roll_augment": settings.finetune_roll_augment, "--output_dir": finetuned, "--eval_strategy": "no",
+         "--save_strategy": "no", "--report_to": "none"},
         switches=("--do_train", "--do_eval"),
     )
     name = f"{variant.name}/seed_{seed}"
@@ -144,5 +164,6 @@ __all__ = [
     "row_dir",
     "row_jobs",
     "variant_config",
+    "write_feature_extractor",
     "write_row_config",
 ]
