@@ -14,6 +14,7 @@ def test_quickstart_runs_end_to_end(tmp_path, project_root):
         "--output_dir", str(output_dir),
         "--config_name", "tiny",
         "--num_train_per_class", "3",
+        "--num_labeled_per_class", "2",
         "--num_test_per_class", "2",
         "--pretrain_steps", "2",
         "--finetune_steps", "2",
@@ -22,11 +23,15 @@ def test_quickstart_runs_end_to_end(tmp_path, project_root):
     result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
-    metrics = json.loads((output_dir / "finetuned" / "eval_results.json").read_text())
+    metrics = {arm: json.loads((output_dir / arm / "eval_results.json").read_text())["eval_accuracy"]
+               for arm in ("finetuned", "from_scratch")}
     labels = json.loads((output_dir / "finetuned" / "config.json").read_text())["id2label"].values()
-    assert 0.0 <= metrics["eval_accuracy"] <= 1.0
-    expected = f"accuracy on the test split: {metrics['eval_accuracy']:.3f} (chance with 7 classes: 0.143)"
+    assert all(0.0 <= accuracy <= 1.0 for accuracy in metrics.values())
+    expected = (f"accuracy on the test split: pre-trained {metrics['finetuned']:.3f} | from scratch "
+                f"{metrics['from_scratch']:.3f} (chance with 7 classes: 0.143)")
     assert expected in result.stdout
+    # Pre-training saw every training clip; fine-tuning only the labelled ones, the same for both arms.
+    assert len((output_dir / "labeled" / "train" / "metadata.csv").read_text().splitlines()) == 1 + 7 * 2
     # The pipeline's answer names classes of the synthesised set, so the folder's id2label reached it.
     pipeline_line = next(line for line in result.stdout.splitlines() if line.startswith("pipeline on "))
     assert any(f"'label': '{label}'" in pipeline_line for label in labels)
