@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from modeling_eat.audio import load_audio_dataset, merge_train_splits
+from modeling_eat.study.data import speaker_fold
 from modeling_eat.study.protocol import VARIANTS, Job, StudySettings, row_jobs, variant_config, write_row_config
 from modeling_eat.study.report import gaps_to_baseline, markdown_table, mean_std, summarise
 from modeling_eat.study.runner import JobFailed, run_job, run_rows
@@ -131,4 +132,17 @@ def test_study_command_runs_every_job_and_reports(tmp_path, fsdd_dir):
     # The same folder refuses other settings rather than mixing results.
     other = subprocess.run(command[:-2] + ["--synthetic_clips_per_class", "1", "--finetune_steps", "4"],
                            capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
-    assert other.returncode != 0 and "holds a study with other settings" in other.stderr
+    assert other.returncode != 0 and "holds a study with other settings or data" in other.stderr
+
+
+def test_speaker_fold_holds_out_one_train_speaker_and_never_the_test_split(tmp_path, fsdd_dir):
+    fold = speaker_fold(fsdd_dir, tmp_path / "fold", "yweweler")
+    with open(fold / "test" / "metadata.csv", newline="") as handle:
+        test = list(csv.DictReader(handle))
+    with open(fold / "train" / "metadata.csv", newline="") as handle:
+        train = list(csv.DictReader(handle))
+    assert {row["speaker"] for row in test} == {"yweweler"} and len(test) == 500
+    assert {row["speaker"] for row in train} == {"george", "jackson", "lucas", "nicolas"} and len(train) == 2000
+    assert all((fold / "test" / row["file_name"]).resolve().parent == (fsdd_dir / "train").resolve() for row in test)
+    with pytest.raises(ValueError, match="speaker 'theo' is not in"):
+        speaker_fold(fsdd_dir, tmp_path / "other", "theo")

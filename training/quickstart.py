@@ -41,12 +41,12 @@ def parse_args(argv=None):
                         help="Crop length for training.")
     parser.add_argument("--num_train_per_class", type=int, default=100,
                         help="Synthesised training clips per class: all of them, unlabeled, are pre-trained on.")
-    parser.add_argument("--num_labeled_per_class", type=int, default=10,
+    parser.add_argument("--num_labeled_per_class", type=int, default=5,
                         help="Of those, the clips per class whose labels fine-tuning sees (the few-label regime "
                              "pre-training is for); 0: all of them.")
     parser.add_argument("--num_test_per_class", type=int, default=20, help="Synthesised test clips per class.")
-    parser.add_argument("--pretrain_steps", type=int, default=400, help="Pre-training updates.")
-    parser.add_argument("--finetune_steps", type=int, default=800, help="Fine-tuning updates.")
+    parser.add_argument("--pretrain_steps", type=int, default=1000, help="Pre-training updates.")
+    parser.add_argument("--finetune_steps", type=int, default=200, help="Fine-tuning updates, of each arm.")
     parser.add_argument("--per_device_train_batch_size", "--batch_size", type=int, default=16,
                         help="Fine-tuning batch; pre-training takes half (each of its clips has 16 masked clones).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the data, the weights and the training order.")

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..audio import merge_train_splits
-from .data import write_synthetic_set
-from .protocol import VARIANT_NAMES, VARIANTS, StudySettings, row_jobs, write_feature_extractor, write_row_config
+from .data import speaker_fold, write_synthetic_set
+from .protocol import ALL_VARIANTS, VARIANT_NAMES, StudySettings, row_jobs, write_feature_extractor, write_row_config
 from .report import write_report
 from .runner import run_rows
 
@@ -36,10 +36,16 @@ def parse_study_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namesp
                              "pre-trained on; probes and fine-tuning train on it and are scored on its test split")
     parser.add_argument("--extra_pretraining_data", nargs="*", default=[],
                         help="more audiofolders whose train splits join the unlabeled pre-training set")
-    parser.add_argument("--synthetic_clips_per_class", type=int, default=100,
+    parser.add_argument("--synthetic_clips_per_class", type=int, default=0,
                         help="clips per class of the synthetic sound set added to the pre-training set (0: none)")
     parser.add_argument("--output_dir", default="ssl-study")
-    parser.add_argument("--rows", nargs="*", default=list(VARIANT_NAMES), choices=VARIANT_NAMES)
+    parser.add_argument("--rows", nargs="*", default=list(VARIANT_NAMES),
+                        choices=[variant.name for variant in ALL_VARIANTS],
+                        help="the study's rows (default: the six of the study; the ema_* rows chose the defaults)")
+    parser.add_argument("--validation_speaker", default=None,
+                        help="run on a fold of the train split instead: this speaker's clips are the test split, the "
+                             "other speakers' the rest (to choose settings without touching the test split)")
+    parser.add_argument("--skip_finetune", action="store_true", help="only pre-train and probe each row")
     parser.add_argument("--parallel", type=int, default=2, help="jobs at once (one per core)")
     parser.add_argument("--num_threads", "--threads", dest="threads", type=int, default=1,
                         help="torch threads per job")
@@ -60,8 +66,8 @@ def parse_study_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namesp
     return args, dataclasses.replace(settings, seeds=tuple(settings.seeds))
 
 
-def prepare_pretraining_data(args, output_dir: Path) -> Path:
-    sources = [Path(args.dataset_name), *map(Path, args.extra_pretraining_data)]
+def prepare_pretraining_data(args, dataset: Path, output_dir: Path) -> Path:
+    sources = [dataset, *map(Path, args.extra_pretraining_data)]
     if args.synthetic_clips_per_class > 0:
         sources.append(write_synthetic_set(SCRIPTS_DIR, output_dir / "data" / "synthetic",
                                            args.synthetic_clips_per_class))
@@ -76,24 +82,35 @@ def study_main(argv: Sequence[str] | None = None) -> Path:
         raise SystemExit(f"the study runs the scripts of {SCRIPTS_DIR}: run it from a checkout of the project")
     output_dir.mkdir(parents=True, exist_ok=True)
     settings_file = output_dir / "settings.json"
-    if settings_file.is_file() and json.loads(settings_file.read_text()) != settings.to_dict():
+    recorded = {
+        **settings.to_dict(),
+        "dataset_name": str(Path(args.dataset_name).resolve()),
+        "validation_speaker": args.validation_speaker,
+        "extra_pretraining_data": [str(Path(path).resolve()) for path in args.extra_pretraining_data],
+        "synthetic_clips_per_class": args.synthetic_clips_per_class,
+    }
+    if settings_file.is_file() and json.loads(settings_file.read_text()) != recorded:
         raise SystemExit(
-            f"{output_dir} holds a study with other settings ({settings_file}): results must not mix; choose another "
-            "--output_dir, or pass the same settings to resume it"
+            f"{output_dir} holds a study with other settings or data ({settings_file}): results must not mix; choose "
+            "another --output_dir, or pass the same settings to resume it"
         )
-    settings_file.write_text(json.dumps(settings.to_dict(), indent=1) + "\n")
+    settings_file.write_text(json.dumps(recorded, indent=1) + "\n")
     timings = {}
     if not args.report_only:
-        pretraining_data = prepare_pretraining_data(args, output_dir)
+        dataset = Path(args.dataset_name)
+        if args.validation_speaker is not None:
+            dataset = speaker_fold(dataset, output_dir / "data" / f"fold_{args.validation_speaker}",
+                                   args.validation_speaker)
+        pretraining_data = prepare_pretraining_data(args, dataset, output_dir)
         write_feature_extractor(settings, output_dir)
-        variants = [variant for variant in VARIANTS if variant.name in args.rows]
+        variants = [variant for variant in ALL_VARIANTS if variant.name in args.rows]
         rows = []
         # Seed-major, so that every row has its first seed before any row has its third.
         for seed in settings.seeds:
             for variant in variants:
                 write_row_config(settings, variant, seed, output_dir)
-                rows.append(row_jobs(settings, variant, seed, output_dir, pretraining_data, Path(args.dataset_name),
-                                     SCRIPTS_DIR))
+                jobs = row_jobs(settings, variant, seed, output_dir, pretraining_data, dataset, SCRIPTS_DIR)
+                rows.append(jobs[:2] if args.skip_finetune else jobs)
         start = time.perf_counter()
         timings = run_rows(rows, parallel=args.parallel, threads=args.threads)
         timings["total"] = time.perf_counter() - start

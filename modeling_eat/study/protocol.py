@@ -20,6 +20,10 @@ class Variant:
     pretraining: dict | None = field(default_factory=dict)
 
 
+# The EMA schedules the short-run default was chosen among, fixed (not scaled to the run).
+OFFICIAL_PROPORTIONS_AT_600 = {"ema_decay": 1 - 80 / 600, "ema_end_decay": 1 - 4 / 600, "ema_anneal_end_step": 150}
+SLOW_FIXED = {"ema_decay": 0.999, "ema_end_decay": 0.9999, "ema_anneal_end_step": 1000}
+
 # The rows the issue asks for: the defaults, the paper's three ablations, the sibling objective, and no pre-training.
 # "from scratch" is the fine-tuning of the random-init row: the same budget, no pre-training.
 VARIANTS = (
@@ -30,6 +34,15 @@ VARIANTS = (
     Variant("one_clone", "EAT with 1 mask per clip instead of 16", {"clone_batch": 1}),
     Variant("maskspec", "MaskSpec: random masks, spectrogram reconstruction", {"pretraining_objective": "maskspec"}),
 )
+# Rows that chose the short-run defaults, run on speaker folds of the train split (`--validation_speaker`).
+VALIDATION_VARIANTS = (
+    Variant("ema_official_proportions", "the official EMA schedule's proportions at 600 updates (a fast teacher)",
+            {"ema_scale_with_run": False, **OFFICIAL_PROPORTIONS_AT_600}),
+    Variant("ema_slow_fixed", "EMA 0.999 -> 0.9999 over 1,000 updates", {"ema_scale_with_run": False, **SLOW_FIXED}),
+    Variant("ema_slow_fixed_mean_utterance", "the slow fixed EMA with the utterance loss averaged over rows",
+            {"ema_scale_with_run": False, **SLOW_FIXED, "utterance_loss_reduction": "mean"}),
+)
+ALL_VARIANTS = VARIANTS + VALIDATION_VARIANTS
 VARIANT_NAMES = tuple(variant.name for variant in VARIANTS)
 
 
@@ -156,6 +169,8 @@ def write_row_config(settings: StudySettings, variant: Variant, seed: int, outpu
 
 
 __all__ = [
+    "ALL_VARIANTS",
+    "VALIDATION_VARIANTS",
     "VARIANTS",
     "VARIANT_NAMES",
     "Job",

@@ -6,7 +6,7 @@ import statistics
 from pathlib import Path
 
 from ..pretraining.monitoring import read_log
-from .protocol import VARIANTS, StudySettings, row_dir
+from .protocol import ALL_VARIANTS, StudySettings, row_dir
 
 
 METRICS = {
@@ -35,7 +35,7 @@ def row_results(output_dir: Path, variant, seed: int) -> dict:
 
 
 def collect(output_dir: Path, settings: StudySettings) -> list[dict]:
-    return [row_results(output_dir, variant, seed) for variant in VARIANTS for seed in settings.seeds]
+    return [row_results(output_dir, variant, seed) for variant in ALL_VARIANTS for seed in settings.seeds]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -46,7 +46,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def summarise(rows: list[dict]) -> dict[str, dict[str, tuple[float, float, int]]]:
     """`{variant: {metric: (mean, std, number of seeds)}}` over the rows that measured the metric."""
     summary = {}
-    for variant in VARIANTS:
+    for variant in ALL_VARIANTS:
         measured = [row for row in rows if row["variant"] == variant.name]
         summary[variant.name] = {}
         for metric in METRICS:
@@ -61,7 +61,7 @@ def gaps_to_baseline(rows: list[dict]) -> dict[str, dict[str, tuple[float, float
     paired by seed, as both share the seed's initialisation and data order."""
     baseline = {row["seed"]: row for row in rows if row["variant"] == BASELINE}
     gaps = {}
-    for variant in VARIANTS:
+    for variant in ALL_VARIANTS:
         if variant.name == BASELINE:
             continue
         gaps[variant.name] = {}
@@ -80,7 +80,7 @@ def markdown_table(rows: list[dict]) -> str:
     summary, gaps = summarise(rows), gaps_to_baseline(rows)
     header = "| row | " + " | ".join(f"{name} (mean ± std)" for name in METRICS.values()) + " | seeds |"
     lines = [header, "|---" * (len(METRICS) + 2) + "|"]
-    for variant in VARIANTS:
+    for variant in ALL_VARIANTS:
         if not summary[variant.name]:
             continue
         cells = []
@@ -106,7 +106,7 @@ def plot_results(rows: list[dict], path: Path) -> Path:
     summary = summarise(rows)
     groups = {
         variant.name: {METRICS[metric]: summary[variant.name][metric][:2] for metric in summary[variant.name]}
-        for variant in VARIANTS
+        for variant in ALL_VARIANTS
         if summary[variant.name]
     }
     chance = next((row["chance"] for row in rows if "chance" in row), None)
