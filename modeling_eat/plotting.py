@@ -320,11 +320,12 @@ def plot_grouped_bars(
         axes.axhline(reference, color="0.4", linestyle="--", linewidth=1, label=reference_label or None)
     axes.set_xticks(positions, list(groups), rotation=20, ha="right", rotation_mode="anchor")
     axes.set_ylabel(ylabel)
-    axes.set_ylim(0.0, 1.05)
-    axes.legend(fontsize=8, loc="upper right")
+    axes.set_ylim(0.0, 1.0)
+    # Above the axes, where no bar can be hidden behind it.
+    axes.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(series) + 1, frameon=False)
     axes.grid(axis="y", alpha=0.3)
     if title:
-        axes.set_title(title, fontsize=10)
+        figure.suptitle(title, fontsize=10)
     return _save(figure, path)
 
 

@@ -245,3 +245,13 @@ def test_mask_functions_name_the_bad_argument(mask_function, arguments, bad, nam
 def test_mask_generator_bad_config(overrides, name):
     with pytest.raises(ValueError, match=name):
         EATMaskGenerator(_config(**overrides))
+
+
+def test_on_a_one_second_grid_the_inverse_block_mask_has_no_block():
+    # 1 s clips give 6 x 8 patches: int(48 * (0.2 + 0.07) / 25) = 0 block centres, so the visible patches are drawn
+    # uniformly, like a random mask's; a 10 s grid (64 x 8) has 5 centres and runs 3x longer (FIDELITY.md).
+    short_block = inverse_block_mask(2000, 6, 8, generator=_gen(13))
+    short_random = random_mask(2000, 48, 0.8, generator=_gen(14))
+    assert abs(visible_run_lengths(short_block, 6, 8).mean() - visible_run_lengths(short_random, 6, 8).mean()) < 0.1
+    long_block = inverse_block_mask(2000, 64, 8, generator=_gen(13))
+    assert visible_run_lengths(long_block, 64, 8).mean() > 3 * visible_run_lengths(short_block, 6, 8).mean()

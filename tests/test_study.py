@@ -9,14 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from modeling_eat import EATForPreTraining
 from modeling_eat.audio import load_audio_dataset, merge_train_splits
 from modeling_eat.study.data import speaker_fold
+from modeling_eat.study.diagnostics import gradient_agreement, student_gradient
 from modeling_eat.study.protocol import VARIANTS, Job, StudySettings, row_jobs, variant_config, write_row_config
-from modeling_eat.study.report import gaps_to_baseline, markdown_table, mean_std, summarise
+from modeling_eat.study.report import gaps_to_baseline, markdown_table, mean_std, summarise, write_report
 from modeling_eat.study.runner import JobFailed, run_job, run_rows
 
-from eat_testing import PROJECT_ROOT
+from eat_testing import PROJECT_ROOT, build, spectrogram
 
 
 VARIANT = {variant.name: variant for variant in VARIANTS}
@@ -146,3 +149,33 @@ def test_speaker_fold_holds_out_one_train_speaker_and_never_the_test_split(tmp_p
     assert all((fold / "test" / row["file_name"]).resolve().parent == (fsdd_dir / "train").resolve() for row in test)
     with pytest.raises(ValueError, match="speaker 'theo' is not in"):
         speaker_fold(fsdd_dir, tmp_path / "other", "theo")
+
+
+def test_gradient_agreement_measures_mask_and_clip_noise_per_term():
+    model = build(EATForPreTraining)
+    batches = [{"input_values": spectrogram(2, seed=seed)} for seed in range(3)]
+    results = gradient_agreement(model, batches, clone_counts=(1, 2), draws=3)
+    assert set(results) == {"loss", "frame_loss", "utterance_loss"}
+    for term in results.values():
+        for clones in ("1", "2"):
+            assert -1.0 <= term[clones]["masks"] <= 1.0 and -1.0 <= term[clones]["clips"] <= 1.0
+            assert term[clones]["norm"] > 0
+    # The total gradient is the sum of its terms' (utterance weight 1): the norms cannot exceed theirs.
+    total, frame, utterance = (results[name]["1"]["norm"] for name in ("loss", "frame_loss", "utterance_loss"))
+    assert total <= frame + utterance + 1e-6
+    # Gradients are reproducible: the same masks and clips give the same vector.
+    mask = model.mask_generator(2, 8, 8, torch.Generator().manual_seed(0))
+    assert torch.equal(student_gradient(model, batches[0], mask, 0), student_gradient(model, batches[0], mask, 0))
+
+
+def test_rewritten_report_keeps_the_measured_wall_times_and_leaves_out_rows_not_run(tmp_path):
+    settings = StudySettings(seeds=(0,))
+    for variant, accuracy in (("random_init", 0.3), ("eat", 0.6)):
+        folder = tmp_path / "runs" / variant / "seed_0"
+        folder.mkdir(parents=True)
+        (folder / "probe.json").write_text(json.dumps({"cls": accuracy, "mean": accuracy, "chance": 0.1}))
+    write_report(tmp_path, settings, {"eat/seed_0/pretrain": 80.0, "total": 100.0})
+    write_report(tmp_path, settings)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["timings_s"] == {"eat/seed_0/pretrain": 80.0, "total": 100.0}
+    assert [row["variant"] for row in results["rows"]] == ["random_init", "eat"]
