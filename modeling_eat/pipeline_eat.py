@@ -53,6 +53,18 @@ LONG_AUDIO_OPTIONS = (
 )
 
 
+def moving_average_over_time(scores: torch.Tensor, spans: list[tuple[float, float]], width_s: float) -> torch.Tensor:
+    """Each row of `scores` (one per window, in time order) averaged with the rows whose span centres lie within
+    `width_s / 2` of its own; in memory linear in the number of windows, for files of any length."""
+    centres = torch.tensor([(start + end) / 2 for start, end in spans], dtype=torch.float64)
+    # A hair of slack: a neighbour exactly at the edge stays in despite the rounding of the spans.
+    half = width_s / 2 + 1e-6
+    first = torch.searchsorted(centres, centres - half, side="left")
+    last = torch.searchsorted(centres, centres + half, side="right")
+    cumulative = torch.cat([scores.new_zeros(1, scores.shape[1], dtype=torch.float64), scores.double().cumsum(0)])
+    return ((cumulative[last] - cumulative[first]) / (last - first)[:, None]).to(scores.dtype)
+
+
 class EATAudioClassificationPipeline(ChunkPipeline):
     """
     Audio classification with an EAT model, for clips and for long recordings.
@@ -74,6 +86,11 @@ class EATAudioClassificationPipeline(ChunkPipeline):
         aggregation (`str`, *optional*, defaults to "mean"): clip scores from the windows' scores: "mean" (weighted
             by each window's owned duration) or "max".
         return_timeline (`bool`, *optional*, defaults to False): also return, per window, its owned span and labels.
+        timeline_smoothing_s (`float`, *optional*): with `return_timeline=True`, each window's timeline scores are
+            the mean of the scores of the windows whose centres lie within `timeline_smoothing_s / 2` seconds of its
+            own (a moving average, the usual post-processing of sound-event detection: a lone window that disagrees
+            with its neighbours is outvoted). Choose it shorter than the shortest event to be found. Clip scores
+            are not smoothed.
         progress_bar (`bool`, *optional*): a progress bar over the windows; by default shown for audio of more than
             32 windows whose length is known up front.
         batch_size (`int`, *optional*, defaults to 8): windows per forward pass.
@@ -115,6 +132,7 @@ class EATAudioClassificationPipeline(ChunkPipeline):
         stride_length_s=None,
         aggregation=None,
         return_timeline=None,
+        timeline_smoothing_s=None,
         progress_bar=None,
         **kwargs,
     ):
@@ -134,6 +152,12 @@ class EATAudioClassificationPipeline(ChunkPipeline):
             postprocess_params["aggregation"] = aggregation
         if return_timeline is not None:
             postprocess_params["return_timeline"] = bool(return_timeline)
+        if timeline_smoothing_s is not None:
+            if not return_timeline:
+                raise ValueError("timeline_smoothing_s smooths the timeline's scores: pass return_timeline=True too")
+            if not timeline_smoothing_s >= 0:
+                raise ValueError(f"timeline_smoothing_s must be seconds >= 0, got {timeline_smoothing_s!r}")
+            postprocess_params["timeline_smoothing_s"] = float(timeline_smoothing_s)
         if chunk_length_s is not None:
             preprocess_params["chunk_length_s"] = chunk_length_s
         if stride_length_s is not None:
@@ -250,7 +274,15 @@ class EATAudioClassificationPipeline(ChunkPipeline):
         logits = self.model(**model_inputs).logits
         return {"logits": logits, "is_last": is_last, "span": span}
 
-    def postprocess(self, model_outputs, top_k=5, function_to_apply=None, aggregation="mean", return_timeline=False):
+    def postprocess(
+        self,
+        model_outputs,
+        top_k=5,
+        function_to_apply=None,
+        aggregation="mean",
+        return_timeline=False,
+        timeline_smoothing_s=0.0,
+    ):
         if function_to_apply is None:
             problem_type = self.model.config.problem_type
             function_to_apply = {"regression": "none", "multi_label_classification": "sigmoid"}.get(
@@ -273,6 +305,8 @@ class EATAudioClassificationPipeline(ChunkPipeline):
         labels = self._top_labels(clip_scores, top_k)
         if not return_timeline:
             return labels
+        if timeline_smoothing_s > 0:
+            scores = moving_average_over_time(scores, spans, timeline_smoothing_s)
         timeline = [
             {"start": round(start, 6), "end": round(end, 6), "labels": self._top_labels(window_scores, top_k)}
             for (start, end), window_scores in zip(spans, scores)
@@ -287,4 +321,4 @@ class EATAudioClassificationPipeline(ChunkPipeline):
         ]
 
 
-__all__ = ["EATAudioClassificationPipeline"]
+__all__ = ["EATAudioClassificationPipeline", "moving_average_over_time"]

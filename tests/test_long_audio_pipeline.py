@@ -15,6 +15,7 @@ from transformers import pipeline
 
 from modeling_eat import EATAudioClassificationPipeline, EATFeatureExtractor
 from modeling_eat.feature_extraction_eat import kaldi_num_frames, kaldi_num_samples
+from modeling_eat.pipeline_eat import moving_average_over_time
 from modeling_eat.windowing_eat import resample
 
 from eat_testing import save_tiny_classifier, write_wav
@@ -110,6 +111,34 @@ def test_max_aggregation_and_top_k(classifier, audio):
     assert pipe(audio, chunk_length_s=0.64, top_k=2) == pipe(audio, chunk_length_s=0.64, top_k=None)[:2]
 
 
+def test_moving_average_outvotes_a_lone_window_and_keeps_the_edges_of_long_events():
+    # Windows every second; "rain" everywhere but a lone "bark" at 3 s, then "siren" from 6 s on.
+    spans = [(second, second + 1.0) for second in range(10)]
+    labels = [1, 1, 1, 0, 1, 1, 2, 2, 2, 2]
+    scores = torch.nn.functional.one_hot(torch.tensor(labels), 4).float() * 0.9 + 0.025
+    smoothed = moving_average_over_time(scores, spans, width_s=2.0)  # the window and one neighbour on each side
+    assert smoothed.argmax(-1).tolist() == [1, 1, 1, 1, 1, 1, 2, 2, 2, 2]
+    np.testing.assert_allclose(smoothed[3], scores[2:5].mean(0))
+    np.testing.assert_allclose(smoothed[0], scores[0:2].mean(0))  # at the edge, the neighbours there are
+    np.testing.assert_allclose(smoothed.sum(-1), scores.sum(-1), atol=1e-6)
+    # Narrower than the hop: every window alone.
+    torch.testing.assert_close(moving_average_over_time(scores, spans, width_s=0.5), scores)
+
+
+def test_timeline_smoothing_leaves_the_clip_scores_and_smooths_the_windows(classifier, audio):
+    _, model, pipe = classifier
+    plain = pipe(audio, chunk_length_s=0.64, stride_length_s=0.1, return_timeline=True, top_k=None)
+    smooth = pipe(audio, chunk_length_s=0.64, stride_length_s=0.1, return_timeline=True, top_k=None,
+                  timeline_smoothing_s=1.0)
+    assert smooth["labels"] == plain["labels"]
+    expected = window_scores(model, audio, FRAMES, 44)
+    spans = [(segment["start"], segment["end"]) for segment in plain["timeline"]]
+    smoothed = moving_average_over_time(expected, spans, 1.0)
+    for segment, scores in zip(smooth["timeline"], smoothed):
+        np.testing.assert_allclose(scores_of(segment["labels"]), scores.numpy(), atol=1e-5)
+    assert not np.allclose(scores_of(smooth["timeline"][2]["labels"]), scores_of(plain["timeline"][2]["labels"]))
+
+
 def test_batching_changes_nothing(classifier, audio):
     _, _, pipe = classifier
     one = pipe(audio, chunk_length_s=0.64, batch_size=1, return_timeline=True, top_k=None)
@@ -180,6 +209,8 @@ def test_progress_bar_on_request(classifier, audio, capsys):
         ({"chunk_length_s": 0.64, "stride_length_s": 0.32}, "leave no new audio"),
         ({"stride_length_s": 0.1}, "needs chunk_length_s"),
         ({"chunk_length_s": 0.64, "aggregation": "median"}, "aggregation must be one of"),
+        ({"chunk_length_s": 0.64, "timeline_smoothing_s": 2.0}, "pass return_timeline=True"),
+        ({"chunk_length_s": 0.64, "return_timeline": True, "timeline_smoothing_s": -1.0}, "seconds >= 0"),
     ],
 )
 def test_bad_arguments_are_refused(classifier, audio, arguments, message):
