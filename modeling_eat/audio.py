@@ -24,8 +24,6 @@ from .windowing_eat import FRAMES_PER_SECOND, resample, seconds_to_frames
 logger = logging.getLogger(__name__)
 
 SAMPLING_RATE = 16000
-# Shorter than one 25 ms fbank frame: nothing to learn from, and the feature extractor rejects it.
-MIN_NUM_SAMPLES = 400
 
 
 class AudioDecodingError(ValueError):
@@ -121,7 +119,8 @@ def decode_audio(audio, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
             raise AudioDecodingError(
                 f"{name}: soundfile failed ({soundfile_error}) and torchcodec failed ({torchcodec_error})"
             ) from torchcodec_error
-    minimum = MIN_NUM_SAMPLES * sampling_rate // SAMPLING_RATE
+    # Shorter than one 25 ms fbank frame: nothing to learn from, and the feature extractor rejects it.
+    minimum = kaldi_num_samples(1, sampling_rate)
     if waveform.shape[0] < minimum:
         raise AudioDecodingError(f"{name}: {waveform.shape[0]} samples, shorter than one 25 ms frame ({minimum})")
     if not np.isfinite(waveform).all():
@@ -234,6 +233,23 @@ def merge_train_splits(sources: Sequence[Path], output_dir: Path) -> Path:
     return Path(output_dir)
 
 
+def speaker_fold(source: Path, output_dir: Path, held_out: str, speaker_column: str = "speaker") -> Path:
+    """An audiofolder made of `source`'s train split only, to choose settings on without touching its test split:
+    `test/` is the clips of speaker `held_out`, `train/` the other speakers' (links, every metadata column kept)."""
+    source, output_dir = Path(source), Path(output_dir)
+    rows = _read_metadata(source / "train")
+    if not rows or speaker_column not in rows[0]:
+        raise ValueError(f"{source}/train/metadata.csv has no {speaker_column!r} column to make speaker folds with")
+    speakers = sorted({row[speaker_column] for row in rows})
+    if held_out not in speakers:
+        raise ValueError(f"speaker {held_out!r} is not in {source}'s train split; its speakers are {speakers}")
+    columns = ["file_name", *(column for column in rows[0] if column != "file_name")]
+    for split, held in (("train", False), ("test", True)):
+        kept = [(source / "train", row) for row in rows if (row[speaker_column] == held_out) == held]
+        _write_linked_split(output_dir / split, kept, columns)
+    return output_dir
+
+
 def labelled_subset(source: Path, output_dir: Path, per_class: int, label_column_name: str = "label") -> Path:
     """An audiofolder with the first `per_class` clips of each label of `source`'s train split and all of its other
     splits, linked rather than copied: few-label fine-tuning data."""
@@ -300,7 +316,6 @@ def load_feature_extractor(
 
 __all__ = [
     "FRAMES_PER_SECOND",
-    "MIN_NUM_SAMPLES",
     "SAMPLING_RATE",
     "AudioDecodingError",
     "SeededEpochSampler",
@@ -311,6 +326,7 @@ __all__ = [
     "labelled_subset",
     "load_feature_extractor",
     "merge_train_splits",
+    "speaker_fold",
     "patch_aligned",
     "random_crop",
     "resample",

@@ -238,18 +238,20 @@ def check_folder_for_hub(folder) -> list[str]:
 
 def publish_folder(
     folder,
-    repo_id: str,
+    repo_id: str | None = None,
     *,
     token: str | None = None,
     private: bool = False,
     commit_message: str = "Upload EAT model",
 ) -> str:
     """
-    Uploads a saved EAT folder to the Hub model repo `repo_id`, creating it if needed, and returns the commit URL.
+    Uploads a saved EAT folder to the Hub model repo `repo_id` (by default the folder's name, as its model card
+    assumes), creating it if needed, and returns the commit URL.
 
     The folder is checked with `check_folder_for_hub` before anything is sent; Trainer leftovers matching
     `HUB_IGNORE_PATTERNS` (checkpoint-*/, runs/, ...) are not uploaded.
     """
+    repo_id = repo_id or Path(folder).resolve().name
     problems = check_folder_for_hub(folder)
     if problems:
         raise ValueError(

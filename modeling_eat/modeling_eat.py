@@ -226,7 +226,8 @@ def drop_masked_tokens(
 
 
 class EATMaskIndex:
-    """Where the visible and the hidden patches of every mask row are, worked out once per pre-training step.
+    """Where the visible and the hidden patches of every mask row are, worked out once per pre-training step for the
+    objectives and their losses (the encoder sorts the mask for itself, to drop the hidden patches).
 
     Rows are the `clones` masked copies of each clip, clip-major. `order` lists each row's patch positions visible
     first, each part ascending, so `order[:, :num_visible]` are the visible positions (in the order the student's

@@ -196,8 +196,10 @@ class EATAudioClassificationPipeline(ChunkPipeline):
         sampling_rate = self.feature_extractor.sampling_rate
         window_frames, left, right = self.window_geometry(chunk_length_s, stride_length_s)
         hop = window_hop_frames(window_frames, left, right)
-        blocks, num_samples = self._audio_blocks(inputs, sampling_rate)
         chunked = chunk_length_s is not None
+        # The length only sizes the progress bar: a file is probed (a second FFmpeg process) only when one may show.
+        wants_length = progress_bar or (progress_bar is None and chunked)
+        blocks, num_samples = self._audio_blocks(inputs, sampling_rate, wants_length)
         num_windows = count_windows(num_samples, window_frames, hop, sampling_rate) if num_samples else None
         if progress_bar is None:
             progress_bar = chunked and num_windows is not None and num_windows > PROGRESS_BAR_MIN_WINDOWS
@@ -231,10 +233,12 @@ class EATAudioClassificationPipeline(ChunkPipeline):
             if bar is not None:
                 bar.close()
 
-    def _audio_blocks(self, inputs, sampling_rate: int):
-        """The input as a stream of float blocks at `sampling_rate`, and its length in samples when known."""
+    def _audio_blocks(self, inputs, sampling_rate: int, wants_length: bool = True):
+        """The input as a stream of float blocks at `sampling_rate`, and its length in samples when known (for a
+        file, when `wants_length`)."""
         if isinstance(inputs, str):
-            return ffmpeg_blocks(inputs, sampling_rate), ffprobe_num_samples(inputs, sampling_rate)
+            num_samples = ffprobe_num_samples(inputs, sampling_rate) if wants_length else None
+            return ffmpeg_blocks(inputs, sampling_rate), num_samples
         if isinstance(inputs, bytes):
             return ffmpeg_blocks(inputs, sampling_rate), None
         # An `AudioDecoder` input means torchcodec is already imported; it is decoded whole, as transformers does.

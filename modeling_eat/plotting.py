@@ -17,7 +17,7 @@ from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from .audio import FRAMES_PER_SECOND, decode_audio, patch_aligned, seconds_to_frames
+from .audio import decode_audio, frames_to_seconds, patch_aligned, seconds_to_frames
 from .configuration_eat import EATConfig
 from .feature_extraction_eat import EATFeatureExtractor, kaldi_num_frames
 from .masking_eat import EATMaskGenerator
@@ -44,7 +44,7 @@ def _save(figure: Figure, path) -> Path:
 
 def _draw_spectrogram(axes, spectrogram: np.ndarray, num_valid_frames: int):
     num_frames, num_mel_bins = spectrogram.shape
-    seconds = num_frames / FRAMES_PER_SECOND
+    seconds = frames_to_seconds(num_frames)
     # Colours span the real frames only: EAT's padding value (0 before normalization) is often the loudest "sound".
     valid = spectrogram[:num_valid_frames]
     axes.imshow(
@@ -65,7 +65,7 @@ def _draw_spectrogram(axes, spectrogram: np.ndarray, num_valid_frames: int):
 def _mark_padding(axes, num_valid_frames: int, num_frames: int) -> None:
     if num_valid_frames < num_frames:
         axes.axvspan(
-            num_valid_frames / FRAMES_PER_SECOND, num_frames / FRAMES_PER_SECOND,
+            frames_to_seconds(num_valid_frames), frames_to_seconds(num_frames),
             facecolor="white", alpha=0.75, hatch="//", edgecolor="0.4", linewidth=0,
         )
 
@@ -118,7 +118,7 @@ def plot_spectrogram_with_mask(
     if not 0 < num_valid_frames <= num_frames:
         raise ValueError(f"num_valid_frames must lie in [1, {num_frames}], got {num_valid_frames}")
     grid = mask.reshape(num_time_patches, num_freq_patches)
-    patch_seconds = patch_size / FRAMES_PER_SECOND
+    patch_seconds = frames_to_seconds(patch_size)
 
     num_panels = 2 if show_input else 1
     figure = Figure(figsize=figsize or (10.0, 2.8 * num_panels), dpi=dpi, layout="constrained")

@@ -297,3 +297,11 @@ def test_converter_publishes_with_the_training_scripts_options(fixtures_dir, tmp
     assert fake_hub.authorizations == {"Bearer hf_fake_token"}
     assert {"config.json", "model.safetensors", "README.md", *CODE_FILES} <= set(fake_hub.uploaded)
     assert f"pushed to https://huggingface.co/{MODEL_ID}/commit/0123abc" in capsys.readouterr().out
+
+
+def test_publish_folder_defaults_to_the_folders_name_as_its_model_card_does(classifier_folder, tmp_path, fake_hub):
+    folder = tmp_path / "eat-unnamed"
+    shutil.copytree(classifier_folder, folder)
+    url = publish_folder(folder, token="hf_fake_token")
+    assert fake_hub.created["name"] == "eat-unnamed"
+    assert url.endswith("/eat-unnamed/commit/0123abc")

@@ -91,7 +91,7 @@ def test_windows_overlap_and_the_timeline_tiles_the_audio(classifier, audio):
     expected = window_scores(model, audio, FRAMES, 44)
     timeline = result["timeline"]
     assert len(timeline) == len(expected) == 11
-    for segment, scores in zip(timeline, expected):
+    for segment, scores in zip(timeline, expected, strict=True):
         np.testing.assert_allclose(scores_of(segment["labels"]), scores.numpy(), atol=1e-5)
     assert timeline[0]["start"] == 0.0 and timeline[-1]["end"] == pytest.approx(len(audio) / SAMPLING_RATE)
     assert all(a["end"] == pytest.approx(b["start"]) for a, b in zip(timeline, timeline[1:]))
@@ -134,7 +134,7 @@ def test_timeline_smoothing_leaves_the_clip_scores_and_smooths_the_windows(class
     expected = window_scores(model, audio, FRAMES, 44)
     spans = [(segment["start"], segment["end"]) for segment in plain["timeline"]]
     smoothed = moving_average_over_time(expected, spans, 1.0)
-    for segment, scores in zip(smooth["timeline"], smoothed):
+    for segment, scores in zip(smooth["timeline"], smoothed, strict=True):
         np.testing.assert_allclose(scores_of(segment["labels"]), scores.numpy(), atol=1e-5)
     assert not np.allclose(scores_of(smooth["timeline"][2]["labels"]), scores_of(plain["timeline"][2]["labels"]))
 
@@ -143,7 +143,7 @@ def test_batching_changes_nothing(classifier, audio):
     _, _, pipe = classifier
     one = pipe(audio, chunk_length_s=0.64, batch_size=1, return_timeline=True, top_k=None)
     many = pipe(audio, chunk_length_s=0.64, batch_size=5, return_timeline=True, top_k=None)
-    for a, b in zip(one["timeline"], many["timeline"]):
+    for a, b in zip(one["timeline"], many["timeline"], strict=True):
         np.testing.assert_allclose(scores_of(a["labels"]), scores_of(b["labels"]), atol=1e-5)
 
 
@@ -159,6 +159,22 @@ def test_long_audio_without_chunk_length_warns_and_names_the_options(classifier,
     with caplog.at_level(logging.WARNING):
         pipe(audio[: kaldi_num_samples(FRAMES)])  # exactly one window: nothing is left out, nothing to say
     assert "classified" not in caplog.text
+
+
+def test_a_file_is_probed_for_its_length_only_when_a_progress_bar_may_show(classifier, audio, tmp_path, monkeypatch):
+    import modeling_eat.pipeline_eat as pipeline_module
+
+    _, _, pipe = classifier
+    path = tmp_path / "clip.wav"
+    write_wav(path, audio, SAMPLING_RATE)
+    probed = []
+    real_probe = pipeline_module.ffprobe_num_samples
+    monkeypatch.setattr(pipeline_module, "ffprobe_num_samples", lambda *a: probed.append(a) or real_probe(*a))
+    pipe(str(path))
+    pipe(str(path), chunk_length_s=0.64, progress_bar=False)
+    assert probed == []
+    pipe(str(path), chunk_length_s=0.64)
+    assert len(probed) == 1
 
 
 def test_a_wav_file_is_streamed_to_the_same_scores(classifier, audio, tmp_path):
@@ -191,7 +207,7 @@ def test_multi_label_windows_get_sigmoid_scores(tmp_path, audio):
     pipe = pipeline("audio-classification", model=str(tmp_path))
     result = pipe(audio, chunk_length_s=0.64, stride_length_s=0.1, return_timeline=True, top_k=None)
     expected = window_scores(model, audio, FRAMES, 44, function="sigmoid")
-    for segment, scores in zip(result["timeline"], expected):
+    for segment, scores in zip(result["timeline"], expected, strict=True):
         np.testing.assert_allclose(scores_of(segment["labels"]), scores.numpy(), atol=1e-5)
 
 

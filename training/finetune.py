@@ -152,17 +152,17 @@ def main(argv: list[str] | None = None):
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     set_seed(training_args.seed)
 
-    base_feature_extractor = load_feature_extractor(
+    feature_extractor = load_feature_extractor(
         model_args.feature_extractor_name, model_args.model_name_or_path, **hub_options(model_args)
     )
     recipe = resolve_recipe(
         finetuning_args,
         pretrained=model_args.model_name_or_path is not None,
-        base_feature_extractor=base_feature_extractor,
+        base_feature_extractor=feature_extractor,
         max_length_seconds=data_args.max_length_seconds,
     )
     logger.info(f"Fine-tuning recipe {finetuning_args.recipe or 'none (small-data defaults)'}: {recipe}")
-    feature_extractor = base_feature_extractor
+    # The recipe's statistics and length, from here on for training, the saved folder and the pipeline.
     feature_extractor.mean, feature_extractor.std = recipe.norm_mean, recipe.norm_std
     feature_extractor.max_length = recipe.target_length
 
@@ -218,10 +218,9 @@ def main(argv: list[str] | None = None):
             model_id=training_args.hub_model_id if push_to_hub else None,
         )
         if push_to_hub:
-            repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
             url = publish_folder(
                 training_args.output_dir,
-                repo_id,
+                training_args.hub_model_id,
                 token=training_args.hub_token,
                 private=bool(training_args.hub_private_repo),
                 commit_message="Fine-tuned EAT",

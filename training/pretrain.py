@@ -285,15 +285,14 @@ def main(argv=None):
         # Not through accelerate, which would have the main process read the whole stream and hand out its batches:
         # each process reads its own shards (split_stream_by_process).
         model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+        # A stream has no length: the run ends at --max_train_steps, required with --streaming.
+        num_epochs = 1 << 30
     else:
         model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
             model, optimizer, train_dataloader, lr_scheduler
         )
-    if not args.streaming:
         updates_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
         num_epochs = math.ceil(args.max_train_steps / updates_per_epoch)
-    else:
-        num_epochs = args.num_train_epochs if args.max_train_steps is None else 1 << 30
     # Without torch.compile's wrapper too (`--dynamo_backend`): accelerate keeps it by default, and its state dict
     # would save every weight under `_orig_mod.`, a folder `from_pretrained` cannot read.
     unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
@@ -452,7 +451,7 @@ def push_to_hub(args, output_dir: Path) -> None:
         description=f"EAT pre-trained ({args.pretraining_objective or 'from its config'}) with training/pretrain.py.",
         model_id=args.hub_model_id,
     )
-    publish_folder(output_dir, args.hub_model_id or output_dir.name, token=args.hub_token,
+    publish_folder(output_dir, args.hub_model_id, token=args.hub_token,
                    private=args.hub_private_repo, commit_message="EAT pre-training")
 
 

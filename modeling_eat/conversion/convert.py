@@ -182,11 +182,10 @@ def convert_checkpoint(
     `hub_model_id` (default: the output folder's name), as the training scripts do."""
     source = load_source_checkpoint(checkpoint_path, trust_pickle=trust_pickle)
     model, report = build_converted_model(source, target=target, use_ema=use_ema, id2label=id2label)
-    repo_id = (hub_model_id or Path(output_dir).name) if push_to_hub else None
-    save_converted(model, output_dir, report, model_id=repo_id)
+    save_converted(model, output_dir, report, model_id=hub_model_id if push_to_hub else None)
     if push_to_hub:
         report.repo_url = publish_folder(
-            output_dir, repo_id, token=hub_token, private=hub_private_repo,
+            output_dir, hub_model_id, token=hub_token, private=hub_private_repo,
             commit_message=f"Convert {Path(checkpoint_path).name} ({report.target}, {report.weights} weights)",
         )
     return report

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..audio import patch_aligned, seconds_to_frames, seconds_to_samples
 from ..feature_extraction_eat import EATFeatureExtractor, kaldi_num_samples
 from .graphs import SpectrogramGraph, WaveformGraph, eager_outputs, output_names
 
@@ -61,10 +62,10 @@ def example_input(model, feature_extractor: EATFeatureExtractor, with_feature_ex
     """A random input of `seconds` (rounded to whole patch rows for spectrograms), of `EXAMPLE_BATCH_SIZE` clips."""
     generator = torch.Generator().manual_seed(0)
     if with_feature_extractor:
-        num_samples = int(seconds * feature_extractor.sampling_rate)
+        num_samples = seconds_to_samples(seconds, feature_extractor.sampling_rate)
         return 0.1 * torch.randn(EXAMPLE_BATCH_SIZE, num_samples, generator=generator)
     patch_size = model.config.patch_size
-    num_frames = max(patch_size, int(seconds * 100) // patch_size * patch_size)
+    num_frames = max(patch_size, patch_aligned(seconds_to_frames(seconds), patch_size))
     return torch.randn(EXAMPLE_BATCH_SIZE, num_frames, model.config.num_mel_bins, generator=generator)
 
 

@@ -12,6 +12,7 @@ Both return the classifier's `logits`, or the encoder's `last_hidden_state` and 
 import torch
 from torch import nn
 
+from ..audio import patch_aligned
 from ..feature_extraction_eat import (
     FRAME_LENGTH_MS,
     FRAME_SHIFT_MS,
@@ -88,7 +89,7 @@ def eager_outputs(model, feature_extractor: EATFeatureExtractor | None, inputs: 
     if feature_extractor is not None:
         patch_size = model.config.patch_size
         num_frames = kaldi_num_frames(inputs.shape[-1], feature_extractor.sampling_rate)
-        max_length = max(int(feature_extractor.max_length), -(-num_frames // patch_size) * patch_size)
+        max_length = max(int(feature_extractor.max_length), patch_aligned(num_frames, patch_size, round_up=True))
         inputs = feature_extractor(
             list(inputs), sampling_rate=feature_extractor.sampling_rate, max_length=max_length, return_tensors="pt"
         )["input_values"]

@@ -67,7 +67,7 @@ def parse_extract_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="skip (and list at the end) files that cannot be decoded, or stop at the first; either way the clips "
              "finished before a stop are saved beside --output",
     )
-    # The former opt-in, now the default.
+    # Accepted so that existing commands keep working; skipping is the default.
     parser.add_argument("--skip_undecodable", dest="on_undecodable", action="store_const", const="skip",
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -83,7 +83,7 @@ def extract_main(argv: Sequence[str] | None = None) -> Path:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_extract_args(argv)
-    logger.info(f"torch runs {configure_threads(args.num_threads)}")
+    configure_threads(args.num_threads)  # logs its choice
     if args.overwrite and Path(args.output).exists():
         remove_features(args.output)
     model = load_encoder(args.model_name_or_path, args.device, args.dtype)
@@ -185,7 +185,7 @@ def probe_main(argv: Sequence[str] | None = None) -> dict:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_probe_args(argv)
-    logger.info(f"torch runs {configure_threads(args.num_threads)}")
+    configure_threads(args.num_threads)  # logs its choice
     model = load_encoder(args.model_name_or_path, args.device, args.dtype)
     feature_extractor = load_feature_extractor(args.feature_extractor_name, args.model_name_or_path)
 

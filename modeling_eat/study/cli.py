@@ -9,8 +9,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..audio import merge_train_splits
-from .data import speaker_fold, write_synthetic_set
+from ..audio import merge_train_splits, speaker_fold
+from .data import write_synthetic_set
 from .protocol import ALL_VARIANTS, VARIANT_NAMES, StudySettings, row_jobs, write_feature_extractor, write_row_config
 from .report import write_report
 from .runner import run_rows

@@ -102,6 +102,12 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def row_legend(rows: list[dict]) -> str:
+    """What each row of the table is, for the rows that ran."""
+    ran = {row["variant"] for row in rows}
+    return "\n".join(f"- `{variant.name}`: {variant.description}" for variant in ALL_VARIANTS if variant.name in ran)
+
+
 def plot_results(rows: list[dict], path: Path) -> Path:
     from ..plotting import plot_grouped_bars
 
@@ -136,6 +142,8 @@ def write_report(output_dir: Path, settings: StudySettings, timings: dict[str, f
     report.write_text(
         "Gaps in brackets: row minus random init at the same seed, mean ± std over seeds.\n\n"
         + markdown_table(rows)
+        + "\n\n"
+        + row_legend(rows)
         + "\n"
     )
     return report
