@@ -4,7 +4,7 @@ import pytest
 import torch
 from huggingface_hub import constants
 
-from eat_testing import PROJECT_ROOT, SHARED_DIR
+from eat_testing import SHARED_DIR
 
 
 FIXTURES_DIR = SHARED_DIR / "fixtures"
@@ -14,11 +14,6 @@ FSDD_DIR = SHARED_DIR / "data" / "fsdd"
 def pytest_configure(config):
     # pytest-xdist runs one worker per core; intra-op threads on top of that oversubscribe the CPU many times over.
     torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="session")
-def project_root() -> Path:
-    return PROJECT_ROOT
 
 
 @pytest.fixture(scope="session")

@@ -51,6 +51,10 @@ def write_wav(path: Path, waveform: np.ndarray, sampling_rate: int) -> dict:
     return {"bytes": None, "path": str(path)}
 
 
+def max_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((actual - expected).abs().max())
+
+
 def save_tiny_classifier(folder, max_length: int, id2label: dict, model_class=EATForAudioClassification, **overrides):
     """A `tiny` classifier (or other `model_class`) and its feature extractor saved to `folder`, weights from seed 0;
     a classifier's head is scaled up so that the labels' scores differ clearly. Returns the model."""

@@ -20,12 +20,12 @@ from eat_testing import PROJECT_ROOT
 BENCHMARKS = PROJECT_ROOT / "benchmarks"
 
 
-def run_smoke(script: str, tmp_path: Path, *extra: str) -> dict:
+def run_smoke(script: str, tmp_path: Path, *extra: str, timeout: int = 300) -> dict:
     output = tmp_path / f"{script}.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     completed = subprocess.run(
         [sys.executable, str(BENCHMARKS / f"{script}.py"), "--smoke", "--json", str(output), *extra],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True, text=True, env=env, timeout=timeout,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     payload = json.loads(output.read_text())
@@ -234,15 +234,8 @@ def test_run_gpu_script(tmp_path):
 def test_long_audio_timeline_of_a_model_fine_tuned_with_our_script(tmp_path):
     # The CI-sized experiment: `training/finetune.py` trains a tiny EAT on 3 synthetic families, then the pipeline
     # tags a 1-minute file of known 15-25 s segments; the full run (7 families, 5 minutes) is in BENCHMARKS.md.
-    output = tmp_path / "long_audio.json"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    completed = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_long_audio.py"), "--smoke", "--threads", "1", "--json", str(output),
-         "--work_dir", str(tmp_path / "work")],
-        capture_output=True, text=True, env=env, timeout=1200,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    payload = json.loads(output.read_text())
+    payload = run_smoke("bench_long_audio", tmp_path, "--threads", "1", "--work_dir", str(tmp_path / "work"),
+                        timeout=1200)
     check_machine(payload)
     timeline = next(row for row in payload["results"] if row["section"] == "timeline")
     assert timeline["windows"] >= 60 and timeline["segments"] >= 3

@@ -27,7 +27,7 @@ from modeling_eat.conversion.layouts import FAIRSEQ_PRETRAINING, SourceCheckpoin
 from modeling_eat.conversion.settings import config_for
 from modeling_eat.hub import CODE_FILES
 
-from eat_testing import PROJECT_ROOT, load_script
+from eat_testing import PROJECT_ROOT, load_script, max_error
 
 
 CLI = PROJECT_ROOT / "conversion" / "convert_eat_to_hf.py"
@@ -65,10 +65,6 @@ def convert(eat_reference, tmp_path_factory):
         return done[key]
 
     return converted
-
-
-def max_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    return float((actual - expected).abs().max())
 
 
 def save_variant(checkpoint: dict, path: Path, edit) -> Path:

@@ -17,8 +17,6 @@ from modeling_eat.feature_extraction_eat import exportable_fbank_constants, expo
 from eat_testing import save_tiny_classifier, write_wav
 
 
-pytest.importorskip("onnxruntime")
-
 ID2LABEL = {0: "bark", 1: "rain", 2: "siren"}
 FRAMES = 64
 # The fixture cases and tolerances of tests/test_feature_extraction.py (log-mel units): 1e-3 where the cell is

@@ -374,7 +374,7 @@ def test_integer_dtypes_other_than_int16_are_rejected(second, make_input, dtype_
 
 @pytest.mark.parametrize("dtype", [np.float32, np.int16])
 def test_a_2d_numpy_array_is_ambiguous_and_refused(second, dtype):
-    # [2, N]: a stereo clip (channels first) or two mono clips? It used to become a batch of two.
+    # [2, N]: a stereo clip (channels first) or two mono clips? Guessing would silently change what is classified.
     stereo = (np.stack([second, 0.5 * second]) * (32767 if dtype == np.int16 else 1)).astype(dtype)
     extractor = EATFeatureExtractor()
     pattern = r"2-D numpy array of shape \(2, 16000\).*`audio\.mean\(axis=0\)`.*`list\(audio\)`"

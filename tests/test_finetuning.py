@@ -160,7 +160,6 @@ class _ThreadReportingClips(torch.utils.data.Dataset):
 
 
 def test_trainer_dataloader_workers_run_one_thread_and_are_still_seeded(tmp_path):
-    pytest.importorskip("threadpoolctl")
     trainer = _trainer(tmp_path, build(EATForAudioClassification, num_labels=4), FinetuningRecipe(),
                        dataloader_num_workers=1, per_device_train_batch_size=2, dataloader_pin_memory=False)
     trainer.train_dataset = _ThreadReportingClips()

@@ -17,7 +17,7 @@ from modeling_eat import EATForAudioClassification, EATForPreTraining, EATModel
 from modeling_eat.configuration_eat import AUTO_MAP
 from modeling_eat.conversion import convert_checkpoint
 
-from eat_testing import build
+from eat_testing import build, max_error
 
 
 TOLERANCE = 1e-4  # the fixtures' (../shared/fixtures/README.md)
@@ -32,10 +32,6 @@ def hub_port_dir(fixtures_dir):
 @pytest.fixture(scope="module")
 def reference(fixtures_dir) -> dict[str, torch.Tensor]:
     return load_file(fixtures_dir / "eat_reference" / "reference_outputs.safetensors")
-
-
-def max_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    return float((actual - expected).abs().max())
 
 
 class LogRecorder(logging.Handler):

@@ -117,7 +117,7 @@ def test_ema_update_equals_the_scalar_weight_update(ema_decay, ema_end_decay, em
         with torch.no_grad():  # the student moves, as after an optimizer step
             for parameter in model.eat.parameters():
                 parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.1)
-        # The former update: the decay read on the host, a Python-float lerp weight.
+        # The reference update: the decay read on the host, a Python-float lerp weight.
         expected = [parameter.clone() for parameter in teacher.encoder.parameters()]
         expected_decay = float(teacher.ema_decay(step))
         torch._foreach_lerp_(expected, [p.detach() for p in model.eat.parameters()], 1.0 - expected_decay)

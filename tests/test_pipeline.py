@@ -7,7 +7,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import pipeline
 
-from modeling_eat import EATConfig, EATFeatureExtractor, EATForAudioClassification
+from modeling_eat import EATFeatureExtractor, EATForAudioClassification
+
+from eat_testing import save_tiny_classifier
 
 
 FRAMES = 64
@@ -15,23 +17,8 @@ ID2LABEL = {0: "bark", 1: "rain", 2: "siren", 3: "speech"}
 SAMPLING_RATE = 16000
 
 
-
-
 def save_classifier(folder, **config_overrides):
-    config = EATConfig.from_preset(
-        "tiny",
-        max_length=FRAMES,
-        id2label=ID2LABEL,
-        label2id={label: index for index, label in ID2LABEL.items()},
-        **config_overrides,
-    )
-    torch.manual_seed(0)
-    model = EATForAudioClassification(config).eval()
-    with torch.no_grad():  # a larger head, so the scores differ clearly between labels
-        model.classifier.weight.mul_(50)
-    model.save_pretrained(folder)
-    EATFeatureExtractor(max_length=FRAMES).save_pretrained(folder)
-    return model
+    return save_tiny_classifier(folder, FRAMES, ID2LABEL, **config_overrides)
 
 
 @pytest.fixture(scope="module")

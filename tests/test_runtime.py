@@ -147,7 +147,6 @@ class _ThreadCounts(torch.utils.data.Dataset):
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: every pool has one thread anyway")
 def test_dataloader_workers_get_one_thread_each():
-    pytest.importorskip("threadpoolctl")
     import numpy  # noqa: F401  (loads numpy's OpenBLAS, whose pool a worker inherits)
 
     loader = torch.utils.data.DataLoader(
@@ -177,8 +176,6 @@ DEEPSPEED_PROBE = textwrap.dedent(
 
 
 def test_deepspeed_is_imported_only_by_runs_that_use_it():
-    pytest.importorskip("deepspeed")
-
     def probe(mode: str) -> str:
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         result = subprocess.run([sys.executable, "-c", DEEPSPEED_PROBE, mode], capture_output=True, text=True,

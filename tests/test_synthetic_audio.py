@@ -407,7 +407,8 @@ def test_write_audiofolder_refuses_to_overwrite(tmp_path):
 
 
 def test_load_dataset_audiofolder(tmp_path, monkeypatch):
-    datasets = pytest.importorskip("datasets")
+    import datasets
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     # datasets reads the variables at import time, which may already have happened in this process.

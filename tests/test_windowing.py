@@ -119,7 +119,10 @@ def test_stopping_early_stops_ffmpeg(tmp_path, clip):
     write_wav(path, clip, SAMPLING_RATE)
     blocks = ffmpeg_blocks(str(path), SAMPLING_RATE, block_samples=1000)
     next(blocks)
-    blocks.close()  # the generator's cleanup kills and reaps FFmpeg; a leak would show as a ResourceWarning
+    process = blocks.gi_frame.f_locals["process"]
+    assert process.poll() is None  # FFmpeg still has most of the clip to send
+    blocks.close()
+    assert process.returncode is not None  # killed and reaped, not left running
 
 
 def test_audio_decodes_with_the_core_resampler():
