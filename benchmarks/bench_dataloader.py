@@ -1,6 +1,6 @@
 """Throughput of the pre-training data pipeline: decode → random 10 s crop → fbank + masks in the collator.
 
-Uses `modeling_eat.pretraining.data` as `training/pretrain.py` does (`PretrainingAudioDataset`,
+Uses `modeling_eat.pretraining.data` as `python -m modeling_eat.pretrain` does (`PretrainingAudioDataset`,
 `EpochShuffleSampler`, `EATPretrainingCollator`, a torch `DataLoader`), on WAV files: a folder given with
 `--data-dir` (every `*.wav` below it, e.g. an audiofolder), or synthetic 10 s noise clips written to a temporary
 folder at `--sampling-rate` (16 kHz needs no resampling; 32 or 44.1 kHz, as most AudioSet files, adds it).

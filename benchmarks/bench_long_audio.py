@@ -1,9 +1,9 @@
 """Long audio through `pipeline("audio-classification", chunk_length_s=...)`: timeline accuracy, memory, time.
 
-Section "timeline": a model fine-tuned with `training/finetune.py` on the synthetic sound families tags a file made of
-known segments (each a run of 1 s clips of one family, 30-60 s long); the score is the share of the timeline's
-windows whose top label is the family of the segment under the window's midpoint, in the raw timeline and in the
-timeline smoothed over 3 s (`timeline_smoothing_s`, a tenth of the shortest segment).
+Section "timeline": a model fine-tuned with `python -m modeling_eat.finetune` on the synthetic sound families tags a
+file made of known segments (each a run of 1 s clips of one family, 30-60 s long); the score is the share of the
+timeline's windows whose top label is the family of the segment under the window's midpoint, in the raw timeline and
+in the timeline smoothed over 3 s (`timeline_smoothing_s`, a tenth of the shortest segment).
 
 Section "scaling": the same pipeline on WAV files of 1, 10 and 30 minutes (by default), each in a fresh process:
 peak resident memory of that process (FFmpeg, which streams the decoded audio to it, runs beside it and is not
@@ -25,11 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common import REPO_ROOT, apply_threads, benchmark_parser, machine_info, print_table, write_json
+from modeling_eat.synthetic_audio import SYNTHETIC_LABELS, generate_clip
 
-
-sys.path.insert(0, str(REPO_ROOT / "training"))
-from synthetic_audio import SYNTHETIC_LABELS, generate_clip  # noqa: E402
+from common import apply_threads, benchmark_parser, machine_info, print_table, write_json
 
 
 SAMPLING_RATE = 16000
@@ -67,7 +65,7 @@ def write_training_set(folder: Path, labels, per_class: int, seed: int, recordin
 
 def fine_tune(data: Path, output_dir: Path, config_name: str, steps: int, seed: int) -> Path:
     command = [
-        sys.executable, str(REPO_ROOT / "training" / "finetune.py"), "--config_name", config_name,
+        sys.executable, "-m", "modeling_eat.finetune", "--config_name", config_name,
         "--dataset_name", str(data), "--max_length_seconds", "1", "--max_steps", str(steps),
         "--learning_rate", "1e-3", "--warmup_steps", str(steps // 10), "--per_device_train_batch_size", "16",
         "--output_dir", str(output_dir), "--do_train", "--eval_strategy", "no", "--save_strategy", "no",

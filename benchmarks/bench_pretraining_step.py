@@ -274,8 +274,8 @@ class UnfoldConv2d(nn.Module):
 
 
 class OursStep(TimedStep):
-    """`EATForPreTraining` as `training/pretrain.py` drives it (forward under autocast when bf16, as Accelerate's
-    mixed precision does); module hooks time its parts without changing it. The options are the levers the
+    """`EATForPreTraining` as `python -m modeling_eat.pretrain` drives it (forward under autocast when bf16, as
+    Accelerate's mixed precision does); module hooks time its parts without changing it. The options are the levers the
     variants measure: a fused AdamW, `torch.compile` of the model, cuDNN autotuning, and the decoder's grouped
     convolutions as unfold + matmul (`unfold_decoder`: "kept" or "recomputed" columns, see `UnfoldConv2d`)."""
 

@@ -6,8 +6,8 @@ The workload is the quickstart's pre-training step (`small` preset, 8 clips of 1
 thread counts take turns round by round in this one process, so load changes hit all of them alike. Also reported:
 what the thread rule chooses under that load, and the 1-minute load average next to the CPU time it measures.
 
-`--script_steps N` also times the whole `training/pretrain.py` run the quickstart makes (its synthesised data,
-`small`, N steps) under the same competitors: once per `--thread_counts` entry (`--num_threads T`; torch's own
+`--script_steps N` also times the whole `python -m modeling_eat.pretrain` run the quickstart makes (its synthesised
+data, `small`, N steps) under the same competitors: once per `--thread_counts` entry (`--num_threads T`; torch's own
 default is one thread per core) and once as it chooses by itself (the rule).
 
 Usage:
@@ -30,10 +30,7 @@ from modeling_eat import EATConfig, EATForPreTraining
 from modeling_eat.masking_eat import EATMaskGenerator
 from modeling_eat.runtime import affinity_cpu_ids, cpus_busy_with_other_work, decide_num_threads
 
-from common import REPO_ROOT, benchmark_parser, machine_info, print_table, write_json
-
-
-TRAINING_DIR = REPO_ROOT / "training"
+from common import benchmark_parser, machine_info, print_table, write_json
 
 
 BUSY_LOOP = """
@@ -81,9 +78,9 @@ def build_step(config: EATConfig, batch: int, num_frames: int):
 
 
 def time_pretrain_script(data_dir: Path, output_dir: Path, steps: int, num_threads: int | None) -> dict:
-    """Wall time of one quickstart-sized `training/pretrain.py` run, and the thread count it reports."""
+    """Wall time of one quickstart-sized `python -m modeling_eat.pretrain` run, and the thread count it reports."""
     command = [
-        sys.executable, str(TRAINING_DIR / "pretrain.py"), "--dataset_name", str(data_dir), "--config_name", "small",
+        sys.executable, "-m", "modeling_eat.pretrain", "--dataset_name", str(data_dir), "--config_name", "small",
         "--max_length_seconds", "1", "--per_device_train_batch_size", "8", "--max_train_steps", str(steps),
         "--learning_rate", "1e-3", "--output_dir", str(output_dir), "--overwrite_output_dir",
         "--logging_steps", "1000",
@@ -102,8 +99,7 @@ def time_pretrain_script(data_dir: Path, output_dir: Path, steps: int, num_threa
 
 
 def script_rows(thread_counts: list[int], steps: int, smoke: bool) -> list[dict]:
-    sys.path.insert(0, str(TRAINING_DIR))
-    from synthetic_audio import write_audiofolder
+    from modeling_eat.synthetic_audio import write_audiofolder
 
     with tempfile.TemporaryDirectory() as folder:
         data_dir = write_audiofolder(Path(folder) / "data", num_train_per_class=2 if smoke else 60,
@@ -121,7 +117,8 @@ def main():
     parser.add_argument("--config_name", default="small")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--num_frames", type=int, default=96, help="frames per clip (96 = a 1 s crop)")
-    parser.add_argument("--script_steps", type=int, default=0, help="also time training/pretrain.py for N steps")
+    parser.add_argument("--script_steps", type=int, default=0,
+                        help="also time python -m modeling_eat.pretrain for N steps")
     args = parser.parse_args()
     thread_counts = [int(value) for value in args.thread_counts.split(",")]
     config = EATConfig.from_preset(args.config_name)
@@ -171,7 +168,7 @@ def main():
           f"1-min load average {load_before:.2f} at start, {load_after:.2f} at end")
     if scripts:
         print_table(scripts, ["num_threads_flag", "threads_used", "steps", "wall_s"],
-                    title="training/pretrain.py, quickstart settings (the flag's '-' is the rule)")
+                    title="modeling_eat.pretrain, quickstart settings (the flag's '-' is the rule)")
     write_json(
         args.json, machine, vars(args) | {"config": config.to_dict()}, rows,
         rule={"num_threads": rule.num_threads, "reason": rule.reason}, measured_busy_cpus=measured_busy,

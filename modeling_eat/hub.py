@@ -1,6 +1,6 @@
 """Model cards and Hub uploads for saved EAT folders (converted, pre-trained or fine-tuned checkpoints).
 
-`write_model_card` renders the `model_card.md` template at the repository root into `folder/README.md`;
+`write_model_card` renders the package's `model_card.md` template into `folder/README.md`;
 `publish_folder` checks that the folder loads with `trust_remote_code=True` anywhere, then uploads it.
 Not shipped with saved folders: this module may use huggingface_hub freely.
 """
@@ -17,7 +17,7 @@ from .configuration_eat import AUTO_MAP, SIZE_PRESETS, EATConfig
 from .modeling_eat import TASK_PARTS
 
 
-MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "model_card.md"
+MODEL_CARD_TEMPLATE = Path(__file__).with_name("model_card.md")
 
 # The files every saved folder carries for `trust_remote_code=True`: the modeling file reaches the others through
 # relative imports, which `save_pretrained` follows to copy them; the config copies the pipeline's.
@@ -112,11 +112,6 @@ def write_model_card(
     config = _read_json(folder / "config.json", fix="save the model into it with `model.save_pretrained(folder)`")
     preprocessor_path = folder / "preprocessor_config.json"
     preprocessor = json.loads(preprocessor_path.read_text()) if preprocessor_path.is_file() else None
-    if not MODEL_CARD_TEMPLATE.is_file():
-        raise FileNotFoundError(
-            f"The model card template {MODEL_CARD_TEMPLATE} is missing: run from a checkout of the modeling_eat "
-            "repository (pip install -e .), which keeps model_card.md at its root."
-        )
 
     architectures = config.get("architectures") or []
     is_classifier = CLASSIFICATION_ARCHITECTURE in architectures

@@ -555,7 +555,7 @@ class EATPreTrainedModel(PreTrainedModel):
         lines.append(
             "Folders saved by this package and those of the hub's remote-code port (worstchan/EAT-*) load as they "
             "are, with a config.json that matches their weights; convert fairseq .pt checkpoints with "
-            "conversion/convert_eat_to_hf.py."
+            "`python -m modeling_eat.convert`."
         )
         return "\n".join(lines)
 

@@ -4,7 +4,6 @@ The `tiny` preset is 64 wide with 3 blocks of 4 heads; 128-frame clips make an 8
 takes milliseconds.
 """
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -70,10 +69,3 @@ def save_tiny_classifier(folder, max_length: int, id2label: dict, model_class=EA
     EATFeatureExtractor(max_length=max_length).save_pretrained(folder)
     return model
 
-
-def load_script(path: Path):
-    """A script of `training/` or `conversion/` imported as a module (its `main` not run)."""
-    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

@@ -22,15 +22,15 @@ from modeling_eat.conversion import (
     load_source_checkpoint,
     plan_conversion,
 )
+from modeling_eat.conversion import cli as conversion_cli
 from modeling_eat.conversion import reference as reference_forward
 from modeling_eat.conversion.layouts import FAIRSEQ_PRETRAINING, SourceCheckpoint
 from modeling_eat.conversion.settings import config_for
 from modeling_eat.hub import CODE_FILES
 
-from eat_testing import PROJECT_ROOT, load_script, max_error
+from eat_testing import max_error
 
 
-CLI = PROJECT_ROOT / "conversion" / "convert_eat_to_hf.py"
 TOLERANCE = 1e-4
 POSITIONS = "modality_encoders.IMAGE.fixed_positional_encoder.positions"
 
@@ -303,8 +303,9 @@ def test_cli_end_to_end(eat_reference, reference, tmp_path):
     (tmp_path / "labels.json").write_text(json.dumps(names))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     completed = subprocess.run(
-        [sys.executable, str(CLI), "--checkpoint_path", str(eat_reference / "fairseq_finetune_tiny.pt"),
-         "--output_dir", str(tmp_path / "cli"), "--id2label", str(tmp_path / "labels.json")],
+        [sys.executable, "-m", "modeling_eat.convert",
+         "--checkpoint_path", str(eat_reference / "fairseq_finetune_tiny.pt"), "--output_dir", str(tmp_path / "cli"),
+         "--id2label", str(tmp_path / "labels.json")],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert completed.returncode == 0, completed.stderr
@@ -326,14 +327,15 @@ def test_cli_refuses_untrusted_pickle_with_exit_code(pretraining_checkpoint, tmp
     checkpoint = {**pretraining_checkpoint, "cfg": argparse.Namespace(model={})}
     torch.save(checkpoint, tmp_path / "pickled.pt")
 
-    assert cli.main(["--checkpoint_path", str(tmp_path / "pickled.pt"), "--output_dir", str(tmp_path / "out")]) == 1
+    arguments = ["--checkpoint_path", str(tmp_path / "pickled.pt"), "--output_dir", str(tmp_path / "out")]
+    assert cli.convert_main(arguments) == 1
     assert "--trust_pickle" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
 @pytest.fixture
 def converter_cli():
-    return load_script(CLI)
+    return conversion_cli
 
 
 def test_files_that_are_no_checkpoint_are_named_for_what_they_are(pretraining_checkpoint, tmp_path):
@@ -389,16 +391,17 @@ def test_folders_and_state_dicts_of_other_models_are_not_called_ours(eat_referen
 
 def test_hub_options_are_the_training_scripts_and_the_old_spellings_still_parse(converter_cli):
     common = ["--checkpoint_path", "x.pt", "--output_dir", "out"]
-    current = converter_cli.parse_args([*common, "--push_to_hub", "--hub_model_id", "org/eat", "--hub_token", "t",
-                                        "--hub_private_repo"])
-    assert vars(current) == vars(converter_cli.parse_args([*common, "--push_to_hub", "org/eat", "--token", "t",
+    current = converter_cli.parse_convert_args(
+        [*common, "--push_to_hub", "--hub_model_id", "org/eat", "--hub_token", "t", "--hub_private_repo"]
+    )
+    assert vars(current) == vars(converter_cli.parse_convert_args([*common, "--push_to_hub", "org/eat", "--token", "t",
                                                            "--private"]))
     assert (current.push_to_hub, current.hub_model_id, current.hub_token, current.hub_private_repo) == (
         True, "org/eat", "t", True
     )
-    assert converter_cli.parse_args(common).push_to_hub is False
+    assert converter_cli.parse_convert_args(common).push_to_hub is False
     with pytest.raises(SystemExit):
-        converter_cli.parse_args([*common, "--push_to_hub", "org/a", "--hub_model_id", "org/b"])
+        converter_cli.parse_convert_args([*common, "--push_to_hub", "org/a", "--hub_model_id", "org/b"])
 
 
 def test_refuses_when_the_reference_disagrees(eat_reference, monkeypatch, tmp_path):

@@ -1,4 +1,4 @@
-"""training/finetune.py: recipe/flag precedence, and an end-to-end fine-tune of a tiny EAT on FSDD."""
+"""`python -m modeling_eat.finetune`: recipe/flag precedence, and an end-to-end fine-tune of a tiny EAT on FSDD."""
 
 import json
 import os
@@ -7,23 +7,21 @@ import sys
 
 import pytest
 
+from modeling_eat.finetuning import cli as finetuning_cli
 from modeling_eat.finetuning.recipes import resolve_recipe
 
-from eat_testing import PROJECT_ROOT, load_script
 
-
-SCRIPT = PROJECT_ROOT / "training" / "finetune.py"
 DIGITS = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
 
 
 @pytest.fixture(scope="module")
 def finetune_script():
-    return load_script(SCRIPT)
+    return finetuning_cli
 
 
 def test_recipe_sets_training_arguments_and_given_flags_win(finetune_script, tmp_path):
     common = ["--dataset_name", "data", "--output_dir", str(tmp_path)]
-    model_args, data_args, finetuning_args, training_args, runtime_args = finetune_script.parse_arguments(
+    model_args, data_args, finetuning_args, training_args, runtime_args = finetune_script.parse_finetune_arguments(
         [*common, "--recipe", "spc2", "--learning_rate", "5e-05", "--mixup_alpha", "0.3", "--num_threads", "3"]
     )
     # 5e-05 is TrainingArguments' own default: given explicitly, it must still beat the recipe's 2e-4.
@@ -41,37 +39,38 @@ def test_recipe_sets_training_arguments_and_given_flags_win(finetune_script, tmp
     config_file = tmp_path / "args.json"
     config_file.write_text(json.dumps({"dataset_name": "data", "output_dir": str(tmp_path), "recipe": "esc50",
                                        "max_steps": 7}))
-    training_args = finetune_script.parse_arguments([str(config_file)])[3]
+    training_args = finetune_script.parse_finetune_arguments([str(config_file)])[3]
     assert (training_args.max_steps, training_args.per_device_train_batch_size) == (7, 48)
 
-    training_args = finetune_script.parse_arguments(common)[3]
+    training_args = finetune_script.parse_finetune_arguments(common)[3]
     assert training_args.learning_rate == 5e-05 and training_args.weight_decay == 0.05  # small-data defaults
 
 
 def test_recipe_switches_parse_as_the_readme_writes_them(finetune_script, tmp_path):
     common = ["--dataset_name", "data", "--output_dir", str(tmp_path)]
     # As flags, also right before another option; `false` turns off what a recipe turns on; unset, the recipe decides.
-    finetuning_args = finetune_script.parse_arguments(
+    finetuning_args = finetune_script.parse_finetune_arguments(
         [*common, "--weighted_sampling", "--roll_augment", "--noise_augment", "--recipe", "esc50"]
     )[2]
     assert (finetuning_args.weighted_sampling, finetuning_args.roll_augment, finetuning_args.noise_augment) == (
         True, True, True
     )
-    finetuning_args = finetune_script.parse_arguments([*common, "--recipe", "esc50", "--roll_augment", "false"])[2]
+    arguments = [*common, "--recipe", "esc50", "--roll_augment", "false"]
+    finetuning_args = finetune_script.parse_finetune_arguments(arguments)[2]
     assert finetuning_args.roll_augment is False and finetuning_args.weighted_sampling is None
     resolved = resolve_recipe(finetuning_args, pretrained=True)
     assert resolved.roll_augment is False and resolved.weighted_sampling is False  # esc50 rolls, but the flag wins
     config_file = tmp_path / "args.json"
     config_file.write_text(json.dumps({"dataset_name": "data", "output_dir": str(tmp_path), "noise_augment": True}))
-    assert finetune_script.parse_arguments([str(config_file)])[2].noise_augment is True
+    assert finetune_script.parse_finetune_arguments([str(config_file)])[2].noise_augment is True
 
 
 def test_recipe_warmup_keeps_its_share_of_a_shorter_run(finetune_script, tmp_path):
     # A 300-step run of the SPC-2 recipe warms up for 30 steps: 4,000 absolute steps would keep it at <= 1.5e-5.
     common = ["--dataset_name", "data", "--output_dir", str(tmp_path), "--recipe", "spc2"]
-    training_args = finetune_script.parse_arguments([*common, "--max_steps", "300"])[3]
+    training_args = finetune_script.parse_finetune_arguments([*common, "--max_steps", "300"])[3]
     assert training_args.get_warmup_steps(training_args.max_steps) == 30
-    explicit = finetune_script.parse_arguments([*common, "--max_steps", "300", "--warmup_steps", "50"])[3]
+    explicit = finetune_script.parse_finetune_arguments([*common, "--max_steps", "300", "--warmup_steps", "50"])[3]
     assert explicit.get_warmup_steps(explicit.max_steps) == 50
 
 
@@ -81,7 +80,7 @@ def test_finetune_tiny_on_fsdd_then_pipeline(fsdd_dir, tmp_path):
     # for them made training steps ~10x slower in a measurement here.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     command = [
-        sys.executable, str(SCRIPT),
+        sys.executable, "-m", "modeling_eat.finetune",
         "--config_name", "tiny",
         "--dataset_name", str(fsdd_dir),
         "--output_dir", str(output_dir),

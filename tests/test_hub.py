@@ -16,6 +16,7 @@ from huggingface_hub.utils._http import default_client_factory
 from safetensors.torch import load_file
 
 from modeling_eat import EATConfig, EATFeatureExtractor, EATForAudioClassification, EATForPreTraining
+from modeling_eat.conversion.cli import convert_main
 from modeling_eat.hub import (
     CODE_FILES,
     check_folder_for_hub,
@@ -23,8 +24,6 @@ from modeling_eat.hub import (
     publish_folder,
     write_model_card,
 )
-
-from eat_testing import PROJECT_ROOT, load_script
 
 
 LABELS = ["dog", "rain", "siren"]
@@ -288,11 +287,10 @@ def test_missing_config_and_bad_eval_results_explain_the_fix(tmp_path):
 
 
 def test_converter_publishes_with_the_training_scripts_options(fixtures_dir, tmp_path, fake_hub, capsys):
-    cli = load_script(PROJECT_ROOT / "conversion" / "convert_eat_to_hf.py")
     arguments = ["--checkpoint_path", str(fixtures_dir / "eat_reference" / "fairseq_finetune_tiny.pt"),
                  "--output_dir", str(tmp_path / "eat-tiny-sounds"), "--push_to_hub", "--hub_model_id", MODEL_ID,
                  "--hub_token", "hf_fake_token", "--hub_private_repo"]
-    assert cli.main(arguments) == 0, capsys.readouterr().err
+    assert convert_main(arguments) == 0, capsys.readouterr().err
     assert fake_hub.created == {"name": "eat-tiny-sounds", "organization": "test-user", "visibility": "private"}
     assert fake_hub.authorizations == {"Bearer hf_fake_token"}
     assert {"config.json", "model.safetensors", "README.md", *CODE_FILES} <= set(fake_hub.uploaded)

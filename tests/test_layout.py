@@ -25,10 +25,10 @@ CORE = {
     "__init__", "configuration_eat", "feature_extraction_eat", "masking_eat", "modeling_eat", "pipeline_eat",
     "windowing_eat",
 }
-SHARED = {"audio", "hub", "optimization", "plotting", "runtime"}
+SHARED = {"audio", "hub", "optimization", "plotting", "runtime", "synthetic_audio"}
 WORKFLOWS = {"conversion", "deployment", "finetuning", "inference", "pretraining"}
 STUDIES = {"study"}
-ENTRY_POINTS = {"export", "extract", "linear_probe", "ssl_study"}
+ENTRY_POINTS = {"convert", "export", "extract", "finetune", "linear_probe", "pretrain", "quickstart", "ssl_study"}
 CORE_THIRD_PARTY = {"torch", "numpy", "transformers", "huggingface_hub"}
 
 
@@ -144,3 +144,75 @@ def test_readme_layout_table_matches_the_tree():
     modules = {f"modeling_eat/{path.relative_to(PACKAGE)}" for path in PACKAGE.glob("*.py")}
     subpackages = {f"modeling_eat/{path.name}/" for path in PACKAGE.iterdir() if (path / "__init__.py").is_file()}
     assert listed == modules | subpackages
+
+
+def _levels_above_the_file(node: ast.AST) -> int | None:
+    """How many folders above the file's own an expression derived from `__file__` points to (`Path(__file__)` and
+    `.with_name(...)`: 0, `.parent`: 1, `.parents[i]`: i + 1, `os.path.dirname`: 1 each); None when `__file__` is not
+    at its root or the count is not a literal."""
+    if isinstance(node, ast.Name):
+        return -1 if node.id == "__file__" else None
+    if isinstance(node, ast.Call):
+        function = node.func
+        name = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", "")
+        if name in ("Path", "PurePath", "abspath", "realpath") and node.args:
+            inner = _levels_above_the_file(node.args[0])
+            return None if inner is None else max(inner, 0)
+        if name == "dirname" and node.args:
+            inner = _levels_above_the_file(node.args[0])
+            return None if inner is None else inner + 1
+        if isinstance(function, ast.Attribute) and name in ("resolve", "absolute", "with_name", "with_suffix"):
+            return _levels_above_the_file(function.value)
+        return None
+    if isinstance(node, ast.Attribute) and node.attr == "parent":
+        inner = _levels_above_the_file(node.value)
+        return None if inner is None else inner + 1
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and node.value.attr == "parents":
+        inner = _levels_above_the_file(node.value.value)
+        if inner is None or not isinstance(node.slice, ast.Constant):
+            return None
+        return inner + node.slice.value + 1
+    return None
+
+
+def paths_outside_the_package(path: Path, source: str | None = None) -> list[str]:
+    """Paths `path`'s code builds that leave the package once installed: derived from `__file__` and climbing above
+    `modeling_eat/` (a wheel holds nothing there), or literal paths that climb out with `..`."""
+    # modeling_eat/hub.py may climb one folder (to modeling_eat/), modeling_eat/study/cli.py two.
+    highest = len(path.relative_to(PACKAGE).parts)
+    problems = []
+    for node in ast.walk(ast.parse(path.read_text() if source is None else source)):
+        levels = _levels_above_the_file(node)
+        if levels is not None and levels > highest:
+            problems.append(f"{path.name}:{node.lineno} reads {levels - highest} folder(s) above the package")
+        if isinstance(node, ast.Call):
+            function = node.func
+            name = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", "")
+            literals = [arg.value for arg in node.args if isinstance(arg, ast.Constant) and isinstance(arg.value, str)]
+            if name in ("Path", "open", "join") and any(part == ".." for text in literals for part in text.split("/")):
+                problems.append(f"{path.name}:{node.lineno} opens a path that climbs out with '..'")
+    return problems
+
+
+@pytest.mark.parametrize("path", package_files(), ids=lambda path: str(path.relative_to(PACKAGE)))
+def test_package_code_reads_no_path_outside_the_package(path):
+    assert paths_outside_the_package(path) == []
+
+
+@pytest.mark.parametrize(
+    "path, source",
+    [
+        ("hub.py", 'MODEL_CARD = Path(__file__).resolve().parent.parent / "model_card.md"\n'),
+        ("study/cli.py", 'SCRIPTS = Path(__file__).resolve().parents[2] / "training"\n'),
+        ("audio.py", 'ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))\n'),
+        ("inference/cli.py", 'DATA = Path("../shared/data")\n'),
+    ],
+)
+def test_the_path_check_catches_reads_from_outside_the_package(path, source):
+    assert paths_outside_the_package(PACKAGE / path, source)
+
+
+def test_the_path_check_lets_files_beside_the_module_through():
+    source = 'LABELS = Path(__file__).with_name("labels.json")\nHERE = Path(__file__).resolve().parents[1]\n'
+    assert paths_outside_the_package(PACKAGE / "study" / "cli.py", source) == []
+    assert paths_outside_the_package(PACKAGE / "hub.py", source) != []

@@ -1,6 +1,6 @@
-"""End-to-end tests of training/pretrain.py: 2-process DDP and DeepSpeed ZeRO-2 runs on the CPU, killed after their
-first checkpoint and resumed with `--resume_from_checkpoint latest`, against an uninterrupted DDP run; the same for a
-2-process streaming run over parquet shards; and the refusal to mix two runs in one folder.
+"""End-to-end tests of `accelerate launch -m modeling_eat.pretrain`: 2-process DDP and DeepSpeed ZeRO-2 runs on the
+CPU, killed after their first checkpoint and resumed with `--resume_from_checkpoint latest`, against an uninterrupted
+DDP run; the same for a 2-process streaming run over parquet shards; and the refusal to mix two runs in one folder.
 
 Each launch costs tens of seconds of process start-up on a 2-core machine; the first DeepSpeed launch on a machine
 also JIT-compiles DeepSpeed's CPU shared-memory communication op once (cached in ~/.cache/torch_extensions).
@@ -21,12 +21,12 @@ import torch
 from safetensors.torch import load_file
 
 from modeling_eat import EATForPreTraining, EATModel
+from modeling_eat.pretraining import cli as pretraining_cli
 from modeling_eat.pretraining.monitoring import COLLAPSED_TARGET_STD, read_log
 
-from eat_testing import PROJECT_ROOT, load_script
+from eat_testing import PROJECT_ROOT
 
 
-SCRIPT = PROJECT_ROOT / "training" / "pretrain.py"
 CONFIGS = PROJECT_ROOT / "training" / "configs"
 LAUNCH_TIMEOUT = 900  # the first DeepSpeed launch compiles a C++ op
 
@@ -90,7 +90,7 @@ def pretrain_command(launch_flags: list[str], data_dir: Path, output_dir: Path, 
                      max_train_samples: int | None = MAX_TRAIN_SAMPLES) -> list[str]:
     samples = ["--max_train_samples", str(max_train_samples)] if max_train_samples else []
     return [
-        *accelerate_command(), "launch", *launch_flags, str(SCRIPT),
+        *accelerate_command(), "launch", *launch_flags, "-m", "modeling_eat.pretrain",
         "--dataset_name", str(data_dir),
         "--config_name", "tiny",
         "--max_length_seconds", "1",
@@ -272,14 +272,15 @@ def test_streaming_run_reads_its_own_shards_per_process_and_resumes_at_the_same_
 
 
 def test_every_option_has_help_and_schedulers_print_as_names(capsys):
-    script = load_script(SCRIPT)
-    parser = script.build_parser()
+    parser = pretraining_cli.build_pretrain_parser()
     assert [action.dest for action in parser._actions if not action.help] == []
     with pytest.raises(SystemExit):
         parser.parse_args(["--help"])
     usage = capsys.readouterr().out
     assert "cosine_with_min_lr" in usage and "SchedulerType" not in usage
-    args = script.parse_args(["--dataset_name", "d", "--output_dir", "o", "--lr_scheduler_type", "cosine_with_min_lr"])
+    args = pretraining_cli.parse_pretrain_args(
+        ["--dataset_name", "d", "--output_dir", "o", "--lr_scheduler_type", "cosine_with_min_lr"]
+    )
     assert args.lr_scheduler_type == "cosine_with_min_lr"
 
 
@@ -287,7 +288,8 @@ def test_a_second_run_into_a_used_folder_is_refused(tmp_path):
     output_dir = tmp_path / "run"
     (output_dir / "step_4").mkdir(parents=True)
     (output_dir / "step_4" / "training_progress.json").write_text('{"completed_steps": 4}')
-    command = [sys.executable, str(SCRIPT), "--dataset_name", "unused", "--output_dir", str(output_dir)]
+    command = [sys.executable, "-m", "modeling_eat.pretrain", "--dataset_name", "unused",
+               "--output_dir", str(output_dir)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT,
                             env=environment(use_cpu=True))
     assert result.returncode == 1

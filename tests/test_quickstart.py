@@ -5,14 +5,12 @@ import os
 import subprocess
 import sys
 
-from eat_testing import PROJECT_ROOT
-
 
 def test_quickstart_runs_end_to_end(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     output_dir = tmp_path / "quickstart"
     command = [
-        sys.executable, str(PROJECT_ROOT / "training" / "quickstart.py"),
+        sys.executable, "-m", "modeling_eat.quickstart",
         "--output_dir", str(output_dir),
         "--config_name", "tiny",
         "--num_train_per_class", "3",

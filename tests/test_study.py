@@ -44,12 +44,11 @@ def test_rows_change_only_what_their_ablation_names():
 def test_random_init_row_saves_the_model_after_zero_steps(tmp_path):
     settings = StudySettings(pretrain_steps=123)
     pretrain, probe, finetune = row_jobs(
-        settings, VARIANT["random_init"], 2, tmp_path, tmp_path / "pre", tmp_path / "eval", PROJECT_ROOT / "training"
+        settings, VARIANT["random_init"], 2, tmp_path, tmp_path / "pre", tmp_path / "eval"
     )
     assert pretrain.command[pretrain.command.index("--max_train_steps") + 1] == "0"
     assert pretrain.command[pretrain.command.index("--seed") + 1] == "2"
-    eat_pretrain = row_jobs(settings, VARIANT["eat"], 2, tmp_path, tmp_path / "pre", tmp_path / "eval",
-                            PROJECT_ROOT / "training")[0]
+    eat_pretrain = row_jobs(settings, VARIANT["eat"], 2, tmp_path, tmp_path / "pre", tmp_path / "eval")[0]
     assert eat_pretrain.command[eat_pretrain.command.index("--max_train_steps") + 1] == "123"
     # Every row fine-tunes with the same settings, the layer decay included (the script would pick it by itself).
     assert finetune.command[finetune.command.index("--layer_decay") + 1] == str(settings.finetune_layer_decay)

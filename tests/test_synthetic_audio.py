@@ -1,4 +1,4 @@
-"""Tests for the quickstart's synthetic audio set (training/synthetic_audio.py).
+"""Tests for the quickstart's synthetic audio set (modeling_eat/synthetic_audio.py).
 
 The class checks measure each clip with plain numpy (spectra, the analytic signal, envelopes) and compare with the
 parameters the generator says it drew: a family is only useful to the quickstart if its defining property is
@@ -15,16 +15,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from eat_testing import PROJECT_ROOT
-
-
-sys.path.insert(0, str(PROJECT_ROOT / "training"))
-from synthetic_audio import (  # noqa: E402  (a module beside the training scripts, not of the package)
+from modeling_eat.synthetic_audio import (
     MANIFEST_NAME,
     SYNTHETIC_LABELS,
     generate_clip,
-    main,
     synthesize_clip,
+    synthetic_audio_main,
     write_audiofolder,
 )
 
@@ -435,19 +431,20 @@ def test_load_dataset_audiofolder(tmp_path, monkeypatch):
 
 
 def test_command_line(tmp_path, capsys, monkeypatch):
-    out = main([str(tmp_path / "cli"), "--num_train_per_class", "1", "--num_test_per_class", "1", "--seed", "2"])
+    arguments = ["--num_train_per_class", "1", "--num_test_per_class", "1"]
+    out = synthetic_audio_main([str(tmp_path / "cli"), *arguments, "--seed", "2"])
     assert "7 train and 7 test clips" in capsys.readouterr().out
     assert json.loads((out / MANIFEST_NAME).read_text())["seed"] == 2
     with pytest.raises(SystemExit) as exit_info:
-        main([str(tmp_path / "cli"), "--num_train_per_class", "1", "--num_test_per_class", "1", "--seed", "3"])
+        synthetic_audio_main([str(tmp_path / "cli"), *arguments, "--seed", "3"])
     assert exit_info.value.code == 2
     assert "refusing to overwrite" in capsys.readouterr().err
 
-    # The script entry point; the same parameters reuse the folder. run_path rather than a subprocess: a fresh
+    # The module's entry point; the same parameters reuse the folder. run_module rather than a subprocess: a fresh
     # interpreter would spend seconds importing numpy and soundfile again.
     argv = ["synthetic_audio", str(out), "--num_train_per_class", "1", "--num_test_per_class", "1", "--seed", "2"]
     monkeypatch.setattr(sys, "argv", argv)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*found in sys.modules", category=RuntimeWarning)
-        runpy.run_path(str(PROJECT_ROOT / "training" / "synthetic_audio.py"), run_name="__main__")
+        runpy.run_module("modeling_eat.synthetic_audio", run_name="__main__")
     assert str(out) in capsys.readouterr().out

@@ -1,5 +1,5 @@
 """The conversion workflow: official EAT checkpoints (fairseq `.pt` files, folders of the hub's remote-code port) into
-this package's models, verified numerically before anything is written (`conversion/convert_eat_to_hf.py`).
+this package's models, verified numerically before anything is written (`python -m modeling_eat.convert`, `cli`).
 
 Reading (`reading`), the source layouts and renaming rules (`layouts`), the converted config (`settings`), weights and
 their checks (`weights`), the independent reference forward (`reference`), and the driver (`convert`).

@@ -124,7 +124,7 @@ class WeightedEpochSampler(SeededEpochSampler):
 
 @dataclasses.dataclass
 class DataTrainingArguments:
-    """Where the fine-tuning data comes from (the data flags of `training/finetune.py`)."""
+    """Where the fine-tuning data comes from (the data flags of `python -m modeling_eat.finetune`)."""
 
     dataset_name: str = dataclasses.field(metadata={"help": "Hub data set id, or a local audiofolder directory."})
     dataset_config_name: str | None = dataclasses.field(

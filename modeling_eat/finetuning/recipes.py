@@ -121,7 +121,8 @@ FLAG = {"nargs": "?", "const": True}
 
 @dataclasses.dataclass
 class FinetuningArguments:
-    """Recipe and augmentation flags of `training/finetune.py`; a flag left unset takes the recipe's value."""
+    """Recipe and augmentation flags of `python -m modeling_eat.finetune`; a flag left unset takes the recipe's
+    value."""
 
     recipe: str | None = dataclasses.field(
         default=None,

@@ -1,2 +1,2 @@
-"""The pre-training workflow (`training/pretrain.py`): data (`data`), run settings and refused set-ups (`settings`),
-and resumable checkpoints (`checkpoints`)."""
+"""The pre-training workflow (`python -m modeling_eat.pretrain`, `cli`): data (`data`), run settings and refused
+set-ups (`settings`), resumable checkpoints (`checkpoints`) and what a run watches (`monitoring`)."""

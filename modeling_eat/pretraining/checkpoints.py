@@ -81,7 +81,7 @@ def resolve_checkpoint(resume_from_checkpoint: str, output_dir) -> Path:
     if not (path / PROGRESS_FILE).is_file():
         raise FileNotFoundError(
             f"--resume_from_checkpoint {path} is not a complete checkpoint folder (no {PROGRESS_FILE}): pass a "
-            "step_N folder written by training/pretrain.py, or 'latest'."
+            "step_N folder written by modeling_eat.pretrain, or 'latest'."
         )
     return path
 

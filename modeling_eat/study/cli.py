@@ -10,16 +10,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..audio import merge_train_splits, speaker_fold
-from .data import write_synthetic_set
+from ..synthetic_audio import write_audiofolder
 from .protocol import ALL_VARIANTS, VARIANT_NAMES, StudySettings, row_jobs, write_feature_extractor, write_row_config
 from .report import write_report
 from .runner import run_rows
 
 
 logger = logging.getLogger(__name__)
-
-# The study drives the project's own scripts, as a user would; they sit beside the package in the repository.
-SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "training"
 
 
 def parse_bool(text: str) -> bool:
@@ -69,8 +66,9 @@ def parse_study_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namesp
 def prepare_pretraining_data(args, dataset: Path, output_dir: Path) -> Path:
     sources = [dataset, *map(Path, args.extra_pretraining_data)]
     if args.synthetic_clips_per_class > 0:
-        sources.append(write_synthetic_set(SCRIPTS_DIR, output_dir / "data" / "synthetic",
-                                           args.synthetic_clips_per_class))
+        synthetic = write_audiofolder(output_dir / "data" / "synthetic",
+                                      num_train_per_class=args.synthetic_clips_per_class, num_test_per_class=1)
+        sources.append(synthetic)
     return merge_train_splits(sources, output_dir / "data" / "pretraining")
 
 
@@ -78,8 +76,6 @@ def study_main(argv: Sequence[str] | None = None) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args, settings = parse_study_args(argv)
     output_dir = Path(args.output_dir)
-    if not SCRIPTS_DIR.is_dir():
-        raise SystemExit(f"the study runs the scripts of {SCRIPTS_DIR}: run it from a checkout of the project")
     output_dir.mkdir(parents=True, exist_ok=True)
     settings_file = output_dir / "settings.json"
     recorded = {
@@ -109,7 +105,7 @@ def study_main(argv: Sequence[str] | None = None) -> Path:
         for seed in settings.seeds:
             for variant in variants:
                 write_row_config(settings, variant, seed, output_dir)
-                jobs = row_jobs(settings, variant, seed, output_dir, pretraining_data, dataset, SCRIPTS_DIR)
+                jobs = row_jobs(settings, variant, seed, output_dir, pretraining_data, dataset)
                 rows.append(jobs[:2] if args.skip_finetune else jobs)
         start = time.perf_counter()
         timings = run_rows(rows, parallel=args.parallel, threads=args.threads)

@@ -120,7 +120,6 @@ def row_jobs(
     output_dir: Path,
     pretraining_data: Path,
     evaluation_data: Path,
-    scripts_dir: Path,
 ) -> list[Job]:
     """Pre-training (zero steps for the random-init row: the same model, saved untouched), the frozen probe and the
     fine-tuning of one row and seed, in order."""
@@ -130,7 +129,7 @@ def row_jobs(
     steps = settings.pretrain_steps if variant.pretraining is not None else 0
     common = {"--dataset_name": evaluation_data, "--max_length_seconds": settings.clip_seconds, "--seed": seed}
     pretrain = command(
-        [sys.executable, scripts_dir / "pretrain.py"],
+        [sys.executable, "-m", "modeling_eat.pretrain"],
         {**common, "--dataset_name": pretraining_data, "--config_name": config_file,
          "--feature_extractor_name": feature_extractor_dir(output_dir),
          "--per_device_train_batch_size": settings.pretrain_batch_size,
@@ -144,7 +143,7 @@ def row_jobs(
          "--output_json": folder / "probe.json"},
     )
     finetune = command(
-        [sys.executable, scripts_dir / "finetune.py"],
+        [sys.executable, "-m", "modeling_eat.finetune"],
         {**common, "--model_name_or_path": pretrained, "--max_steps": settings.finetune_steps,
          "--per_device_train_batch_size": settings.finetune_batch_size,
          "--learning_rate": settings.finetune_learning_rate, "--layer_decay": settings.finetune_layer_decay,

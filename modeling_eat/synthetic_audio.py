@@ -13,10 +13,10 @@ The output is a standard ``audiofolder`` (``train/`` and ``test/``, each with WA
 
 Usage::
 
-    python training/synthetic_audio.py OUTPUT_DIR [--num_train_per_class N] [--num_test_per_class N] [--seed S]
+    python -m modeling_eat.synthetic_audio OUTPUT_DIR [--num_train_per_class N] [--num_test_per_class N] [--seed S]
 
-Demo data of the quickstart, beside it: it needs only numpy and soundfile (``datasets`` is needed only to load the
-result).
+Demo data of the quickstart (and of the SSL study's optional synthetic rows): it needs only numpy and soundfile
+(``datasets`` is needed only to load the result).
 """
 
 from __future__ import annotations
@@ -366,7 +366,7 @@ def _manifest(
     num_train_per_class: int, num_test_per_class: int, seed: int, sampling_rate: int, duration_seconds: float
 ) -> dict[str, Any]:
     return {
-        "generator": "training/synthetic_audio.py",
+        "generator": "modeling_eat.synthetic_audio",
         "generator_version": GENERATOR_VERSION,
         "labels": list(SYNTHETIC_LABELS),
         "num_train_per_class": num_train_per_class,
@@ -511,9 +511,9 @@ def _move_into_place(staging: Path, output_dir: Path, manifest: dict[str, Any]) 
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
+def synthetic_audio_main(argv: Sequence[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(
-        prog="python training/synthetic_audio.py",
+        prog="python -m modeling_eat.synthetic_audio",
         description="Write the built-in synthetic labelled audio set as an audiofolder (train/ and test/ with "
         "metadata.csv), loadable with datasets.load_dataset('audiofolder', data_dir=OUTPUT_DIR).",
     )
@@ -538,4 +538,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    synthetic_audio_main()
