@@ -11,7 +11,6 @@
 """EAT (Efficient Audio Transformer) model configuration."""
 
 import copy
-import json
 import os
 import shutil
 from pathlib import Path
@@ -19,6 +18,8 @@ from pathlib import Path
 from huggingface_hub.dataclasses import strict
 from transformers.configuration_utils import PreTrainedConfig
 from transformers.utils import logging
+
+from .loading_eat import refuse_hub_port_fields, translate_hub_port_config
 
 
 logger = logging.get_logger(__name__)
@@ -62,48 +63,6 @@ SIZE_PRESETS["small"] = {
     "maskspec_decoder_intermediate_size": 256,
 }
 
-# The config.json fields of the hub's remote-code port (the `worstchan/EAT-*` repositories, EAT.md §6) with the
-# defaults of its config class, for the fields a file leaves out.
-HUB_PORT_DEFAULTS = {
-    "embed_dim": 768,
-    "depth": 12,
-    "num_heads": 12,
-    "patch_size": 16,
-    "stride": 16,
-    "in_chans": 1,
-    "mel_bins": 128,
-    "max_length": 768,
-    "num_classes": 527,
-    "model_variant": "pretrain",
-    "mlp_ratio": 4.0,
-    "qkv_bias": True,
-    "drop_rate": 0.0,
-    "attn_drop_rate": 0.0,
-    "activation_dropout": 0.0,
-    "post_mlp_drop": 0.0,
-    "start_drop_path_rate": 0.0,
-    "end_drop_path_rate": 0.0,
-    "layer_norm_first": False,
-    "norm_eps": 1e-6,
-    "norm_affine": True,
-    "fixed_positions": True,
-    "img_size": (1024, 128),
-}
-# Fields only the port's config has: one of them marks a config.json as the port's. (`patch_size`, `qkv_bias` and
-# `max_length` are names of ours too; the port's `max_length` counts rows of patches, ours frames.)
-HUB_PORT_MARKERS = ("embed_dim", "depth", "num_heads", "mel_bins", "model_variant", "img_size")
-# The port's fine-tuned head normalises with `nn.LayerNorm`'s default eps, not the encoder's 1e-6 (EAT.md §6).
-HUB_PORT_FC_NORM_EPS = 1e-5
-# The official fine-tuned heads classify AudioSet's 527 classes, several per clip (sigmoid, EAT.md §5.3).
-AUDIOSET_NUM_CLASSES = 527
-
-
-def audioset_id2label() -> dict[int, str]:
-    """The 527 AudioSet class names, in the output order of AudioSet heads (package data beside this file; a folder
-    loaded as remote code does not carry it: OSError)."""
-    data = json.loads(Path(__file__).with_name("audioset_labels.json").read_text(encoding="utf-8"))
-    return dict(enumerate(data["labels"]))
-
 # Every class a saved folder can be loaded as with `trust_remote_code=True`. transformers itself writes only the
 # saved object's own entry, so a folder saved from EATForPreTraining could not be opened with AutoModel.
 AUTO_MAP = {
@@ -131,66 +90,6 @@ OBJECTIVE_MASKING_DEFAULTS = {
     "eat": {"mask_strategy": "inverse_block", "mask_ratio": 0.8, "clone_batch": 16},
     "maskspec": {"mask_strategy": "random", "mask_ratio": 0.75, "clone_batch": 1},
 }
-
-
-def is_hub_port_config(config_dict: dict) -> bool:
-    return any(name in config_dict for name in HUB_PORT_MARKERS)
-
-
-def settings_from_hub_port(hub_config: dict) -> dict:
-    """`EATConfig` fields from a config.json of the hub's remote-code port; refuses settings whose math this
-    package does not implement, naming the field.
-
-    The port's training-time dropouts have no exact counterpart here and are left out (with a warning when set).
-    """
-    port = {**HUB_PORT_DEFAULTS, **{name: hub_config[name] for name in HUB_PORT_DEFAULTS if name in hub_config}}
-    refusals = [
-        (not port["layer_norm_first"], "layer_norm_first=True (pre-LN blocks) is not EAT's post-LN architecture"),
-        (port["norm_affine"], "norm_affine=False is not supported: EAT's LayerNorms are affine"),
-        (port["fixed_positions"], "fixed_positions=False (learned positions) is not supported: EAT's are sin-cos"),
-        (port["in_chans"] == 1, f"in_chans={port['in_chans']}: EAT takes one-channel spectrograms"),
-        (port["stride"] == port["patch_size"], f"stride={port['stride']} differs from patch_size="
-         f"{port['patch_size']}: EAT's patches do not overlap"),
-        (port["model_variant"] in ("pretrain", "finetune"),
-         f"model_variant={port['model_variant']!r}: the hub port knows 'pretrain' and 'finetune'"),
-    ]
-    problems = [message for ok, message in refusals if not ok]
-    if problems:
-        raise ValueError("this hub-port config.json describes a model EAT cannot load: " + "; ".join(problems))
-    dropped = [name for name in ("drop_rate", "attn_drop_rate", "activation_dropout", "post_mlp_drop",
-                                 "start_drop_path_rate", "end_drop_path_rate") if port[name]]
-    if dropped:
-        settings_text = ", ".join(f"{name}={port[name]}" for name in dropped)
-        logger.warning(
-            f"The hub-port config sets {settings_text}: training-time settings that are not carried over. Set "
-            "hidden_dropout_prob, attention_probs_dropout_prob or drop_path_rate to fine-tune with dropout."
-        )
-    settings = {
-        "hidden_size": port["embed_dim"],
-        "num_hidden_layers": port["depth"],
-        "num_attention_heads": port["num_heads"],
-        "intermediate_size": int(port["embed_dim"] * port["mlp_ratio"]),
-        "patch_size": port["patch_size"],
-        "num_mel_bins": port["mel_bins"],
-        "max_time_patches": port["max_length"],
-        "max_length": int(port["img_size"][0]),
-        "qkv_bias": port["qkv_bias"],
-        "layer_norm_eps": port["norm_eps"],
-    }
-    if port["model_variant"] == "finetune":
-        settings["fc_norm_eps"] = HUB_PORT_FC_NORM_EPS
-        settings["num_labels"] = port["num_classes"]
-        if port["num_classes"] == AUDIOSET_NUM_CLASSES:
-            settings["problem_type"] = "multi_label_classification"
-            try:
-                id2label = audioset_id2label()
-            except OSError:  # this file runs as a folder's remote code, without the label file
-                pass
-            else:
-                del settings["num_labels"]
-                settings["id2label"] = id2label
-                settings["label2id"] = {name: index for index, name in id2label.items()}
-    return settings
 
 
 @strict
@@ -324,14 +223,7 @@ class EATConfig(PreTrainedConfig):
     maskspec_norm_patch_loss: bool = False
 
     def __post_init__(self, **kwargs):
-        hub_port_fields = sorted(name for name in HUB_PORT_MARKERS if name in kwargs)
-        if hub_port_fields:
-            # Their names collide with ours (`max_length`), so only the whole dict can be translated.
-            raise ValueError(
-                f"The hub port's config fields {', '.join(hub_port_fields)} are not EATConfig's: build it with "
-                "EATConfig.from_dict(hub_config) (from_pretrained does), which translates them, or use our names "
-                "(hidden_size, num_hidden_layers, num_attention_heads, num_mel_bins, ...)."
-            )
+        refuse_hub_port_fields(kwargs)
         if self.pretraining_objective in OBJECTIVE_MASKING_DEFAULTS:
             for name, value in OBJECTIVE_MASKING_DEFAULTS[self.pretraining_objective].items():
                 if getattr(self, name) is None:
@@ -361,16 +253,7 @@ class EATConfig(PreTrainedConfig):
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs) -> "EATConfig":
         """As `PreTrainedConfig.from_dict`; a config of the hub's remote-code port is translated first."""
-        if is_hub_port_config(config_dict):
-            # The port's `auto_map` names its own code, which reads its layout: once translated, the config is ours
-            # and so is the code a saved folder must carry.
-            ours = {name: value for name, value in config_dict.items() if name not in (*HUB_PORT_DEFAULTS, "auto_map")}
-            settings = settings_from_hub_port(config_dict)
-            if "id2label" in ours:  # the file names its own labels
-                for name in ("num_labels", "id2label", "label2id"):
-                    settings.pop(name, None)
-            config_dict = {**ours, **settings}
-        return super().from_dict(config_dict, **kwargs)
+        return super().from_dict(translate_hub_port_config(config_dict), **kwargs)
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "EATConfig":
@@ -450,12 +333,4 @@ def copy_pipeline_code(folder) -> None:
             shutil.copyfile(path, target)
 
 
-__all__ = [
-    "HUB_PORT_FC_NORM_EPS",
-    "SIZE_PRESETS",
-    "EATConfig",
-    "audioset_id2label",
-    "copy_pipeline_code",
-    "is_hub_port_config",
-    "settings_from_hub_port",
-]
+__all__ = ["SIZE_PRESETS", "EATConfig", "copy_pipeline_code"]

@@ -14,7 +14,7 @@ from safetensors import safe_open
 
 from .audio import frames_to_seconds
 from .configuration_eat import AUTO_MAP, SIZE_PRESETS, EATConfig
-from .modeling_eat import TASK_PARTS
+from .loading_eat import TASK_PARTS
 
 
 MODEL_CARD_TEMPLATE = Path(__file__).with_name("model_card.md")
@@ -23,6 +23,7 @@ MODEL_CARD_TEMPLATE = Path(__file__).with_name("model_card.md")
 # relative imports, which `save_pretrained` follows to copy them; the config copies the pipeline's.
 CODE_FILES = (
     "configuration_eat.py",
+    "loading_eat.py",
     "modeling_eat.py",
     "masking_eat.py",
     "feature_extraction_eat.py",

@@ -18,7 +18,6 @@ same encoder.
 """
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,65 +33,16 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs, logging
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
-from transformers.utils.loading_report import update_key_name
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_eat import EATConfig
+from .loading_eat import load_pretrained, review_loaded_keys
 from .masking_eat import EATMaskGenerator
 
 
 logger = logging.get_logger(__name__)
 
 UTTERANCE_LOSS_REDUCTIONS = ("sum", "mean")
-
-# Parameter names of the official modules (EAT.md §5, §6) → ours. The hub port's folders load with them
-# (`EATPreTrainedModel.from_pretrained`); the converter renames fairseq checkpoints with them too.
-OFFICIAL_EMBEDDING_PARAMETERS = {
-    "local_encoder.proj": "embeddings.patch_embeddings.projection",
-    "extra_tokens": "embeddings.cls_token",
-}
-# norm1 follows the attention, norm2 the MLP (post-LN blocks, EAT.md §2.4).
-OFFICIAL_BLOCK_PARAMETERS = {
-    "norm1": "attention_norm",
-    "attn.qkv": "attention.qkv_proj",
-    "attn.proj": "attention.o_proj",
-    "norm2": "output_norm",
-    "mlp.fc1": "mlp.fc1",
-    "mlp.fc2": "mlp.fc2",
-}
-OFFICIAL_HEAD_PARAMETERS = {"fc_norm": "fc_norm", "head": "classifier"}
-# The hub port keeps everything under `model.` and calls the embedding LayerNorm `pre_norm` (EAT.md §6).
-HUB_PORT_PREFIX = "model."
-HUB_PORT_EMBEDDING_NORM = "pre_norm"
-
-
-def hub_port_key_mapping() -> dict[str, str]:
-    """`from_pretrained(key_mapping=...)` patterns that rename the hub port's weights to ours; none matches ours.
-
-    transformers ends a pattern that ends in a letter on a name boundary, so `model.head` leaves `model.header` alone.
-    """
-    prefix = re.escape(HUB_PORT_PREFIX)
-    renames = {**OFFICIAL_EMBEDDING_PARAMETERS, HUB_PORT_EMBEDDING_NORM: "embeddings.layer_norm",
-               **OFFICIAL_HEAD_PARAMETERS}
-    mapping = {f"^{prefix}{re.escape(official)}": ours for official, ours in renames.items()}
-    for official, ours in OFFICIAL_BLOCK_PARAMETERS.items():
-        mapping[rf"^{prefix}blocks\.(\d+)\.{re.escape(official)}\."] = rf"layers.\1.{ours}."
-    return mapping
-
-
-# The parts one EAT class has and a checkpoint of another may lack or hold beyond it: loading across classes
-# reports them in one line. Any other missing or misshaped weight is the encoder's, and loading refuses it.
-TASK_PARTS = {
-    "fc_norm.": "the classification head",
-    "classifier.": "the classification head",
-    "teacher.": "the EMA teacher (a copy of the student)",
-    "decoder.": "the pre-training decoder",
-}
-
-
-def task_part_of(key: str) -> str | None:
-    return next((part for prefix, part in TASK_PARTS.items() if key.startswith(prefix)), None)
-
 
 @dataclass
 class EATModelOutput(BaseModelOutputWithPooling):
@@ -486,78 +436,20 @@ class EATPreTrainedModel(PreTrainedModel):
         r"""
         As [`~PreTrainedModel.from_pretrained`], for folders of this package and of the hub's remote-code port (the
         `worstchan/EAT-*` repositories): [`EATConfig`] translates the port's config, and its `model.*` weights are
-        renamed on load (transformers' `key_mapping`, see `hub_port_key_mapping`). `save_pretrained` then writes
-        this package's layout.
+        renamed on load (transformers' `key_mapping`, see `loading_eat.hub_port_key_mapping`). `save_pretrained` then
+        writes this package's layout.
 
         Parts of another EAT class (a classification head, the pre-training teacher and decoder) that the checkpoint
         lacks are initialised and named in one warning; those it holds beyond this class are left out and named.
-        A checkpoint that lacks encoder weights, or holds them in other shapes, raises a `ValueError` listing them
-        instead of leaving the encoder randomly initialised. `output_loading_info` still lists every key.
+        Missing encoder weights are initialised too, as for any transformers model, with a warning that names the
+        checkpoint's layout, how many encoder weights matched, and the fix. `output_loading_info` lists every key.
         """
-        output_loading_info = kwargs.pop("output_loading_info", False)
-        port_mapping = hub_port_key_mapping()
-        kwargs["key_mapping"] = {**port_mapping, **(kwargs.get("key_mapping") or {})}
-        model, loading_info = super().from_pretrained(
-            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
-        )
-        # transformers undoes a load's renaming when saving; the port's names are not to come back.
-        model._weight_conversions = [
-            conversion
-            for conversion in getattr(model, "_weight_conversions", None) or []
-            if conversion.source_patterns[0] not in port_mapping
-        ]
-        for name, keys in model.__dict__.pop("_task_part_keys", {}).items():
-            loading_info[name] = loading_info[name] | keys
-        return (model, loading_info) if output_loading_info else model
+        return load_pretrained(super().from_pretrained, pretrained_model_name_or_path, *model_args, **kwargs)
 
     def _adjust_missing_and_unexpected_keys(self, loading_info) -> None:
         # transformers' hook for the key differences a model expects, run after loading and before the load report.
         super()._adjust_missing_and_unexpected_keys(loading_info)
-        missing = {key for key in loading_info.missing_keys if task_part_of(key) is None}
-        mismatched = sorted(entry for entry in loading_info.mismatched_keys if task_part_of(entry[0]) is None)
-        if missing or mismatched:
-            unknown = {key for key in loading_info.unexpected_keys if task_part_of(key) is None}
-            # The error below lists every key; transformers' report would print them again and raise its own error.
-            loading_info.missing_keys, loading_info.unexpected_keys = set(), set()
-            loading_info.mismatched_keys = set()
-            raise ValueError(self.encoder_load_error(missing, mismatched, unknown))
-        new = {key for key in loading_info.missing_keys if task_part_of(key)}
-        unused = {key for key in loading_info.unexpected_keys if task_part_of(key)}
-        if new:
-            head = TASK_PARTS["classifier."] in {task_part_of(key) for key in new}
-            self.log_task_parts(new, "newly initialized, not in the checkpoint", " Train it first." if head else "")
-        if unused:
-            self.log_task_parts(unused, "in the checkpoint, not used", "")
-        # One line instead of transformers' table; `from_pretrained` puts the keys back into the loading info.
-        loading_info.missing_keys = loading_info.missing_keys - new
-        loading_info.unexpected_keys = loading_info.unexpected_keys - unused
-        self._task_part_keys = {"missing_keys": new, "unexpected_keys": unused}
-
-    def log_task_parts(self, keys: set[str], what: str, advice: str) -> None:
-        parts = ", ".join(sorted({task_part_of(key) for key in keys}))
-        logger.warning(
-            f"{type(self).__name__} from {self.name_or_path}: {what}: {parts} ({', '.join(update_key_name(keys))})."
-            + advice
-        )
-
-    def encoder_load_error(self, missing: set[str], mismatched: list, unknown: set[str]) -> str:
-        lines = [
-            f"{type(self).__name__}.from_pretrained({self.name_or_path!r}) would leave encoder weights randomly "
-            "initialised:"
-        ]
-        if missing:
-            lines.append(f"  missing from the checkpoint: {', '.join(update_key_name(missing))}")
-        shapes = {key: (tuple(theirs), tuple(ours)) for key, theirs, ours in mismatched}
-        for key, (checkpoint_shape, model_shape) in update_key_name(shapes).items():
-            lines.append(f"  {key}: shape {checkpoint_shape} in the checkpoint, {model_shape} here")
-        if unknown:
-            lines.append(f"  the checkpoint holds instead: {', '.join(update_key_name(unknown))}")
-        lines.append(
-            "Folders saved by this package and those of the hub's remote-code port (worstchan/EAT-*) load as they "
-            "are, with a config.json that matches their weights; convert fairseq .pt checkpoints with "
-            "`python -m modeling_eat.convert`."
-        )
-        return "\n".join(lines)
+        review_loaded_keys(self, loading_info)
 
 
 class EATModel(EATPreTrainedModel):

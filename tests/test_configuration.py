@@ -8,7 +8,8 @@ import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
 
 from modeling_eat import EATConfig, EATForAudioClassification, EATForPreTraining, EATModel
-from modeling_eat.configuration_eat import AUTO_MAP, HUB_PORT_FC_NORM_EPS, audioset_id2label
+from modeling_eat.configuration_eat import AUTO_MAP
+from modeling_eat.loading_eat import HUB_PORT_FC_NORM_EPS, audioset_id2label
 
 
 def test_json_string_round_trip_keeps_every_field():

@@ -5,7 +5,7 @@ Reading (`reading`), the source layouts and renaming rules (`layouts`), the conv
 their checks (`weights`), the independent reference forward (`reference`), and the driver (`convert`).
 """
 
-from ..configuration_eat import audioset_id2label
+from ..loading_eat import audioset_id2label
 from .convert import TARGETS, ConversionReport, build_converted_model, convert_checkpoint, plan_conversion
 from .errors import ConversionError, UnsafeCheckpointError
 from .reading import load_source_checkpoint

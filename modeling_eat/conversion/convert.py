@@ -6,9 +6,10 @@ from pathlib import Path
 
 import torch
 
-from ..configuration_eat import HUB_PORT_FC_NORM_EPS, EATConfig
+from ..configuration_eat import EATConfig
 from ..feature_extraction_eat import EATFeatureExtractor
 from ..hub import CODE_FILES, publish_folder, write_model_card
+from ..loading_eat import HUB_PORT_FC_NORM_EPS
 from ..modeling_eat import EATForAudioClassification, EATForPreTraining, EATModel
 from .errors import ConversionError, raise_for_problems, require
 from .layouts import HUB_PORT, SourceCheckpoint

@@ -1,5 +1,5 @@
-"""The official checkpoint layouts (EAT.md §5, §6): where one encoder's weights live in a source state dict, and the
-renaming rules from those names to this package's."""
+"""The official checkpoint layouts (their names: `modeling_eat.loading_eat`): where one encoder's weights live in a
+source state dict, and the renaming rules from those names to this package's."""
 
 import re
 from dataclasses import dataclass
@@ -7,7 +7,9 @@ from pathlib import Path
 
 import torch
 
-from ..modeling_eat import (
+from ..loading_eat import (
+    FAIRSEQ_FINETUNED_ENCODER_PREFIX,
+    FAIRSEQ_PRETRAINING_ENCODER_PREFIX,
     HUB_PORT_EMBEDDING_NORM,
     HUB_PORT_PREFIX,
     OFFICIAL_BLOCK_PARAMETERS,
@@ -48,10 +50,10 @@ class SourceLayout:
 
 
 FAIRSEQ_PRETRAINING = SourceLayout(
-    "fairseq pre-training checkpoint", "modality_encoders.IMAGE.", "blocks.", "context_encoder.norm"
+    "fairseq pre-training checkpoint", FAIRSEQ_PRETRAINING_ENCODER_PREFIX, "blocks.", "context_encoder.norm"
 )
 FAIRSEQ_FINETUNED = SourceLayout(
-    "fairseq fine-tuned checkpoint", "model.modality_encoders.IMAGE.", "model.blocks.", "context_encoder.norm", ""
+    "fairseq fine-tuned checkpoint", FAIRSEQ_FINETUNED_ENCODER_PREFIX, "model.blocks.", "context_encoder.norm", ""
 )
 HUB_PORT = SourceLayout(
     "hub remote-code port folder", HUB_PORT_PREFIX, f"{HUB_PORT_PREFIX}blocks.", HUB_PORT_EMBEDDING_NORM,

@@ -4,7 +4,8 @@ which every converted model must reproduce within `TOLERANCE`."""
 import torch
 import torch.nn.functional as F
 
-from ..configuration_eat import HUB_PORT_FC_NORM_EPS, EATConfig
+from ..configuration_eat import EATConfig
+from ..loading_eat import HUB_PORT_FC_NORM_EPS
 from .layouts import HUB_PORT, SourceCheckpoint, SourceLayout
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from huggingface_hub.errors import StrictDataclassError
 
-from ..configuration_eat import AUDIOSET_NUM_CLASSES, EATConfig, audioset_id2label, settings_from_hub_port
+from ..configuration_eat import EATConfig
+from ..loading_eat import AUDIOSET_NUM_CLASSES, audioset_id2label, settings_from_hub_port
 from .errors import ConversionError, require
 from .layouts import SourceCheckpoint
 
