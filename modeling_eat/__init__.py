@@ -21,8 +21,6 @@ from transformers import (
     AutoModelForAudioClassification,
     AutoModelForPreTraining,
 )
-from transformers.pipelines import PIPELINE_REGISTRY
-from transformers.utils import logging
 
 from .configuration_eat import EATConfig
 from .feature_extraction_eat import EATFeatureExtractor, kaldi_fbank
@@ -37,7 +35,7 @@ from .modeling_eat import (
     EATTeacher,
     utterance_frame_loss,
 )
-from .pipeline_eat import EATAudioClassificationPipeline
+from .pipeline_eat import EATAudioClassificationPipeline, register_eat_pipeline
 
 
 AutoConfig.register(EATConfig.model_type, EATConfig, exist_ok=True)
@@ -53,22 +51,7 @@ EATForAudioClassification.register_for_auto_class("AutoModelForAudioClassificati
 EATForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 EATFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
 
-# The EAT pipeline takes the task, handing every other model to transformers' own pipeline (so the "overwriting"
-# warning transformers logs would be wrong); the task's default model stays transformers'.
-_pipelines_logger = logging.get_logger("transformers.pipelines.base")
-_level = _pipelines_logger.level
-_pipelines_logger.setLevel(logging.ERROR)
-try:
-    PIPELINE_REGISTRY.register_pipeline(
-        "audio-classification",
-        pipeline_class=EATAudioClassificationPipeline,
-        pt_model=AutoModelForAudioClassification,
-        default=PIPELINE_REGISTRY.supported_tasks["audio-classification"].get("default"),
-        type="audio",
-    )
-finally:
-    _pipelines_logger.setLevel(_level)
-EATConfig.pipeline_registered = True
+register_eat_pipeline()
 
 __all__ = [
     "EATAudioClassificationPipeline",
@@ -85,5 +68,6 @@ __all__ = [
     "inverse_block_mask",
     "kaldi_fbank",
     "random_mask",
+    "register_eat_pipeline",
     "utterance_frame_loss",
 ]

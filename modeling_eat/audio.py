@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .feature_extraction_eat import EATFeatureExtractor, kaldi_num_frames, kaldi_num_samples
-
-# The resampler and the seconds -> frames rule ship with saved folders (the pipeline needs them); they live there.
-from .windowing_eat import FRAMES_PER_SECOND, resample, seconds_to_frames
+# The resampler and the frame geometry ship with saved folders (the pipeline needs them); they live there.
+from .audio_io_eat import resample
+from .feature_extraction_eat import EATFeatureExtractor, kaldi_num_frames, kaldi_num_samples, patch_aligned
 
 
 logger = logging.getLogger(__name__)
@@ -35,19 +34,6 @@ class AudioDecodingError(ValueError):
 
 def seconds_to_samples(seconds: float, sampling_rate: int = SAMPLING_RATE) -> int:
     return int(round(seconds * sampling_rate))
-
-
-def frames_to_seconds(num_frames):
-    """Start time in seconds of frame `num_frames` (an int or an array)."""
-    return num_frames / FRAMES_PER_SECOND
-
-
-def patch_aligned(num_frames: int, patch_size: int, round_up: bool = False) -> int:
-    """`num_frames` rounded to whole patch rows: down (a crop never reaches past the audio), or up to at least one
-    row (padding, so that every real frame is encoded)."""
-    if round_up:
-        return max(1, math.ceil(num_frames / patch_size)) * patch_size
-    return num_frames // patch_size * patch_size
 
 
 def crop_num_frames(max_length_seconds: float, patch_size: int = 16, sampling_rate: int = SAMPLING_RATE) -> int:
@@ -315,22 +301,17 @@ def load_feature_extractor(
 
 
 __all__ = [
-    "FRAMES_PER_SECOND",
     "SAMPLING_RATE",
     "AudioDecodingError",
     "SeededEpochSampler",
     "crop_num_frames",
     "decode_audio",
-    "frames_to_seconds",
     "load_audio_dataset",
     "labelled_subset",
     "load_feature_extractor",
     "merge_train_splits",
     "speaker_fold",
-    "patch_aligned",
     "random_crop",
-    "resample",
-    "seconds_to_frames",
     "seconds_to_samples",
     "write_parquet_shards",
 ]

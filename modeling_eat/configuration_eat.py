@@ -25,11 +25,12 @@ from .loading_eat import refuse_hub_port_fields, translate_hub_port_config
 logger = logging.get_logger(__name__)
 
 
-# Sizes and pre-training recipes of the official checkpoints (EAT.md §2.4, §2.5, §3). `tiny` and `small` are ours:
-# `tiny` has the width and depth of the reference fixtures, for tests; `small` is twice as wide, for demos, because
-# 64 channels learn too slowly in a few hundred steps (FIDELITY.md). Both scale the EMA schedule to the length of
-# the run (ema_scale_with_run). The teacher's target layers and the CNN decoder's width follow the encoder (all of
-# its layers, its width), so no preset names them and an override of the depth or width needs no second one.
+# Sizes and pre-training recipes of the official checkpoints (`config/pretraining_AS2M.yaml` and
+# `pretraining_AS2M_large.yaml` of the EAT repository). `tiny` and `small` are ours: `tiny` has the width and depth of
+# the reference fixtures, for tests; `small` is twice as wide, for demos, because 64 channels learn too slowly in a few
+# hundred steps (FIDELITY.md). Both scale the EMA schedule to the length of the run (ema_scale_with_run). The teacher's
+# target layers and the CNN decoder's width follow the encoder (all of its layers, its width), so no preset names them
+# and an override of the depth or width needs no second one.
 SIZE_PRESETS = {
     "base": {},
     "large": {
@@ -136,10 +137,11 @@ class EATConfig(PreTrainedConfig):
         ema_decay (`float`, *optional*, defaults to 0.9998): EMA teacher decay at the first update.
         ema_end_decay (`float`, *optional*, defaults to 0.99999): decay reached after `ema_anneal_end_step` updates.
         ema_anneal_end_step (`int`, *optional*, defaults to 100000): updates over which the decay is annealed.
-        ema_scale_with_run (`bool`, *optional*, defaults to `False`): when pre-training starts, set the three EMA
-            fields above from the run's length: a horizon `1 / (1 - decay)` of the whole run at the first update,
-            annealed over the run to ten runs (see `modeling_eat.pretraining.monitoring`). The `tiny` and `small`
-            presets, meant for short runs, turn it on.
+        ema_scale_with_run (`bool`, *optional*, defaults to `False`): instead of the three EMA fields above, fit
+            the schedule to the run the teacher is told of (`EATTeacher.fit_schedule_to_run`): a horizon
+            `1 / (1 - decay)` of the whole run at the first update, annealed over the run to ten runs (see
+            `modeling_eat.modeling_eat.ema_schedule`). The `tiny` and `small` presets, meant for short runs, turn it
+            on.
         average_top_k_layers (`int`, *optional*): top teacher layers averaged into the targets; defaults to all
             `num_hidden_layers`.
         utterance_loss_weight (`float`, *optional*, defaults to 1.0): weight of the CLS (utterance) loss.
@@ -286,6 +288,11 @@ class EATConfig(PreTrainedConfig):
     def num_freq_patches(self) -> int:
         return self.num_mel_bins // self.patch_size
 
+    @property
+    def max_input_frames(self) -> int:
+        """Frames of the longest input the model takes: the rows of its positional table, in frames (about 2 min)."""
+        return self.max_time_patches * self.patch_size
+
     def validate_architecture(self):
         """Rejects settings no EAT encoder can be built with, naming the field at fault. The pre-training fields are
         checked where they are used: the masking ones by `EATMaskGenerator` (the one home of masking), the teacher's
@@ -301,9 +308,9 @@ class EATConfig(PreTrainedConfig):
              f"num_mel_bins ({self.num_mel_bins}) must be a multiple of patch_size ({self.patch_size})"),
             (self.max_length % self.patch_size == 0 and self.max_length > 0,
              f"max_length ({self.max_length}) must be a positive multiple of patch_size ({self.patch_size})"),
-            (self.max_length <= self.max_time_patches * self.patch_size,
+            (self.max_length <= self.max_input_frames,
              f"max_length ({self.max_length}) exceeds the positional table: max_time_patches * patch_size = "
-             f"{self.max_time_patches * self.patch_size} frames"),
+             f"{self.max_input_frames} frames"),
             (self.hidden_dropout_prob >= 0 and self.attention_probs_dropout_prob >= 0 and self.drop_path_rate >= 0,
              "hidden_dropout_prob, attention_probs_dropout_prob and drop_path_rate must be >= 0"),
             (self.classifier_pooling in ("cls", "mean"),

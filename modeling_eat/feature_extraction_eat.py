@@ -35,11 +35,13 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-# Kaldi's frame geometry as EAT uses it (EAT.md §1): 25 ms windows every 10 ms, i.e. 100 frames per second.
+# Kaldi's frame geometry as EAT uses it (`data/raw_audio_dataset.py` of the EAT repository): 25 ms windows every 10 ms,
+# i.e. 100 frames per second.
 FRAME_LENGTH_MS = 25.0
 FRAME_SHIFT_MS = 10.0
+FRAMES_PER_SECOND = 1000.0 / FRAME_SHIFT_MS
 
-# Normalization statistics and clip lengths of the official fine-tuning recipes (EAT.md §1).
+# Normalization statistics and clip lengths of the official fine-tuning recipes (`scripts/finetuning_*.sh`).
 NORMALIZATION_PRESETS = {
     "audioset": {"mean": -4.268, "std": 4.569, "max_length": 1024},
     "esc50": {"mean": -6.627, "std": 5.359, "max_length": 512},
@@ -84,6 +86,29 @@ def kaldi_num_samples(num_frames: int, sampling_rate: int = 16000) -> int:
     """The fewest samples Kaldi makes `num_frames` frames of, 25 ms every 10 ms (the inverse of `kaldi_num_frames`)."""
     frame_length, frame_shift, _ = _frame_sizes(sampling_rate, FRAME_LENGTH_MS, FRAME_SHIFT_MS)
     return (num_frames - 1) * frame_shift + frame_length if num_frames > 0 else 0
+
+
+def seconds_to_frames(seconds: float) -> int:
+    """Fbank frames that a span of `seconds` holds, one per 10 ms hop (a window cut out of a longer fbank)."""
+    return int(round(seconds * FRAMES_PER_SECOND))
+
+
+def frames_to_seconds(num_frames):
+    """Start time in seconds of frame `num_frames` (an int or an array)."""
+    return num_frames / FRAMES_PER_SECOND
+
+
+def patch_aligned(num_frames: int, patch_size: int, round_up: bool = False) -> int:
+    """`num_frames` rounded to whole patch rows: down (a crop never reaches past the audio), or up to at least one
+    row (padding, so that every real frame is encoded)."""
+    if round_up:
+        return max(1, math.ceil(num_frames / patch_size)) * patch_size
+    return num_frames // patch_size * patch_size
+
+
+def seconds_to_patch_frames(seconds: float, patch_size: int) -> int:
+    """The frames of a window of `seconds` cut out of a longer fbank, in whole patch rows (10 s: 1000 -> 992)."""
+    return patch_aligned(seconds_to_frames(seconds), patch_size)
 
 
 @functools.lru_cache(maxsize=32)
@@ -688,14 +713,19 @@ class EATFeatureExtractor(SequenceFeatureExtractor):
 
 
 __all__ = [
+    "FRAMES_PER_SECOND",
     "FRAME_LENGTH_MS",
     "FRAME_SHIFT_MS",
     "NORMALIZATION_PRESETS",
     "EATFeatureExtractor",
     "exportable_fbank_constants",
     "exportable_kaldi_fbank",
+    "frames_to_seconds",
     "kaldi_fbank",
     "kaldi_num_frames",
     "kaldi_num_samples",
+    "patch_aligned",
     "scale_to_rms",
+    "seconds_to_frames",
+    "seconds_to_patch_frames",
 ]

@@ -12,8 +12,8 @@ from pathlib import Path
 from huggingface_hub import EvalResult, HfApi, ModelCardData
 from safetensors import safe_open
 
-from .audio import frames_to_seconds
 from .configuration_eat import AUTO_MAP, SIZE_PRESETS, EATConfig
+from .feature_extraction_eat import frames_to_seconds
 from .loading_eat import TASK_PARTS
 
 
@@ -29,6 +29,7 @@ CODE_FILES = (
     "feature_extraction_eat.py",
     "pipeline_eat.py",
     "windowing_eat.py",
+    "audio_io_eat.py",
 )
 CLASSIFICATION_ARCHITECTURE = "EATForAudioClassification"
 PRETRAINING_ARCHITECTURE = "EATForPreTraining"

@@ -8,10 +8,13 @@
 # Unless required by applicable law or agreed to in writing, software distributed under the License is distributed on
 # an "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the License for the
 # specific language governing permissions and limitations under the License.
-"""Patch masks of EAT pre-training: EAT's inverse block multi-mask and MaskSpec's uniform random mask.
+"""Patch masks of EAT pre-training: EAT's inverse block multi-mask and MaskSpec's uniform random mask, drawn and
+applied.
 
-The single home of masking: the model, the pre-training collator and the tests draw their masks here, and the
-masking settings of a config are validated here, once, when an `EATMaskGenerator` is built from it.
+The single home of masking: the model, the pre-training collator and the tests draw their masks here; the masking
+settings of a config are validated here, once, when an `EATMaskGenerator` is built from it, which also says how many
+patches its masks leave visible; and the student's view (`drop_masked_tokens`) and the objectives' (`EATMaskIndex`)
+are taken here.
 
 Conventions shared by every function below:
 - the patch grid is `num_time_patches x num_freq_patches` (64 x 8 for 1024 frames x 128 mel bins in 16 x 16
@@ -226,4 +229,104 @@ class EATMaskGenerator:
         )
 
 
-__all__ = ["MASK_STRATEGIES", "EATMaskGenerator", "inverse_block_mask", "random_mask"]
+# ----------------------------------------------------------------------------------------- applying the masks
+
+
+def mask_order(bool_masked_pos: torch.Tensor) -> torch.Tensor:
+    """Patch positions of each row, visible ones first, each part ascending. Every row must hide the same number,
+    so `[:, :num_visible]` indexes the visible patches and `[:, num_visible:]` the masked ones."""
+    return torch.argsort(bool_masked_pos.to(torch.int8), dim=1, stable=True)
+
+
+def check_num_visible_patches(bool_masked_pos: torch.Tensor, num_visible_patches: int) -> None:
+    """Checks that every row of the mask leaves exactly `num_visible_patches` patches visible, since gathering with
+    another count would silently mix masked tokens in or leave visible ones out.
+
+    On the CPU a mismatch raises at once (reading the mask costs no stall there). On an accelerator the check is
+    queued on the device with `torch._assert_async`, so the step does not wait for it; a mismatch then surfaces as a
+    device-side assertion at the next synchronisation.
+    """
+    visible_per_row = bool_masked_pos.shape[1] - bool_masked_pos.sum(dim=1)
+    # Under torch.compile a read of the mask would split the graph: the queued check serves there too.
+    if bool_masked_pos.device.type == "cpu" and not torch.compiler.is_compiling():
+        found = sorted(set(visible_per_row.tolist()))
+        if found != [num_visible_patches]:
+            raise ValueError(
+                f"bool_masked_pos leaves {found} patches visible per row, but exactly {num_visible_patches} are "
+                "expected (EATForPreTraining derives the count from its config's mask_strategy and mask_ratio): the "
+                "masks were drawn with another mask_ratio or config than the model's. Draw them with the model's own "
+                "`mask_generator` (or `EATMaskGenerator(model.config)`), or pre-train with a config whose masking "
+                "matches the masks."
+            )
+    else:
+        torch._assert_async(
+            visible_per_row.eq(num_visible_patches).all(),
+            f"bool_masked_pos does not leave exactly {num_visible_patches} visible patches in every row: the masks "
+            "were drawn with another mask_ratio or config than the model's",
+        )
+
+
+def drop_masked_tokens(
+    tokens: torch.Tensor, bool_masked_pos: torch.Tensor, num_visible_patches: int | None = None
+) -> torch.Tensor:
+    """Keeps the visible tokens of each row, in their original order. Every row must hide the same number.
+
+    `num_visible_patches` is that number when the caller knows it on the host (masks from `EATMaskGenerator`); it is
+    checked against the mask without a device→host read. Without it the count is read from the mask, which makes the
+    host wait for the accelerator.
+    """
+    if num_visible_patches is None:
+        num_visible_patches = tokens.shape[1] - int(bool_masked_pos[0].sum())
+    else:
+        check_num_visible_patches(bool_masked_pos, num_visible_patches)
+    visible_index = mask_order(bool_masked_pos)[:, :num_visible_patches]
+    if tokens.dim() == 3:
+        visible_index = visible_index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1])
+    return torch.gather(tokens, 1, visible_index)
+
+
+class EATMaskIndex:
+    """Where the visible and the hidden patches of every mask row are, worked out once per pre-training step for the
+    objectives and their losses (the encoder sorts the mask for itself, to drop the hidden patches).
+
+    Rows are the `clones` masked copies of each clip, clip-major. `order` lists each row's patch positions visible
+    first, each part ascending, so `order[:, :num_visible]` are the visible positions (in the order the student's
+    tokens come in) and `order[:, num_visible:]` the hidden ones.
+    """
+
+    def __init__(self, bool_masked_pos: torch.Tensor, num_clips: int, num_visible: int):
+        self.order = mask_order(bool_masked_pos)
+        self.num_visible = num_visible
+        self.clones = bool_masked_pos.shape[0] // num_clips
+        self.clip_of_row = torch.arange(bool_masked_pos.shape[0], device=bool_masked_pos.device).div(
+            self.clones, rounding_mode="floor"
+        )
+
+    @property
+    def hidden(self) -> torch.Tensor:
+        return self.order[:, self.num_visible :]
+
+    def hidden_of_rows(self, values: torch.Tensor) -> torch.Tensor:
+        """`(rows, patches, dim)` → the hidden positions' `(rows, hidden, dim)`."""
+        return torch.gather(values, 1, self.hidden.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
+
+    def hidden_of_clips(self, values: torch.Tensor) -> torch.Tensor:
+        """`(clips, patches, dim)` → `(rows, hidden, dim)`: each row reads its own clip's values, so the `clones`
+        copies are never materialised."""
+        return values[self.clip_of_row.unsqueeze(1), self.hidden]
+
+    def restore(self, visible: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+        """Puts the visible tokens `(rows, visible, dim)` back on the full patch grid `fill` `(rows, patches, dim)`,
+        the inverse of `drop_masked_tokens`: hidden positions keep `fill`."""
+        index = self.order[:, : visible.shape[1]].unsqueeze(-1).expand(-1, -1, visible.shape[-1])
+        return fill.scatter(1, index, visible)
+
+
+__all__ = [
+    "MASK_STRATEGIES",
+    "EATMaskGenerator",
+    "EATMaskIndex",
+    "drop_masked_tokens",
+    "inverse_block_mask",
+    "random_mask",
+]

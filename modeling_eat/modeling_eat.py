@@ -31,18 +31,17 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 from transformers.processing_utils import Unpack
-from transformers.utils import ModelOutput, TransformersKwargs, logging
+from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_eat import EATConfig
 from .loading_eat import load_pretrained, review_loaded_keys
-from .masking_eat import EATMaskGenerator
+from .masking_eat import EATMaskGenerator, EATMaskIndex, drop_masked_tokens
 
-
-logger = logging.get_logger(__name__)
 
 UTTERANCE_LOSS_REDUCTIONS = ("sum", "mean")
+
 
 @dataclass
 class EATModelOutput(BaseModelOutputWithPooling):
@@ -120,96 +119,6 @@ def patch_attention_mask(attention_mask: torch.Tensor, patch_size: int, num_freq
     batch_size, num_frames = attention_mask.shape
     rows = attention_mask.view(batch_size, num_frames // patch_size, patch_size).any(dim=-1)
     return rows.repeat_interleave(num_freq_patches, dim=1)
-
-
-def mask_order(bool_masked_pos: torch.Tensor) -> torch.Tensor:
-    """Patch positions of each row, visible ones first, each part ascending. Every row must hide the same number,
-    so `[:, :num_visible]` indexes the visible patches and `[:, num_visible:]` the masked ones."""
-    return torch.argsort(bool_masked_pos.to(torch.int8), dim=1, stable=True)
-
-
-def check_num_visible_patches(bool_masked_pos: torch.Tensor, num_visible_patches: int) -> None:
-    """Checks that every row of the mask leaves exactly `num_visible_patches` patches visible, since gathering with
-    another count would silently mix masked tokens in or leave visible ones out.
-
-    On the CPU a mismatch raises at once (reading the mask costs no stall there). On an accelerator the check is
-    queued on the device with `torch._assert_async`, so the step does not wait for it; a mismatch then surfaces as a
-    device-side assertion at the next synchronisation.
-    """
-    visible_per_row = bool_masked_pos.shape[1] - bool_masked_pos.sum(dim=1)
-    # Under torch.compile a read of the mask would split the graph: the queued check serves there too.
-    if bool_masked_pos.device.type == "cpu" and not torch.compiler.is_compiling():
-        found = sorted(set(visible_per_row.tolist()))
-        if found != [num_visible_patches]:
-            raise ValueError(
-                f"bool_masked_pos leaves {found} patches visible per row, but exactly {num_visible_patches} are "
-                "expected (EATForPreTraining derives the count from its config's mask_strategy and mask_ratio): the "
-                "masks were drawn with another mask_ratio or config than the model's. Draw them with the model's own "
-                "`mask_generator` (or `EATMaskGenerator(model.config)`), or pre-train with a config whose masking "
-                "matches the masks."
-            )
-    else:
-        torch._assert_async(
-            visible_per_row.eq(num_visible_patches).all(),
-            f"bool_masked_pos does not leave exactly {num_visible_patches} visible patches in every row: the masks "
-            "were drawn with another mask_ratio or config than the model's",
-        )
-
-
-def drop_masked_tokens(
-    tokens: torch.Tensor, bool_masked_pos: torch.Tensor, num_visible_patches: int | None = None
-) -> torch.Tensor:
-    """Keeps the visible tokens of each row, in their original order. Every row must hide the same number.
-
-    `num_visible_patches` is that number when the caller knows it on the host (masks from `EATMaskGenerator`); it is
-    checked against the mask without a device→host read. Without it the count is read from the mask, which makes the
-    host wait for the accelerator.
-    """
-    if num_visible_patches is None:
-        num_visible_patches = tokens.shape[1] - int(bool_masked_pos[0].sum())
-    else:
-        check_num_visible_patches(bool_masked_pos, num_visible_patches)
-    visible_index = mask_order(bool_masked_pos)[:, :num_visible_patches]
-    if tokens.dim() == 3:
-        visible_index = visible_index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1])
-    return torch.gather(tokens, 1, visible_index)
-
-
-class EATMaskIndex:
-    """Where the visible and the hidden patches of every mask row are, worked out once per pre-training step for the
-    objectives and their losses (the encoder sorts the mask for itself, to drop the hidden patches).
-
-    Rows are the `clones` masked copies of each clip, clip-major. `order` lists each row's patch positions visible
-    first, each part ascending, so `order[:, :num_visible]` are the visible positions (in the order the student's
-    tokens come in) and `order[:, num_visible:]` the hidden ones.
-    """
-
-    def __init__(self, bool_masked_pos: torch.Tensor, num_clips: int, num_visible: int):
-        self.order = mask_order(bool_masked_pos)
-        self.num_visible = num_visible
-        self.clones = bool_masked_pos.shape[0] // num_clips
-        self.clip_of_row = torch.arange(bool_masked_pos.shape[0], device=bool_masked_pos.device).div(
-            self.clones, rounding_mode="floor"
-        )
-
-    @property
-    def hidden(self) -> torch.Tensor:
-        return self.order[:, self.num_visible :]
-
-    def hidden_of_rows(self, values: torch.Tensor) -> torch.Tensor:
-        """`(rows, patches, dim)` → the hidden positions' `(rows, hidden, dim)`."""
-        return torch.gather(values, 1, self.hidden.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
-
-    def hidden_of_clips(self, values: torch.Tensor) -> torch.Tensor:
-        """`(clips, patches, dim)` → `(rows, hidden, dim)`: each row reads its own clip's values, so the `clones`
-        copies are never materialised."""
-        return values[self.clip_of_row.unsqueeze(1), self.hidden]
-
-    def restore(self, visible: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
-        """Puts the visible tokens `(rows, visible, dim)` back on the full patch grid `fill` `(rows, patches, dim)`,
-        the inverse of `drop_masked_tokens`: hidden positions keep `fill`."""
-        index = self.order[:, : visible.shape[1]].unsqueeze(-1).expand(-1, -1, visible.shape[-1])
-        return fill.scatter(1, index, visible)
 
 
 class EATPatchEmbeddings(nn.Module):
@@ -475,7 +384,7 @@ class EATModel(EATPreTrainedModel):
                 "compute it with EATFeatureExtractor."
             )
         _, num_frames, num_mel_bins = input_values.shape
-        patch_size, max_frames = self.config.patch_size, self.config.max_time_patches * self.config.patch_size
+        patch_size, max_frames = self.config.patch_size, self.config.max_input_frames
         if num_mel_bins != self.config.num_mel_bins:
             raise ValueError(f"input_values has {num_mel_bins} mel bins; this model takes {self.config.num_mel_bins}.")
         if num_frames % patch_size != 0 or num_frames == 0:
@@ -659,8 +568,9 @@ def utterance_frame_loss(
     Both terms are squared errors summed over the channels and scaled by `1/sqrt(hidden_size)`, as in EAT. The frame
     loss is their mean over the masked patches of the batch. The utterance loss is, with `"sum"` (the official
     objective), their sum over the batch's `batch_size * clones` CLS predictions: fairseq multiplies the CLS term by
-    the number of masked patches before it divides every gradient by that number (EAT.md §3). With `"mean"` it is
-    their mean over those rows, which keeps the balance of the two terms whatever the batch size.
+    the number of masked patches before it divides every gradient by that number (fairseq's
+    `criterions/model_criterion.py`). With `"mean"` it is their mean over those rows, which keeps the balance of the
+    two terms whatever the batch size.
 
     "The batch" is one forward pass: one device's micro-batch. Under DDP and DeepSpeed the gradients are averaged
     over the devices and under gradient accumulation over the micro-batches, so the official utterance term weighs
@@ -698,23 +608,50 @@ def position_share(targets: torch.Tensor) -> torch.Tensor:
     return ((share * num_clips - 1) / (num_clips - 1)).clamp(0.0, 1.0)
 
 
-def ema_decay_schedule(config: EATConfig, num_updates: int | torch.Tensor) -> torch.Tensor:
-    """The EMA teacher's decay after `num_updates` updates (an int or a tensor of counts): linear from `ema_decay` to
-    `ema_end_decay` over `ema_anneal_end_step` updates, then constant. Computed on the counts' device in float64, like
-    Python floats (float32 on MPS, which has no float64)."""
+# With `ema_scale_with_run`, the teacher's horizon (1 / (1 - decay) updates) starts at the run's length and is annealed
+# to ten runs by its end. Measured on two held-out speakers of FSDD (FIDELITY.md): the official schedule's proportions
+# scaled down to a short run (horizons of 1/80 and 1/4 of it) make the teacher follow a student that a short,
+# high-learning-rate run moves fast, and its targets taught less than those of this slower teacher (linear probe
+# +0.11 and +0.29 over random init with it, -0.03 and +0.20 with the official proportions).
+RUN_FITTED_START_HORIZON = 1.0
+RUN_FITTED_END_HORIZON = 10.0
+
+
+def ema_schedule(config: EATConfig, run_length: int | None = None) -> tuple[float, float, int]:
+    """`(decay at the first update, decay at the end, updates over which it is annealed)`: the config's `ema_decay`,
+    `ema_end_decay` and `ema_anneal_end_step`; with `ema_scale_with_run` and the run's length known, fitted to the
+    run instead: a horizon of `RUN_FITTED_START_HORIZON` runs at the first update, annealed linearly over the run to
+    `RUN_FITTED_END_HORIZON` runs (a horizon is at least one update: decay 0, the teacher copies the student)."""
+    if not (config.ema_scale_with_run and run_length):
+        return config.ema_decay, config.ema_end_decay, config.ema_anneal_end_step
+    return (
+        1.0 - 1.0 / max(1.0, RUN_FITTED_START_HORIZON * run_length),
+        1.0 - 1.0 / max(1.0, RUN_FITTED_END_HORIZON * run_length),
+        max(1, run_length),
+    )
+
+
+def ema_decay_schedule(
+    config: EATConfig, num_updates: int | torch.Tensor, run_length: int | None = None
+) -> torch.Tensor:
+    """The EMA teacher's decay after `num_updates` updates (an int or a tensor of counts) on the schedule
+    `ema_schedule(config, run_length)`: linear from its first decay to its end decay over its anneal steps, then
+    constant. Computed on the counts' device in float64, like Python floats (float32 on MPS, which has no float64)."""
+    start, end, anneal_steps = ema_schedule(config, run_length)
     step = torch.as_tensor(num_updates)
     dtype = torch.float32 if step.device.type == "mps" else torch.float64
     # In this order of operations the float64 result equals Python-float arithmetic to the bit.
-    increment = (config.ema_end_decay - config.ema_decay) * step.to(dtype) / config.ema_anneal_end_step
-    annealed = config.ema_decay + increment
-    return torch.where(step >= config.ema_anneal_end_step, config.ema_end_decay, annealed)
+    increment = (end - start) * step.to(dtype) / anneal_steps
+    annealed = start + increment
+    return torch.where(step >= anneal_steps, end, annealed)
 
 
 class EATTeacher(nn.Module):
     """The EMA teacher: a frozen full copy of the student encoder that turns whole clips into regression targets.
 
     Its weights are fp32 master weights, moved towards the student's by `update()` after every optimizer step with a
-    decay annealed linearly from `ema_decay` to `ema_end_decay` over `ema_anneal_end_step` updates. In bf16 one
+    decay annealed linearly from `ema_decay` to `ema_end_decay` over `ema_anneal_end_step` updates, or, with
+    `ema_scale_with_run`, on a schedule fitted to the run it is told of (`fit_schedule_to_run`). In bf16 one
     update would change almost none of a weight matrix's entries (0.1% measured at decay 0.9998; they round back),
     so the teacher stays fp32 however the model is built or cast: `from_config(..., dtype=...)`, `from_pretrained(...,
     dtype=...)` (`_keep_in_fp32_modules_strict`), `.to(torch.bfloat16)`, `.half()`. The update count is a buffer,
@@ -734,6 +671,12 @@ class EATTeacher(nn.Module):
         self.encoder = EATModel(config).float()
         self.encoder.requires_grad_(False)
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        self.run_length: int | None = None
+
+    def fit_schedule_to_run(self, num_updates: int) -> None:
+        """Tells the teacher how many updates the run makes. With `config.ema_scale_with_run` its schedule then
+        follows the run (`ema_schedule`); otherwise the config's schedule stands. A resumed run tells it again."""
+        self.run_length = int(num_updates)
 
     def _apply(self, fn, recurse=True):
         # Every cast and move of a module goes through `_apply`: the teacher follows the moves but keeps fp32.
@@ -756,7 +699,9 @@ class EATTeacher(nn.Module):
         """The decay applied after `num_updates` updates (by default the one the next `update()` applies), as a
         0-dim tensor on the count's device, so that the per-step update never waits for the accelerator; convert it
         with `float()` only to log it."""
-        return ema_decay_schedule(self.config, self.num_updates if num_updates is None else num_updates)
+        return ema_decay_schedule(
+            self.config, self.num_updates if num_updates is None else num_updates, self.run_length
+        )
 
     @torch.no_grad()
     def update(self, student: EATModel) -> torch.Tensor:
@@ -1049,16 +994,17 @@ class EATForPreTraining(EATPreTrainedModel):
             bool_masked_pos = self.mask_generator(
                 num_clips, num_time_patches, num_freq_patches, generator, input_values.device
             )
-        num_visible = self.mask_generator.num_visible(num_time_patches, num_freq_patches)
+        mask_index = EATMaskIndex(
+            bool_masked_pos, num_clips, self.mask_generator.num_visible(num_time_patches, num_freq_patches)
+        )
         student = self.eat(
             input_values,
             attention_mask=attention_mask,
             bool_masked_pos=bool_masked_pos,
-            num_visible_patches=num_visible,
+            num_visible_patches=mask_index.num_visible,
             **kwargs,
         )
-        mask_index = EATMaskIndex(bool_masked_pos, num_clips, num_visible=student.last_hidden_state.shape[1] - 1)
-        if self.teacher is not None:
+        if self.config.pretraining_objective == "eat":
             objective = self.eat_objective(input_values, attention_mask, student, mask_index, generator)
         else:
             objective = self.maskspec_objective(input_values, student, mask_index)
@@ -1080,6 +1026,7 @@ __all__ = [
     "EATPreTrainedModel",
     "EATTeacher",
     "ema_decay_schedule",
+    "ema_schedule",
     "position_share",
     "sincos_position_table",
     "utterance_frame_loss",

@@ -1,5 +1,6 @@
 """The optimizer parameter-group rules of EAT, shared by pre-training and fine-tuning: which parameters take weight
-decay, and fine-tuning's layer-wise learning-rate decay (EAT.md §3 and §4, Optimization)."""
+decay, and fine-tuning's layer-wise learning-rate decay (`config/pretraining_AS2M.yaml` and `config/finetuning.yaml` of
+the EAT repository)."""
 
 import math
 from typing import Any
@@ -7,7 +8,7 @@ from typing import Any
 from torch import nn
 
 
-# The official pre-training warms up for 53,333 of its 400,000 updates (EAT.md §3, Optimization).
+# The official pre-training warms up for 53,333 of its 400,000 updates (`config/pretraining_AS2M.yaml`).
 PRETRAINING_WARMUP_FRACTION = 53_333 / 400_000
 
 

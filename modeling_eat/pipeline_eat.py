@@ -23,21 +23,16 @@ import sys
 
 import numpy as np
 import torch
+from transformers import AutoModelForAudioClassification
+from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.audio_classification import AudioClassificationPipeline
 from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import logging
 
-from .feature_extraction_eat import FRAME_SHIFT_MS
-from .windowing_eat import (
-    array_blocks,
-    count_windows,
-    ffmpeg_blocks,
-    ffprobe_num_samples,
-    iter_windows,
-    resample,
-    seconds_to_frames,
-    window_hop_frames,
-)
+from .audio_io_eat import array_blocks, ffmpeg_blocks, ffprobe_num_samples, resample
+from .configuration_eat import EATConfig
+from .feature_extraction_eat import frames_to_seconds, seconds_to_frames, seconds_to_patch_frames
+from .windowing_eat import count_windows, iter_windows, window_hop_frames
 
 
 logger = logging.get_logger(__name__)
@@ -107,8 +102,7 @@ class EATAudioClassificationPipeline(ChunkPipeline):
     _load_tokenizer = False
 
     def __new__(cls, *args, **kwargs):
-        # transformers keys pipelines by task only, so the package registers this class for every audio classifier:
-        # models other than EAT keep transformers' own pipeline.
+        # The task's class for every model once registered (`register_eat_pipeline`): others keep transformers' own.
         model = kwargs.get("model", args[0] if args else None)
         if model is not None and getattr(getattr(model, "config", None), "model_type", None) != "eat":
             return AudioClassificationPipeline(*args, **kwargs)
@@ -175,13 +169,13 @@ class EATAudioClassificationPipeline(ChunkPipeline):
             if stride_length_s is not None:
                 raise ValueError("stride_length_s needs chunk_length_s: pass the window length too")
             return int(self.feature_extractor.max_length), 0, 0
-        patch_size, max_frames = config.patch_size, config.max_time_patches * config.patch_size
-        window_frames = seconds_to_frames(chunk_length_s) // patch_size * patch_size
+        patch_size, max_frames = config.patch_size, config.max_input_frames
+        window_frames = seconds_to_patch_frames(chunk_length_s, patch_size)
         if not patch_size <= window_frames <= max_frames:
             raise ValueError(
                 f"chunk_length_s={chunk_length_s} gives {window_frames} frames; it must lie between one patch row "
-                f"({patch_size} frames, {patch_size * FRAME_SHIFT_MS / 1000} s) and the model's positional table "
-                f"({max_frames} frames, {max_frames * FRAME_SHIFT_MS / 1000} s)."
+                f"({patch_size} frames, {frames_to_seconds(patch_size)} s) and the model's positional table "
+                f"({max_frames} frames, {frames_to_seconds(max_frames)} s)."
             )
         if stride_length_s is None:
             stride_length_s = chunk_length_s / 6
@@ -204,22 +198,21 @@ class EATAudioClassificationPipeline(ChunkPipeline):
         if progress_bar is None:
             progress_bar = chunked and num_windows is not None and num_windows > PROGRESS_BAR_MIN_WINDOWS
         bar = logging.tqdm(total=num_windows, unit="window", desc="classifying") if progress_bar else None
-        frame_shift = FRAME_SHIFT_MS / 1000
         try:
             windows = iter_windows(blocks, window_frames, hop, sampling_rate, max_windows=None if chunked else 1)
             for window, samples in windows:
                 if not chunked and not window.is_last:
+                    window_seconds = frames_to_seconds(window_frames)
                     logger.warning(
-                        f"The audio is longer than the model's window ({window_frames * frame_shift:.2f} s): only "
-                        f"its first {window_frames * frame_shift:.2f} s are classified. To classify all of it, "
-                        f"{LONG_AUDIO_OPTIONS}."
+                        f"The audio is longer than the model's window ({window_seconds:.2f} s): only its first "
+                        f"{window_seconds:.2f} s are classified. To classify all of it, {LONG_AUDIO_OPTIONS}."
                     )
                 is_last = window.is_last or not chunked
-                start = 0.0 if window.index == 0 else (window.start_frame + left) * frame_shift
+                start = 0.0 if window.index == 0 else frames_to_seconds(window.start_frame + left)
                 end = (
                     (window.start_sample + len(samples)) / sampling_rate
                     if is_last
-                    else (window.start_frame + window_frames - right) * frame_shift
+                    else frames_to_seconds(window.start_frame + window_frames - right)
                 )
                 features = self.feature_extractor(
                     samples, sampling_rate=sampling_rate, max_length=window_frames, return_tensors="pt"
@@ -325,4 +318,31 @@ class EATAudioClassificationPipeline(ChunkPipeline):
         ]
 
 
-__all__ = ["EATAudioClassificationPipeline", "moving_average_over_time"]
+
+def register_eat_pipeline() -> None:
+    """Makes `pipeline("audio-classification", model=...)` build `EATAudioClassificationPipeline` for EAT models in
+    this process; `import modeling_eat` calls it.
+
+    transformers keys its pipelines by task, not by model, so EAT's class becomes the task's, and its `__new__` hands
+    every other model to transformers' `AudioClassificationPipeline` untouched; the task's default model stays
+    transformers'. transformers warns when a task's pipeline is replaced, which would be wrong here for that reason:
+    its pipelines logger is held at ERROR for this call only. EAT configs created afterwards leave the folder's own
+    copy of the pipeline out of what transformers reads (`EATConfig.pipeline_registered`), which it would otherwise
+    insist on running with `trust_remote_code=True`.
+    """
+    pipelines_logger = logging.get_logger("transformers.pipelines.base")
+    level = pipelines_logger.level
+    pipelines_logger.setLevel(logging.ERROR)
+    try:
+        PIPELINE_REGISTRY.register_pipeline(
+            "audio-classification",
+            pipeline_class=EATAudioClassificationPipeline,
+            pt_model=AutoModelForAudioClassification,
+            default=PIPELINE_REGISTRY.supported_tasks["audio-classification"].get("default"),
+            type="audio",
+        )
+    finally:
+        pipelines_logger.setLevel(level)
+    EATConfig.pipeline_registered = True
+
+__all__ = ["EATAudioClassificationPipeline", "moving_average_over_time", "register_eat_pipeline"]

@@ -17,9 +17,15 @@ from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from .audio import decode_audio, frames_to_seconds, patch_aligned, seconds_to_frames
+from .audio import decode_audio
 from .configuration_eat import EATConfig
-from .feature_extraction_eat import EATFeatureExtractor, kaldi_num_frames
+from .feature_extraction_eat import (
+    EATFeatureExtractor,
+    frames_to_seconds,
+    kaldi_num_frames,
+    patch_aligned,
+    seconds_to_frames,
+)
 from .masking_eat import EATMaskGenerator
 
 

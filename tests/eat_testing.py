@@ -15,8 +15,17 @@ from modeling_eat import EATConfig, EATFeatureExtractor, EATForAudioClassificati
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = PROJECT_ROOT.parent / "shared"
+SAMPLING_RATE = 16000
 NUM_FRAMES = 128
 NUM_MEL_BINS = 128
+NUM_TIME_PATCHES = NUM_FRAMES // 16
+NUM_PATCHES = NUM_TIME_PATCHES * 8
+# The tiny classifiers of the pipeline, export and remote-code tests: a 64-frame window (0.64 s, 4 patch rows).
+CLASSIFIER_FRAMES = 64
+SOUND_LABELS = {0: "bark", 1: "rain", 2: "siren", 3: "speech"}
+HEAD_KEYS = {"fc_norm.weight", "fc_norm.bias", "classifier.weight", "classifier.bias"}
+# What a faithful float32 port meets on the reference fixtures (../shared/fixtures/README.md).
+FIXTURE_TOLERANCE = 1e-4
 
 
 def seeded(seed: int) -> torch.Generator:
@@ -26,6 +35,14 @@ def seeded(seed: int) -> torch.Generator:
 def tiny_config(**overrides) -> EATConfig:
     """The `tiny` preset with 2 clones per clip (16 would only make the tests slower)."""
     return EATConfig.from_preset("tiny", **{"clone_batch": 2, **overrides})
+
+
+def tester_config(**overrides) -> EATConfig:
+    """The sizes transformers' own model testers use (2 layers, 32 wide, 4 heads, an intermediate size that is no
+    multiple of anything) on 32-frame inputs with 3 labels; every other field at its default unless overridden."""
+    settings = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, max_length=32,
+                    num_labels=3)
+    return EATConfig(**{**settings, **overrides})
 
 
 def build(model_class=EATForPreTraining, seed: int = 0, **overrides):

@@ -12,16 +12,19 @@ from modeling_eat.audio import (
     AudioDecodingError,
     crop_num_frames,
     decode_audio,
-    frames_to_seconds,
     labelled_subset,
     load_audio_dataset,
-    patch_aligned,
     random_crop,
-    resample,
-    seconds_to_frames,
     seconds_to_samples,
 )
-from modeling_eat.feature_extraction_eat import kaldi_num_frames, kaldi_num_samples
+from modeling_eat.audio_io_eat import resample
+from modeling_eat.feature_extraction_eat import (
+    frames_to_seconds,
+    kaldi_num_frames,
+    kaldi_num_samples,
+    patch_aligned,
+    seconds_to_frames,
+)
 
 from eat_testing import tone, write_wav
 

@@ -28,10 +28,9 @@ from modeling_eat.conversion.layouts import FAIRSEQ_PRETRAINING, SourceCheckpoin
 from modeling_eat.conversion.settings import config_for
 from modeling_eat.hub import CODE_FILES
 
-from eat_testing import max_error
+from eat_testing import FIXTURE_TOLERANCE, max_error
 
 
-TOLERANCE = 1e-4
 POSITIONS = "modality_encoders.IMAGE.fixed_positional_encoder.positions"
 
 
@@ -94,7 +93,7 @@ STUDENT = {
 )
 def test_converted_checkpoint_reproduces_reference(convert, reference, checkpoint, options, model_class, expected):
     folder, report = convert(checkpoint, **options)
-    assert all(value <= TOLERANCE for value in report.max_abs_differences.values()), report
+    assert all(value <= FIXTURE_TOLERANCE for value in report.max_abs_differences.values()), report
 
     model = model_class.from_pretrained(folder).eval()
     encoder = model.eat if model_class is EATForAudioClassification else model
@@ -107,7 +106,7 @@ def test_converted_checkpoint_reproduces_reference(convert, reference, checkpoin
             outputs["logits"] = model(reference["input"]).logits
     for output, reference_name in expected.items():
         error = max_error(outputs[output], reference[reference_name])
-        assert error < TOLERANCE, f"{output} vs {reference_name}: {error}"
+        assert error < FIXTURE_TOLERANCE, f"{output} vs {reference_name}: {error}"
 
     assert all((folder / name).is_file() for name in CODE_FILES + ("README.md",))
     preprocessor = json.loads((folder / "preprocessor_config.json").read_text())
@@ -134,10 +133,10 @@ def test_pretraining_target_reproduces_decoder_and_teacher(convert, reference):
         frame_targets, utterance_targets = model.teacher(reference["input"].squeeze(1))
         student = model.eat(reference["input"]).last_hidden_state
     # Measured: decoder 7.2e-7, frame targets 2.1e-6, utterance targets 5.3e-7, student 1.2e-6.
-    assert max_error(decoder_output, reference["decoder_output"]) < TOLERANCE
-    assert max_error(frame_targets, reference["teacher_targets"]) < TOLERANCE
-    assert max_error(utterance_targets, reference["teacher_utterance_targets"]) < TOLERANCE
-    assert max_error(student, reference["student_last_hidden_state"]) < TOLERANCE
+    assert max_error(decoder_output, reference["decoder_output"]) < FIXTURE_TOLERANCE
+    assert max_error(frame_targets, reference["teacher_targets"]) < FIXTURE_TOLERANCE
+    assert max_error(utterance_targets, reference["teacher_utterance_targets"]) < FIXTURE_TOLERANCE
+    assert max_error(student, reference["student_last_hidden_state"]) < FIXTURE_TOLERANCE
     assert int(model.teacher.num_updates) == 0
 
 
@@ -238,7 +237,7 @@ def test_accepts_a_512_row_positional_table(pretraining_checkpoint, reference, t
     assert f"positional table {POSITIONS} (512 rows)" in report.max_abs_differences
     with torch.no_grad():
         hidden = model(reference["input"]).last_hidden_state
-    assert max_error(hidden, reference["student_last_hidden_state"]) < TOLERANCE
+    assert max_error(hidden, reference["student_last_hidden_state"]) < FIXTURE_TOLERANCE
 
 
 def test_pickle_needs_trust(pretraining_checkpoint, reference, tmp_path):
@@ -255,7 +254,7 @@ def test_pickle_needs_trust(pretraining_checkpoint, reference, tmp_path):
     model, _ = build_converted_model(source)
     with torch.no_grad():
         hidden = model(reference["input"]).last_hidden_state
-    assert max_error(hidden, reference["student_last_hidden_state"]) < TOLERANCE
+    assert max_error(hidden, reference["student_last_hidden_state"]) < FIXTURE_TOLERANCE
 
 
 def test_audioset_head_gets_audioset_labels(eat_reference, tmp_path):
@@ -318,8 +317,8 @@ def test_cli_end_to_end(eat_reference, reference, tmp_path):
     with torch.no_grad():
         hidden = encoder(reference["input"]).last_hidden_state
         logits = classifier(reference["input"]).logits
-    assert max_error(hidden, reference["student_last_hidden_state"]) < TOLERANCE
-    assert max_error(logits, reference["student_logits"]) < TOLERANCE
+    assert max_error(hidden, reference["student_last_hidden_state"]) < FIXTURE_TOLERANCE
+    assert max_error(logits, reference["student_logits"]) < FIXTURE_TOLERANCE
 
 
 def test_cli_refuses_untrusted_pickle_with_exit_code(pretraining_checkpoint, tmp_path, capsys, converter_cli):

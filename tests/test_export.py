@@ -14,11 +14,9 @@ from modeling_eat.deployment.cli import export_main as main
 from modeling_eat.deployment.export import TOLERANCE, export, load_graph
 from modeling_eat.feature_extraction_eat import exportable_fbank_constants, exportable_kaldi_fbank, kaldi_fbank
 
-from eat_testing import save_tiny_classifier, write_wav
+from eat_testing import CLASSIFIER_FRAMES, SOUND_LABELS, save_tiny_classifier, write_wav
 
 
-ID2LABEL = {0: "bark", 1: "rain", 2: "siren"}
-FRAMES = 64
 # The fixture cases and tolerances of tests/test_feature_extraction.py (log-mel units): 1e-3 where the cell is
 # within 16 nats of its frame's loudest bin, 1e-2 below (the float32 noise floor).
 CASES = ["noise_sine_10s", "chirp_5s", "noise_1s", "short_0p3s", "dc_offset_2s", "long_13s", "fsdd_3_theo_7",
@@ -55,7 +53,7 @@ def test_exportable_fbank_batches_equal_clips():
 
 def save_folder(folder, model_class=EATForAudioClassification):
     # The classifier's head is scaled to logits of a trained model's size, so that 1e-4 is a real bound.
-    save_tiny_classifier(folder, FRAMES, ID2LABEL, model_class)
+    save_tiny_classifier(folder, CLASSIFIER_FRAMES, SOUND_LABELS, model_class)
     return folder
 
 
@@ -73,13 +71,13 @@ def test_exported_graph_equals_eager_on_1_10_60_seconds(classifier_folder, tmp_p
     assert max(report["max_abs_difference_vs_eager"].values()) <= TOLERANCE
     saved = json.loads((tmp_path / "export.json").read_text())
     assert saved["input"]["name"] == ("waveform" if with_feature_extractor else "input_values")
-    assert saved["outputs"] == ["logits"] and saved["id2label"] == {str(k): v for k, v in ID2LABEL.items()}
+    assert saved["outputs"] == ["logits"] and saved["id2label"] == {str(k): v for k, v in SOUND_LABELS.items()}
     assert (tmp_path / "config.json").is_file() and (tmp_path / "preprocessor_config.json").is_file()
     # Any batch size and length: 3 clips of 2.5 s.
     run = load_graph(tmp_path / report["graph"])
     shape = (3, 40000) if with_feature_extractor else (3, 256, 128)
     (logits,) = run(np.zeros(shape, dtype=np.float32))
-    assert logits.shape == (3, len(ID2LABEL))
+    assert logits.shape == (3, len(SOUND_LABELS))
 
 
 def test_encoder_exports_hidden_states(tmp_path):
@@ -103,13 +101,13 @@ def test_waveform_graph_gives_the_pipeline_scores_of_a_wav(classifier_folder, tm
         waveform = soundfile.read(path, dtype="float32")[0]
         (logits,) = run(waveform[None])
         probabilities = torch.from_numpy(logits[0]).softmax(-1).numpy()
-        np.testing.assert_allclose([scores[label] for label in ID2LABEL.values()], probabilities, atol=1e-5)
+        np.testing.assert_allclose([scores[label] for label in SOUND_LABELS.values()], probabilities, atol=1e-5)
         assert probabilities.max() - probabilities.min() > 0.05
 
 
 def test_waveform_graph_applies_the_extractors_loudness_normalisation(tmp_path):
     folder = save_folder(tmp_path / "rms")
-    EATFeatureExtractor(max_length=FRAMES, waveform_rms=0.05).save_pretrained(folder)
+    EATFeatureExtractor(max_length=CLASSIFIER_FRAMES, waveform_rms=0.05).save_pretrained(folder)
     report = export(folder, tmp_path / "graph", "onnx", with_feature_extractor=True, check_seconds=(1.0,))
     assert max(report["max_abs_difference_vs_eager"].values()) <= TOLERANCE
     run = load_graph(tmp_path / "graph" / "model.onnx")

@@ -16,8 +16,9 @@ from modeling_eat.feature_extraction_eat import (
     kaldi_num_frames,
 )
 
+from eat_testing import SAMPLING_RATE
 
-SAMPLING_RATE = 16000
+
 AUDIOSET_MEAN, AUDIOSET_STD = -4.268, 4.569
 CASES = [
     "noise_sine_10s",

@@ -19,8 +19,9 @@ from modeling_eat.inference.probe import linear_probe, pooled_features
 from modeling_eat.inference.sources import decoded_clips, find_audio_files
 from modeling_eat.inference.storage import load_features, save_features
 
+from eat_testing import SAMPLING_RATE
 
-SAMPLING_RATE = 16000
+
 # 8 patch rows = 128 frames (1.28 s) at most, so a few seconds of audio already needs windows.
 MAX_TIME_PATCHES = 8
 # 0.5 s, 1 s and 1.2 s: 48, 98 and 118 fbank frames, i.e. 3, 7 and 8 patch rows (the last row partly padding).

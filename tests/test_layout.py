@@ -22,8 +22,8 @@ from eat_testing import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "modeling_eat"
 CORE = {
-    "__init__", "configuration_eat", "feature_extraction_eat", "loading_eat", "masking_eat", "modeling_eat",
-    "pipeline_eat", "windowing_eat",
+    "__init__", "audio_io_eat", "configuration_eat", "feature_extraction_eat", "loading_eat", "masking_eat",
+    "modeling_eat", "pipeline_eat", "windowing_eat",
 }
 SHARED = {"audio", "hub", "optimization", "plotting", "runtime", "synthetic_audio"}
 WORKFLOWS = {"conversion", "deployment", "finetuning", "inference", "pretraining"}

@@ -12,22 +12,18 @@ import numpy as np
 import pytest
 import torch
 from transformers import pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
 
-from modeling_eat import EATAudioClassificationPipeline, EATFeatureExtractor
+from modeling_eat import EATAudioClassificationPipeline, EATFeatureExtractor, register_eat_pipeline
+from modeling_eat.audio_io_eat import resample
 from modeling_eat.feature_extraction_eat import kaldi_num_frames, kaldi_num_samples
 from modeling_eat.pipeline_eat import moving_average_over_time
-from modeling_eat.windowing_eat import resample
 
-from eat_testing import save_tiny_classifier, write_wav
-
-
-FRAMES = 64  # the model's window: 0.64 s
-ID2LABEL = {0: "bark", 1: "rain", 2: "siren", 3: "speech"}
-SAMPLING_RATE = 16000
+from eat_testing import CLASSIFIER_FRAMES, SAMPLING_RATE, SOUND_LABELS, save_tiny_classifier, write_wav
 
 
 def save_classifier(folder, **config_overrides):
-    return save_tiny_classifier(folder, FRAMES, ID2LABEL, **config_overrides)
+    return save_tiny_classifier(folder, CLASSIFIER_FRAMES, SOUND_LABELS, **config_overrides)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +45,7 @@ def audio() -> np.ndarray:
 
 def window_scores(model, audio, window_frames, hop_frames, function="softmax"):
     """Each window classified on its own, from the clip's samples: what the pipeline must reproduce."""
-    extractor = EATFeatureExtractor(max_length=FRAMES)
+    extractor = EATFeatureExtractor(max_length=CLASSIFIER_FRAMES)
     scores, start = [], 0
     while True:
         samples = audio[160 * start : 160 * start + kaldi_num_samples(window_frames)]
@@ -64,7 +60,7 @@ def window_scores(model, audio, window_frames, hop_frames, function="softmax"):
 
 def scores_of(labels) -> np.ndarray:
     by_label = {item["label"]: item["score"] for item in labels}
-    return np.array([by_label[label] for label in ID2LABEL.values()])
+    return np.array([by_label[label] for label in SOUND_LABELS.values()])
 
 
 def test_the_package_registers_its_pipeline_for_eat_models(classifier):
@@ -73,22 +69,44 @@ def test_the_package_registers_its_pipeline_for_eat_models(classifier):
 
 
 def test_other_models_keep_transformers_pipeline():
+    # `register_eat_pipeline` (run by `import modeling_eat`) takes the task for EAT only.
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
     from transformers.pipelines.audio_classification import AudioClassificationPipeline
 
     config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
                             conv_dim=(8, 8), conv_stride=(5, 4), conv_kernel=(10, 8), num_labels=2)
-    pipe = pipeline("audio-classification", model=Wav2Vec2ForSequenceClassification(config).eval(),
-                    feature_extractor=Wav2Vec2FeatureExtractor())
+    model, feature_extractor = Wav2Vec2ForSequenceClassification(config).eval(), Wav2Vec2FeatureExtractor()
+    pipe = pipeline("audio-classification", model=model, feature_extractor=feature_extractor)
     assert type(pipe) is AudioClassificationPipeline
-    assert len(pipe(np.zeros(16000, dtype=np.float32))) == 2
+    audio = np.random.default_rng(0).uniform(-0.5, 0.5, 16000).astype(np.float32)
+    direct = AudioClassificationPipeline(model=model, feature_extractor=feature_extractor)
+    assert pipe(audio) == direct(audio)
+
+
+def test_registering_keeps_the_tasks_default_model_and_logs_nothing(monkeypatch):
+    tasks = PIPELINE_REGISTRY.supported_tasks
+    default = {"model": {"pt": ("someone/audio-classifier", "0123abc")}}
+    monkeypatch.setitem(tasks, "audio-classification", {**tasks["audio-classification"], "default": default})
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    # transformers' "Overwriting pipeline for task ..." comes from this logger, which does not propagate.
+    pipelines_logger = logging.getLogger("transformers.pipelines.base")
+    pipelines_logger.addHandler(handler)
+    try:
+        register_eat_pipeline()
+    finally:
+        pipelines_logger.removeHandler(handler)
+    assert tasks["audio-classification"]["default"] == default
+    assert tasks["audio-classification"]["impl"] is EATAudioClassificationPipeline
+    assert messages == []
 
 
 def test_windows_overlap_and_the_timeline_tiles_the_audio(classifier, audio):
     _, model, pipe = classifier
     # 0.64 s windows sharing 0.1 s on each side: a hop of 44 frames.
     result = pipe(audio, chunk_length_s=0.64, stride_length_s=0.1, return_timeline=True, top_k=None)
-    expected = window_scores(model, audio, FRAMES, 44)
+    expected = window_scores(model, audio, CLASSIFIER_FRAMES, 44)
     timeline = result["timeline"]
     assert len(timeline) == len(expected) == 11
     for segment, scores in zip(timeline, expected, strict=True):
@@ -106,7 +124,7 @@ def test_windows_overlap_and_the_timeline_tiles_the_audio(classifier, audio):
 def test_max_aggregation_and_top_k(classifier, audio):
     _, model, pipe = classifier
     result = pipe(audio, chunk_length_s=0.64, stride_length_s=0.1, aggregation="max", top_k=None)
-    expected = window_scores(model, audio, FRAMES, 44).max(dim=0).values
+    expected = window_scores(model, audio, CLASSIFIER_FRAMES, 44).max(dim=0).values
     np.testing.assert_allclose(scores_of(result), expected.numpy(), atol=1e-5)
     assert pipe(audio, chunk_length_s=0.64, top_k=2) == pipe(audio, chunk_length_s=0.64, top_k=None)[:2]
 
@@ -131,7 +149,7 @@ def test_timeline_smoothing_leaves_the_clip_scores_and_smooths_the_windows(class
     smooth = pipe(audio, chunk_length_s=0.64, stride_length_s=0.1, return_timeline=True, top_k=None,
                   timeline_smoothing_s=1.0)
     assert smooth["labels"] == plain["labels"]
-    expected = window_scores(model, audio, FRAMES, 44)
+    expected = window_scores(model, audio, CLASSIFIER_FRAMES, 44)
     spans = [(segment["start"], segment["end"]) for segment in plain["timeline"]]
     smoothed = moving_average_over_time(expected, spans, 1.0)
     for segment, scores in zip(smooth["timeline"], smoothed, strict=True):
@@ -154,10 +172,11 @@ def test_long_audio_without_chunk_length_warns_and_names_the_options(classifier,
     assert "only its first 0.64 s are classified" in caplog.text
     for option in ("chunk_length_s", "stride_length_s", "aggregation", "return_timeline"):
         assert option in caplog.text
-    np.testing.assert_allclose(scores_of(cropped), window_scores(model, audio[:11000], FRAMES, FRAMES)[0], atol=1e-5)
+    first_window = window_scores(model, audio[:11000], CLASSIFIER_FRAMES, CLASSIFIER_FRAMES)[0]
+    np.testing.assert_allclose(scores_of(cropped), first_window, atol=1e-5)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        pipe(audio[: kaldi_num_samples(FRAMES)])  # exactly one window: nothing is left out, nothing to say
+        pipe(audio[: kaldi_num_samples(CLASSIFIER_FRAMES)])  # exactly one window: nothing is left out, nothing to say
     assert "classified" not in caplog.text
 
 
@@ -206,7 +225,7 @@ def test_multi_label_windows_get_sigmoid_scores(tmp_path, audio):
     model = save_classifier(tmp_path, problem_type="multi_label_classification")
     pipe = pipeline("audio-classification", model=str(tmp_path))
     result = pipe(audio, chunk_length_s=0.64, stride_length_s=0.1, return_timeline=True, top_k=None)
-    expected = window_scores(model, audio, FRAMES, 44, function="sigmoid")
+    expected = window_scores(model, audio, CLASSIFIER_FRAMES, 44, function="sigmoid")
     for segment, scores in zip(result["timeline"], expected, strict=True):
         np.testing.assert_allclose(scores_of(segment["labels"]), scores.numpy(), atol=1e-5)
 

@@ -15,11 +15,9 @@ import torch.nn.functional as F
 from modeling_eat import EATConfig, EATForAudioClassification, EATForPreTraining, EATModel
 from modeling_eat.modeling_eat import sincos_position_table
 
-from eat_testing import build, spectrogram, tiny_config
+from eat_testing import CLASSIFIER_FRAMES, HEAD_KEYS, build, spectrogram, tester_config, tiny_config
 
 
-FRAMES = 64  # 4 rows of 8 patches
-HEAD_KEYS = {"fc_norm.weight", "fc_norm.bias", "classifier.weight", "classifier.bias"}
 PATCH_EMBEDDING_PARAMS = {
     "eat.embeddings.patch_embeddings.projection.weight",
     "eat.embeddings.patch_embeddings.projection.bias",
@@ -30,11 +28,11 @@ PATCH_EMBEDDING_PARAMS = {
 
 
 def tiny_model(model_class, **overrides):
-    """A tiny EAT in eval mode, on FRAMES-frame clips with a 3-class head."""
-    return build(model_class, **{"max_length": FRAMES, "num_labels": 3, **overrides}).eval()
+    """A tiny EAT in eval mode, on CLASSIFIER_FRAMES-frame clips with a 3-class head."""
+    return build(model_class, **{"max_length": CLASSIFIER_FRAMES, "num_labels": 3, **overrides}).eval()
 
 
-def model_inputs(batch_size: int = 2, num_frames: int = FRAMES, seed: int = 0) -> torch.Tensor:
+def model_inputs(batch_size: int = 2, num_frames: int = CLASSIFIER_FRAMES, seed: int = 0) -> torch.Tensor:
     return spectrogram(batch_size, num_frames, seed)
 
 
@@ -127,26 +125,15 @@ def test_encoder_and_classifier_from_pretraining_folder_take_the_student(tmp_pat
 
 
 class EATModelTester:
-    """The sizes transformers' own model testers use (2 layers, 32 wide, 4 heads, an intermediate size that is no
-    multiple of anything); every other field at its default."""
+    """Two clips in `tester_config()`'s sizes (tests/test_transformers_common.py runs transformers' own tests on
+    them)."""
 
     batch_size = 2
     num_frames = 32
-    hidden_size = 32
     num_hidden_layers = 2
-    num_attention_heads = 4
-    intermediate_size = 37
 
     def get_config(self, **overrides) -> EATConfig:
-        return EATConfig(
-            hidden_size=self.hidden_size,
-            num_hidden_layers=self.num_hidden_layers,
-            num_attention_heads=self.num_attention_heads,
-            intermediate_size=self.intermediate_size,
-            max_length=self.num_frames,
-            num_labels=3,
-            **overrides,
-        )
+        return tester_config(**overrides)
 
     def prepare_inputs(self) -> torch.Tensor:
         return spectrogram(self.batch_size, self.num_frames)
@@ -230,7 +217,7 @@ def test_hidden_states(model_class):
     outputs = model(model_inputs(), output_hidden_states=True)
     assert len(outputs.hidden_states) == model.config.num_hidden_layers + 1
     for hidden_state in outputs.hidden_states:
-        assert hidden_state.shape == (2, 1 + num_patches(FRAMES), 64)
+        assert hidden_state.shape == (2, 1 + num_patches(CLASSIFIER_FRAMES), 64)
     if model_class is EATModel:
         assert torch.equal(outputs.hidden_states[-1], outputs.last_hidden_state)
         # hidden_states[0] is the embedding output: CLS + positioned patches, layer-normalised
@@ -247,7 +234,7 @@ def test_attentions_under_eager(model_class):
     model = tiny_model(model_class)
     model.set_attn_implementation("eager")
     outputs = model(model_inputs(), output_attentions=True)
-    tokens = 1 + num_patches(FRAMES)
+    tokens = 1 + num_patches(CLASSIFIER_FRAMES)
     assert len(outputs.attentions) == model.config.num_hidden_layers
     for attention in outputs.attentions:
         assert attention.shape == (2, 4, tokens, tokens)
@@ -363,11 +350,12 @@ def test_input_dtype_other_than_the_models_names_the_cast(model_class):
 
 
 @pytest.mark.parametrize("model_class", [EATModel, EATForAudioClassification, EATForPreTraining])
-@pytest.mark.parametrize("mask_frames", [FRAMES - 16, FRAMES + 1])
+@pytest.mark.parametrize("mask_frames", [CLASSIFIER_FRAMES - 16, CLASSIFIER_FRAMES + 1])
 def test_attention_mask_of_another_length_names_the_fix(model_class, mask_frames):
     model = tiny_model(model_class)
     attention_mask = torch.ones(2, mask_frames, dtype=torch.long)
-    pattern = rf"attention_mask has shape \(2, {mask_frames}\), but input_values has 2 clips of {FRAMES} frames: it "
+    pattern = (rf"attention_mask has shape \(2, {mask_frames}\), but input_values has 2 clips of "
+               rf"{CLASSIFIER_FRAMES} frames: it ")
     with pytest.raises(ValueError, match=pattern + r"needs shape \(2, 64\).*return_attention_mask=True"):
         model(model_inputs(), attention_mask=attention_mask)
 
@@ -376,7 +364,7 @@ def test_attention_mask_of_another_length_names_the_fix(model_class, mask_frames
 # attention mask
 
 
-def padded_batch(short_frames: int = FRAMES, long_frames: int = 96):
+def padded_batch(short_frames: int = CLASSIFIER_FRAMES, long_frames: int = 96):
     """A full clip and a shorter clip padded with noise (not zeros, so a leak of the padding would show)."""
     long_clip = model_inputs(batch_size=1, num_frames=long_frames, seed=1)
     short_clip = model_inputs(batch_size=1, num_frames=short_frames, seed=2)
@@ -397,7 +385,7 @@ def test_padded_rows_are_hidden_from_attention(attn_implementation):
         unpadded_short = model(short_clip).last_hidden_state
         unpadded_long = model(long_clip).last_hidden_state
         unmasked = model(batch).last_hidden_state
-    real_tokens = 1 + num_patches(FRAMES)
+    real_tokens = 1 + num_patches(CLASSIFIER_FRAMES)
     assert max_diff(masked[1, 0], unpadded_short[0, 0]) <= 1e-5
     assert max_diff(masked[1, :real_tokens], unpadded_short[0]) <= 1e-5
     assert max_diff(masked[0], unpadded_long[0]) <= 1e-5
@@ -595,14 +583,14 @@ def test_torch_compile_traces_the_encoder():
 
 def test_init_on_the_meta_device():
     with torch.device("meta"):
-        model = EATModel(tiny_config(max_length=FRAMES, num_labels=3))
+        model = EATModel(tiny_config(max_length=CLASSIFIER_FRAMES, num_labels=3))
     assert all(param.device.type == "meta" for param in model.parameters())
     assert model.embeddings.position_embeddings.device.type == "meta"
 
 
 @pytest.mark.parametrize("model_class", [EATModel, EATForAudioClassification, EATForPreTraining])
 def test_from_pretrained_restores_the_position_table(tmp_path, model_class):
-    config = tiny_config(max_length=FRAMES, num_labels=3, max_time_patches=12)
+    config = tiny_config(max_length=CLASSIFIER_FRAMES, num_labels=3, max_time_patches=12)
     torch.manual_seed(0)
     model_class(config).save_pretrained(tmp_path)
     reloaded = model_class.from_pretrained(tmp_path)

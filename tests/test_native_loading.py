@@ -18,11 +18,7 @@ from modeling_eat import EATForAudioClassification, EATForPreTraining, EATModel
 from modeling_eat.configuration_eat import AUTO_MAP
 from modeling_eat.conversion import convert_checkpoint
 
-from eat_testing import build, max_error
-
-
-TOLERANCE = 1e-4  # the fixtures' (../shared/fixtures/README.md)
-HEAD_KEYS = {"fc_norm.weight", "fc_norm.bias", "classifier.weight", "classifier.bias"}
+from eat_testing import FIXTURE_TOLERANCE, HEAD_KEYS, build, max_error
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +67,11 @@ def test_hub_port_folder_reproduces_the_reference_through_the_auto_class(hub_por
     assert model.fc_norm.eps == 1e-5  # the port's head, as it computes it
     with torch.no_grad():
         # Measured 1.4e-6: the fixture's logits were made with the official head's eps 1e-6.
-        assert max_error(model(reference["input"]).logits, reference["student_logits"]) < TOLERANCE
+        assert max_error(model(reference["input"]).logits, reference["student_logits"]) < FIXTURE_TOLERANCE
         hidden = model.eat(reference["input"]).last_hidden_state
-        assert max_error(hidden, reference["student_last_hidden_state"]) < TOLERANCE
+        assert max_error(hidden, reference["student_last_hidden_state"]) < FIXTURE_TOLERANCE
         short = model.eat(reference["input_short"]).last_hidden_state
-        assert max_error(short, reference["student_last_hidden_state_short"]) < TOLERANCE
+        assert max_error(short, reference["student_last_hidden_state_short"]) < FIXTURE_TOLERANCE
 
 
 @pytest.mark.parametrize("load", [AutoModel.from_pretrained, EATModel.from_pretrained], ids=["AutoModel", "EATModel"])
@@ -89,7 +85,7 @@ def test_hub_port_encoder_loads_and_leaves_the_head_in_one_line(hub_port_dir, re
     assert not any("LOAD REPORT" in message for message in log.messages), log.messages
     with torch.no_grad():
         hidden = encoder(reference["input"]).last_hidden_state
-    assert max_error(hidden, reference["student_last_hidden_state"]) < TOLERANCE
+    assert max_error(hidden, reference["student_last_hidden_state"]) < FIXTURE_TOLERANCE
 
 
 def test_pretraining_model_from_the_hub_port_copies_the_student_into_the_teacher(hub_port_dir, reference):
@@ -97,7 +93,7 @@ def test_pretraining_model_from_the_hub_port_copies_the_student_into_the_teacher
     assert type(model) is EATForPreTraining
     with torch.no_grad():
         assert max_error(model.eat(reference["input"]).last_hidden_state, reference["student_last_hidden_state"]) \
-            < TOLERANCE
+            < FIXTURE_TOLERANCE
     for teacher, student in zip(model.teacher.encoder.parameters(), model.eat.parameters()):
         assert torch.equal(teacher, student)
 
@@ -143,7 +139,7 @@ def test_trust_remote_code_on_the_ports_auto_map_stays_transformers(hub_port_dir
     assert type(model) is EATModel
     with torch.no_grad():
         hidden = model(reference["input"]).last_hidden_state
-    assert max_error(hidden, reference["student_last_hidden_state"]) < TOLERANCE
+    assert max_error(hidden, reference["student_last_hidden_state"]) < FIXTURE_TOLERANCE
     # Saved, the folder names this package's code (which it carries), not the port's, which reads another layout.
     model.save_pretrained(tmp_path / "saved")
     assert json.loads((tmp_path / "saved" / "config.json").read_text())["auto_map"] == AUTO_MAP

@@ -11,14 +11,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from modeling_eat import EATConfig, EATForPreTraining
-from modeling_eat.masking_eat import EATMaskGenerator
-from modeling_eat.modeling_eat import drop_masked_tokens
+from modeling_eat.masking_eat import EATMaskGenerator, drop_masked_tokens
 
-from eat_testing import NUM_FRAMES, build, seeded, spectrogram
+from eat_testing import NUM_FRAMES, NUM_PATCHES, NUM_TIME_PATCHES, build, seeded, spectrogram
 
-
-NUM_TIME_PATCHES = NUM_FRAMES // 16
-NUM_PATCHES = NUM_TIME_PATCHES * 8
 
 aten = torch.ops.aten
 # `.item()`, `int()`, `float()`, `bool()` and `if tensor` all end in `_local_scalar_dense`; `nonzero` (boolean
@@ -89,8 +85,10 @@ def test_pretraining_outputs_equal_those_of_the_mask_read_path(objective, with_p
         return out, gradients
 
     counted, counted_gradients = step()
-    # No count handed down: EATModel reads it from the mask, as every step did before.
-    monkeypatch.setattr(model.mask_generator, "num_visible", lambda *grid: None)
+    # No count handed down to the encoder: EATModel reads it from the mask, as every step did before.
+    encoder_forward = model.eat.forward
+    monkeypatch.setattr(model.eat, "forward", lambda *args, num_visible_patches=None, **kwargs: encoder_forward(
+        *args, **kwargs))
     read, read_gradients = step()
 
     for name in ("loss", "frame_loss", "utterance_loss", "logits", "last_hidden_state", "target_std"):

@@ -9,16 +9,11 @@ from transformers import pipeline
 
 from modeling_eat import EATFeatureExtractor, EATForAudioClassification
 
-from eat_testing import save_tiny_classifier
-
-
-FRAMES = 64
-ID2LABEL = {0: "bark", 1: "rain", 2: "siren", 3: "speech"}
-SAMPLING_RATE = 16000
+from eat_testing import CLASSIFIER_FRAMES, SAMPLING_RATE, SOUND_LABELS, save_tiny_classifier
 
 
 def save_classifier(folder, **config_overrides):
-    return save_tiny_classifier(folder, FRAMES, ID2LABEL, **config_overrides)
+    return save_tiny_classifier(folder, CLASSIFIER_FRAMES, SOUND_LABELS, **config_overrides)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +24,8 @@ def waveform() -> np.ndarray:
 
 
 def expected_logits(model, waveform) -> torch.Tensor:
-    inputs = EATFeatureExtractor(max_length=FRAMES)(waveform, sampling_rate=SAMPLING_RATE, return_tensors="pt")
+    feature_extractor = EATFeatureExtractor(max_length=CLASSIFIER_FRAMES)
+    inputs = feature_extractor(waveform, sampling_rate=SAMPLING_RATE, return_tensors="pt")
     with torch.no_grad():
         return model(**inputs).logits[0]
 
@@ -51,11 +47,11 @@ def test_pipeline_on_a_numpy_array(single_label, waveform):
     assert isinstance(classifier.feature_extractor, EATFeatureExtractor)
     predictions = classifier(waveform, top_k=None)
     scores = as_scores(predictions)
-    assert set(scores) == set(ID2LABEL.values())
+    assert set(scores) == set(SOUND_LABELS.values())
     assert sum(scores.values()) == pytest.approx(1.0, abs=1e-5)
     assert [p["score"] for p in predictions] == sorted(scores.values(), reverse=True)
     probabilities = expected_logits(model, waveform).softmax(-1)
-    for index, label in ID2LABEL.items():
+    for index, label in SOUND_LABELS.items():
         assert scores[label] == pytest.approx(probabilities[index].item(), abs=1e-5)
     assert max(probabilities) - min(probabilities) > 0.05  # the check above tells labels apart
 
@@ -80,7 +76,7 @@ def test_pipeline_on_a_wav_file(single_label, waveform, tmp_path):
     scores = as_scores(classifier(str(path), top_k=None))
     assert sum(scores.values()) == pytest.approx(1.0, abs=1e-5)
     probabilities = expected_logits(model, soundfile.read(path, dtype="float32")[0]).softmax(-1)
-    for index, label in ID2LABEL.items():
+    for index, label in SOUND_LABELS.items():
         assert scores[label] == pytest.approx(probabilities[index].item(), abs=1e-4)
 
 
@@ -89,7 +85,7 @@ def test_multi_label_checkpoint_gets_sigmoid_scores(tmp_path, waveform):
     classifier = pipeline("audio-classification", model=str(tmp_path))
     scores = as_scores(classifier(waveform, top_k=None))
     probabilities = torch.sigmoid(expected_logits(model, waveform))
-    for index, label in ID2LABEL.items():
+    for index, label in SOUND_LABELS.items():
         assert scores[label] == pytest.approx(probabilities[index].item(), abs=1e-5)
     assert sum(scores.values()) != pytest.approx(1.0, abs=1e-2)
 

@@ -160,17 +160,21 @@ def resumed_from(output: str) -> int:
     return int(match.group(1))
 
 
-def test_run_logs_its_teacher_and_targets_and_scales_the_ema_to_its_length(uninterrupted_run):
+def test_run_logs_its_teacher_and_targets_and_fits_the_ema_to_its_length(uninterrupted_run):
     output_dir, (_, _, final_decay, _) = uninterrupted_run
     logs = read_log(output_dir)
     assert [row["step"] for row in logs] == [2, 4, 6, 8]
     for row in logs:
         assert row["target_std"] > COLLAPSED_TARGET_STD and row["prediction_std"] > 0
         assert 0 < row["teacher_distance"] < 1 and 0 <= row["ema_decay"] <= 1
-    # The tiny preset scales its EMA schedule to the run: 8 updates give horizons of 8, then 80 updates.
+    # The tiny preset's teacher fits its EMA schedule to the run: 8 updates give horizons of 8, then 80 updates.
+    start, end = 1 - 1 / 8, 1 - 1 / 80
+    expected = [start + (end - start) * step / 8 for step in (2, 4, 6)] + [end]
+    assert [row["ema_decay"] for row in logs] == pytest.approx(expected)
+    assert final_decay == pytest.approx(end)
+    # The config still says what the schedule is made of; the teacher is told the run's length at every start.
     config = json.loads((output_dir / "config.json").read_text())
-    assert (config["ema_decay"], config["ema_end_decay"], config["ema_anneal_end_step"]) == (1 - 1 / 8, 1 - 1 / 80, 8)
-    assert final_decay == pytest.approx(1 - 1 / 80)
+    assert config["ema_scale_with_run"] and (config["ema_decay"], config["ema_anneal_end_step"]) == (0.9998, 100000)
 
 
 def test_ddp_run_killed_after_a_checkpoint_resumes_exactly(audio_folder, uninterrupted_run, tmp_path):
@@ -198,6 +202,9 @@ def test_ddp_run_killed_after_a_checkpoint_resumes_exactly(audio_folder, uninter
 
     pretraining = EATForPreTraining.from_pretrained(output_dir)
     assert int(pretraining.teacher.num_updates) == MAX_TRAIN_STEPS
+    # The run's length is the run's to tell (a resumed or continued run tells it again); told, the teacher's decay
+    # is where the run left it.
+    pretraining.teacher.fit_schedule_to_run(MAX_TRAIN_STEPS)
     assert float(pretraining.teacher.ema_decay()) == pytest.approx(reference_state[2], abs=1e-8)
     encoder = EATModel.from_pretrained(output_dir)
     for name, parameter in encoder.state_dict().items():

@@ -16,11 +16,9 @@ import transformers
 from modeling_eat import EATForAudioClassification, EATForPreTraining, EATModel
 from modeling_eat.modeling_eat import EATCNNDecoder, EATMaskSpecDecoder, EATTeacher, utterance_frame_loss
 
-from eat_testing import NUM_FRAMES, build, seeded, spectrogram, tiny_config
+from eat_testing import NUM_PATCHES, NUM_TIME_PATCHES, build, seeded, spectrogram, tiny_config
 
 
-NUM_TIME_PATCHES = NUM_FRAMES // 16
-NUM_PATCHES = NUM_TIME_PATCHES * 8
 PATCH = 16
 
 

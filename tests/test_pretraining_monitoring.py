@@ -1,62 +1,82 @@
 """What a pre-training run watches (modeling_eat/pretraining/monitoring.py): the EMA teacher's horizon against the
-run's length, the schedule scaled to short runs, collapsed targets, and the run's log."""
+run's length, the schedule the teacher fits to short runs, collapsed targets, and the run's log."""
 
 import pytest
 import torch
 
-from modeling_eat import EATConfig, EATForPreTraining
-from modeling_eat.modeling_eat import position_share
+from modeling_eat import EATConfig, EATForPreTraining, EATTeacher
+from modeling_eat.modeling_eat import ema_decay_schedule, ema_schedule, position_share
 from modeling_eat.pretraining.monitoring import (
     append_log,
     collapse_warning,
     initial_weight_share,
     read_log,
-    scale_ema_to_run,
     teacher_horizon_warning,
 )
 
 from eat_testing import build
 
 
+def teacher_of(preset: str = "tiny", **overrides) -> EATTeacher:
+    return EATTeacher(EATConfig.from_preset(preset, **overrides))
+
+
+# The official Base schedule, on a tiny encoder.
+BASE_SCHEDULE = {"ema_scale_with_run": False, "ema_decay": 0.9998, "ema_end_decay": 0.99999,
+                 "ema_anneal_end_step": 100_000}
+
+
 def test_initial_weight_share_is_the_product_of_the_decays():
     # A slow fixed schedule, 0.999 -> 0.9999 over 1,000 updates: after 300 updates 77% of the teacher is still its
     # random initialisation.
-    config = EATConfig.from_preset("tiny", ema_decay=0.999, ema_end_decay=0.9999, ema_anneal_end_step=1000)
-    assert initial_weight_share(config, 300) == pytest.approx(0.771, abs=1e-3)
-    assert initial_weight_share(config, 0) == 1.0
-    constant = EATConfig.from_preset("tiny", ema_decay=0.99, ema_end_decay=0.99, ema_anneal_end_step=1)
+    teacher = teacher_of(ema_scale_with_run=False, ema_decay=0.999, ema_end_decay=0.9999, ema_anneal_end_step=1000)
+    assert initial_weight_share(teacher, 300) == pytest.approx(0.771, abs=1e-3)
+    assert initial_weight_share(teacher, 0) == 1.0
+    constant = teacher_of(ema_scale_with_run=False, ema_decay=0.99, ema_end_decay=0.99, ema_anneal_end_step=1)
     assert initial_weight_share(constant, 100) == pytest.approx(0.99**100)
 
 
-def test_scaled_schedule_spans_the_run():
-    short = EATConfig.from_preset("small")
-    scale_ema_to_run(short, 600)
+def test_the_teacher_fits_its_schedule_to_the_run_it_is_told_of():
+    teacher = teacher_of("small")
+    teacher.fit_schedule_to_run(600)
     # A horizon of the run at the start, ten runs at the end, annealed over the run.
-    assert (short.ema_decay, short.ema_end_decay, short.ema_anneal_end_step) == pytest.approx(
-        (1 - 1 / 600, 1 - 1 / 6000, 600)
-    )
-    assert teacher_horizon_warning(short, 600) is None
+    assert ema_schedule(teacher.config, teacher.run_length) == pytest.approx((1 - 1 / 600, 1 - 1 / 6000, 600))
+    assert float(teacher.ema_decay(0)) == 1 - 1 / 600 and float(teacher.ema_decay(600)) == 1 - 1 / 6000
+    # The config is not rewritten: it still says what the schedule is made of.
+    assert (teacher.config.ema_decay, teacher.config.ema_scale_with_run) == (0.9998, True)
+    assert teacher_horizon_warning(teacher, 600) is None
     # The teacher keeps about half of its initialisation, the schedule that taught best in short runs.
-    assert 0.4 < initial_weight_share(short, 600) < 0.7
-    tiny_run = EATConfig.from_preset("tiny")
-    scale_ema_to_run(tiny_run, 1)
-    assert (tiny_run.ema_decay, tiny_run.ema_anneal_end_step) == (0.0, 1)  # a horizon is at least one update
+    assert 0.4 < initial_weight_share(teacher, 600) < 0.7
+    one_update = teacher_of()
+    one_update.fit_schedule_to_run(1)
+    assert ema_schedule(one_update.config, 1)[::2] == (0.0, 1)  # a horizon is at least one update
 
-    untouched = EATConfig()
-    scale_ema_to_run(untouched, 1000)
-    assert (untouched.ema_decay, untouched.ema_end_decay, untouched.ema_anneal_end_step) == (0.9998, 0.99999, 100000)
+    official = teacher_of(**BASE_SCHEDULE)
+    official.fit_schedule_to_run(1000)
+    assert ema_schedule(official.config, official.run_length) == (0.9998, 0.99999, 100000)
+
+
+def test_the_fitted_schedule_gives_the_decays_of_the_config_it_replaces():
+    # Before the teacher owned it, the run wrote these three fields into the config; the decays are the same bits.
+    teacher = teacher_of()
+    teacher.fit_schedule_to_run(300)
+    rewritten = EATConfig.from_preset("tiny", ema_scale_with_run=False, ema_decay=1.0 - 1.0 / 300,
+                                      ema_end_decay=1.0 - 1.0 / 3000, ema_anneal_end_step=300)
+    steps = torch.arange(400)
+    assert torch.equal(teacher.ema_decay(steps), ema_decay_schedule(rewritten, steps))
 
 
 def test_teacher_horizon_longer_than_the_run_is_warned_about():
-    base = EATConfig()
+    base = teacher_of(**BASE_SCHEDULE)
+    base.fit_schedule_to_run(1000)
     warning = teacher_horizon_warning(base, 1000)
     assert "~5000 updates" in warning and "longer than the run's 1000" in warning and "ema_scale_with_run" in warning
     assert "82% of its random initialisation" in warning
     assert teacher_horizon_warning(base, 10_000) is None
-    scaled = EATConfig.from_preset("tiny")
-    scale_ema_to_run(scaled, 300)
+    scaled = teacher_of()
+    scaled.fit_schedule_to_run(300)
     assert teacher_horizon_warning(scaled, 300) is None
-    assert teacher_horizon_warning(EATConfig(pretraining_objective="maskspec"), 10) is None
+    assert teacher_horizon_warning(None, 10) is None  # MaskSpec has no teacher
 
 
 def test_collapse_warnings_name_the_statistic():

@@ -34,12 +34,7 @@ from modeling_eat import (
 from modeling_eat.configuration_eat import AUTO_MAP
 from modeling_eat.hub import CODE_FILES
 
-
-FRAMES = 64
-ID2LABEL = {0: "dog", 1: "rain", 2: "siren"}
-
-
-
+from eat_testing import CLASSIFIER_FRAMES, SOUND_LABELS
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +42,10 @@ def saved(tmp_path_factory):
     """A classification folder (model + feature extractor) and a pre-training folder, with reference outputs."""
     root = tmp_path_factory.mktemp("remote")
     config = EATConfig.from_preset(
-        "tiny", max_length=FRAMES, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()}, clone_batch=2
+        "tiny", max_length=CLASSIFIER_FRAMES, id2label=SOUND_LABELS, label2id={v: k for k, v in SOUND_LABELS.items()},
+        clone_batch=2,
     )
-    feature_extractor = EATFeatureExtractor(max_length=FRAMES)
+    feature_extractor = EATFeatureExtractor(max_length=CLASSIFIER_FRAMES)
     torch.manual_seed(0)
     classifier = EATForAudioClassification(config).eval()
     pretraining = EATForPreTraining(config).eval()
@@ -61,7 +57,7 @@ def saved(tmp_path_factory):
     waveform = np.random.default_rng(0).uniform(-0.5, 0.5, size=(2, 8000)).astype(np.float32)
     np.save(root / "waveform.npy", waveform)
     input_values = feature_extractor(list(waveform), sampling_rate=16000, return_tensors="pt").input_values
-    bool_masked_pos = pretraining.mask_generator(2, FRAMES // 16, 8, torch.Generator().manual_seed(1))
+    bool_masked_pos = pretraining.mask_generator(2, CLASSIFIER_FRAMES // 16, 8, torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = {
             "input_values": input_values,
@@ -184,7 +180,7 @@ def test_remote_code_loads_without_the_package(saved, tmp_path):
     ]
     assert all(module.startswith("transformers_modules.") for module in report["modules"]), report["modules"]
     assert not report["modeling_eat_imported"]
-    assert report["id2label"] == {str(k): v for k, v in ID2LABEL.items()}
+    assert report["id2label"] == {str(k): v for k, v in SOUND_LABELS.items()}
     assert any((tmp_path / "modules").rglob("modeling_eat.py"))  # the code really came through HF_MODULES_CACHE
 
     child = load_file(root / "child_outputs.safetensors")

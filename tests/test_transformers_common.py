@@ -12,14 +12,15 @@ import unittest
 import torch
 from torch import nn
 from transformers.models.auto import modeling_auto
-from transformers_common_tests import import_common_tests
 
 from modeling_eat import EATConfig, EATForAudioClassification, EATForPreTraining, EATMaskGenerator, EATModel
+
+from eat_testing import NUM_MEL_BINS, tester_config
+from transformers_common_tests import import_common_tests
 
 
 common = import_common_tests()
 
-NUM_MEL_BINS = 128
 TASK_MAPPINGS = {
     "MODEL_MAPPING_NAMES": "EATModel",
     "MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES": "EATForAudioClassification",
@@ -49,11 +50,7 @@ class EATModelTester:
         self.num_masks = self.num_patches // 2
 
     def get_config(self) -> EATConfig:
-        return EATConfig(
-            hidden_size=self.hidden_size,
-            num_hidden_layers=self.num_hidden_layers,
-            num_attention_heads=self.num_attention_heads,
-            intermediate_size=self.intermediate_size,
+        return tester_config(
             max_length=self.num_frames,
             max_time_patches=4,
             num_labels=self.num_labels,

@@ -1,24 +1,16 @@
-"""windowing_eat: windows cut from a stream equal the whole clip's frames, FFmpeg streaming, the moved resampler."""
+"""windowing_eat and audio_io_eat: windows cut from a stream equal the whole clip's frames, FFmpeg streaming, the
+resampler."""
 
 import numpy as np
 import pytest
 import torch
 
 from modeling_eat import audio
+from modeling_eat.audio_io_eat import array_blocks, ffmpeg_blocks, resample
 from modeling_eat.feature_extraction_eat import kaldi_fbank, kaldi_num_frames, kaldi_num_samples
-from modeling_eat.windowing_eat import (
-    array_blocks,
-    count_windows,
-    ffmpeg_blocks,
-    iter_windows,
-    resample,
-    window_hop_frames,
-)
+from modeling_eat.windowing_eat import count_windows, iter_windows, window_hop_frames
 
-from eat_testing import tone, write_wav
-
-
-SAMPLING_RATE = 16000
+from eat_testing import SAMPLING_RATE, tone, write_wav
 
 
 @pytest.fixture(scope="module")

@@ -121,7 +121,8 @@ def flatten_state_dict(state_dict: dict) -> dict[str, torch.Tensor]:
             flat[key] = value
     renamed = {}
     for key, value in flat.items():
-        # The official fine-tuning loader renames the pre-2024 positional key and drops a stale buffer (EAT.md §5.3).
+        # The official fine-tuning loader renames the pre-2024 positional key and drops a stale buffer
+        # (`models/EAT_audio_classification.py`).
         key = key.replace("fixed_positional_encoder.pos_embed", "fixed_positional_encoder.positions")
         if key.endswith("modality_encoders.IMAGE.encoder_mask"):
             continue

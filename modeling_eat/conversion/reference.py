@@ -1,5 +1,6 @@
-"""An independent forward of the original weights: EAT.md §2 written with plain torch ops on the official key names,
-which every converted model must reproduce within `TOLERANCE`."""
+"""An independent forward of the original weights: the official architecture (`models/images.py`, `models/modules.py`
+of the EAT repository) written with plain torch ops on the official key names, which every converted model must
+reproduce within `TOLERANCE`."""
 
 import torch
 import torch.nn.functional as F

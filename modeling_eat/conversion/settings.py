@@ -73,7 +73,7 @@ def settings_from_fairseq_cfg(cfg: dict, target: str) -> dict:
             "modalities.image.embed_dim differs from embed_dim: such checkpoints project patches with an extra linear "
             "layer this package does not have")
     if target == "pretraining":
-        # The teacher's targets are only reproduced for EAT's recipe (EAT.md §3).
+        # The teacher's targets are only reproduced for EAT's recipe (`config/pretraining_AS2M.yaml`).
         for name, expected in {"instance_norm_target_layer": True, "layer_norm_targets": True,
                                "end_of_block_targets": False, "layer_norm_target_layer": False,
                                "batch_norm_target_layer": False, "instance_norm_targets": False}.items():

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import patch_aligned, seconds_to_frames, seconds_to_samples
-from ..feature_extraction_eat import EATFeatureExtractor, kaldi_num_samples
+from ..audio import seconds_to_samples
+from ..feature_extraction_eat import EATFeatureExtractor, kaldi_num_samples, seconds_to_patch_frames
 from .graphs import SpectrogramGraph, WaveformGraph, eager_outputs, output_names
 
 
@@ -65,7 +65,7 @@ def example_input(model, feature_extractor: EATFeatureExtractor, with_feature_ex
         num_samples = seconds_to_samples(seconds, feature_extractor.sampling_rate)
         return 0.1 * torch.randn(EXAMPLE_BATCH_SIZE, num_samples, generator=generator)
     patch_size = model.config.patch_size
-    num_frames = max(patch_size, patch_aligned(seconds_to_frames(seconds), patch_size))
+    num_frames = max(patch_size, seconds_to_patch_frames(seconds, patch_size))
     return torch.randn(EXAMPLE_BATCH_SIZE, num_frames, model.config.num_mel_bins, generator=generator)
 
 
@@ -77,7 +77,7 @@ def dynamic_shapes(model, feature_extractor: EATFeatureExtractor, with_feature_e
         samples = torch.export.Dim(
             "samples",
             min=kaldi_num_samples(MIN_WAVEFORM_FRAMES, sampling_rate),
-            max=kaldi_num_samples(config.max_time_patches * config.patch_size, sampling_rate),
+            max=kaldi_num_samples(config.max_input_frames, sampling_rate),
         )
         return {"waveform": {0: batch, 1: samples}}
     rows = torch.export.Dim("time_patches", min=1, max=config.max_time_patches)

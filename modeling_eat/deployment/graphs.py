@@ -12,7 +12,6 @@ Both return the classifier's `logits`, or the encoder's `last_hidden_state` and 
 import torch
 from torch import nn
 
-from ..audio import patch_aligned
 from ..feature_extraction_eat import (
     FRAME_LENGTH_MS,
     FRAME_SHIFT_MS,
@@ -21,6 +20,7 @@ from ..feature_extraction_eat import (
     exportable_fbank_constants,
     exportable_kaldi_fbank,
     kaldi_num_frames,
+    patch_aligned,
     scale_to_rms,
 )
 

@@ -1,7 +1,7 @@
-"""The fine-tuning augmentations of EAT (EAT.md §4), as the official code applies them: roll + gain on the raw
-waveform (in the dataset transform); then, on the normalised fbank of a training batch, SPC-2's noise + time shift,
-batch mixup, and SpecAugment last (in `EATFinetuningTrainer.compute_loss`, only while the model is in training mode,
-so evaluation sees clean clips)."""
+"""The fine-tuning augmentations of EAT (`data/raw_audio_dataset.py`, `utils/mixup.py` of the EAT repository), as the
+official code applies them: roll + gain on the raw waveform (in the dataset transform); then, on the normalised fbank
+of a training batch, SPC-2's noise + time shift, batch mixup, and SpecAugment last (in
+`EATFinetuningTrainer.compute_loss`, only while the model is in training mode, so evaluation sees clean clips)."""
 
 import numpy as np
 import torch

@@ -1,10 +1,11 @@
-"""The fine-tuning recipes of EAT (EAT.md §4): every setting of an official run that is not a plain
-`TrainingArguments` field, the command-line flags that override them, and how a run's recipe is resolved."""
+"""The fine-tuning recipes of EAT (`config/finetuning.yaml` and `scripts/finetuning_*.sh` of the EAT repository): every
+setting of an official run that is not a plain `TrainingArguments` field, the command-line flags that override them,
+and how a run's recipe is resolved."""
 
 import dataclasses
 
-from ..audio import patch_aligned, seconds_to_samples
-from ..feature_extraction_eat import NORMALIZATION_PRESETS, kaldi_num_frames
+from ..audio import seconds_to_samples
+from ..feature_extraction_eat import NORMALIZATION_PRESETS, kaldi_num_frames, patch_aligned
 
 
 AUDIOSET = NORMALIZATION_PRESETS["audioset"]
@@ -46,7 +47,7 @@ OFFICIAL_WARMUP_FRACTION = 0.1
 
 
 def _official_training(learning_rate: float, batch_size: int, max_steps: int, **extra) -> dict:
-    # Adam (0.9, 0.95), weight decay 0.05, cosine down to 1e-6 (EAT.md §4, Optimization).
+    # Adam (0.9, 0.95), weight decay 0.05, cosine down to 1e-6 (`config/finetuning.yaml`).
     return {
         "learning_rate": learning_rate,
         "per_device_train_batch_size": batch_size,
@@ -126,7 +127,8 @@ class FinetuningArguments:
 
     recipe: str | None = dataclasses.field(
         default=None,
-        metadata={"help": "Official settings (EAT.md §4): as2m, as20k, esc50 or spc2. Unset: small-data defaults.",
+        metadata={"help": "Official settings (the EAT repository's scripts/finetuning_*.sh): as2m, as20k, esc50 or "
+                          "spc2. Unset: small-data defaults.",
                   "choices": list(RECIPES)},
     )
     target_length: int | None = dataclasses.field(

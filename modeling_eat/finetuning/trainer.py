@@ -1,5 +1,5 @@
 """The fine-tuning `Trainer` of EAT: layer-decay optimizer groups, the batch augmentations, the official losses
-(EAT.md §4, Loss) and weighted sampling."""
+(`models/EAT_audio_classification.py`) and weighted sampling."""
 
 from functools import partial
 

@@ -7,7 +7,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..audio import frames_to_seconds, load_audio_dataset, load_feature_extractor
+from ..audio import load_audio_dataset, load_feature_extractor
+from ..feature_extraction_eat import frames_to_seconds
 from ..runtime import add_num_threads_argument, configure_threads
 from .features import frame_hop_seconds, iter_features, load_encoder, resolve_layer, window_num_frames
 from .probe import linear_probe, pooled_features

@@ -22,9 +22,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..audio import frames_to_seconds, patch_aligned, seconds_to_frames
-from ..feature_extraction_eat import EATFeatureExtractor, kaldi_num_frames
-from ..windowing_eat import array_blocks, iter_windows
+from ..audio_io_eat import array_blocks
+from ..feature_extraction_eat import (
+    EATFeatureExtractor,
+    frames_to_seconds,
+    kaldi_num_frames,
+    patch_aligned,
+    seconds_to_patch_frames,
+)
+from ..windowing_eat import iter_windows
 
 
 # The clip length EAT is pre-trained on.
@@ -52,11 +58,10 @@ def frame_start_times(num_rows: int, patch_size: int) -> np.ndarray:
 
 def window_num_frames(config, window_seconds: float | None = None) -> int:
     """Frames per window: `window_seconds` rounded down to whole patch rows; by default 10 s or the model's limit."""
-    patch_size = config.patch_size
-    max_frames = config.max_time_patches * patch_size
+    patch_size, max_frames = config.patch_size, config.max_input_frames
     if window_seconds is None:
-        return min(max_frames, patch_aligned(seconds_to_frames(DEFAULT_WINDOW_SECONDS), patch_size))
-    num_frames = patch_aligned(seconds_to_frames(window_seconds), patch_size)
+        return min(max_frames, seconds_to_patch_frames(DEFAULT_WINDOW_SECONDS, patch_size))
+    num_frames = seconds_to_patch_frames(window_seconds, patch_size)
     if num_frames < patch_size:
         raise ValueError(
             f"window_seconds={window_seconds} is shorter than one patch row ({frame_hop_seconds(patch_size):.2f} s): "
@@ -65,7 +70,7 @@ def window_num_frames(config, window_seconds: float | None = None) -> int:
     if num_frames > max_frames:
         raise ValueError(
             f"window_seconds={window_seconds} ({num_frames} frames) is longer than the model takes "
-            f"(config.max_time_patches * patch_size = {max_frames} frames, {frames_to_seconds(max_frames):.2f} s): "
+            f"(config.max_input_frames = {max_frames} frames, {frames_to_seconds(max_frames):.2f} s): "
             "pass a shorter window, or none for the default."
         )
     return num_frames
@@ -134,7 +139,7 @@ def _clip_segments(
     waveform = np.asarray(torch.as_tensor(waveform, dtype=torch.float32).cpu())
     patch_size, sampling_rate = config.patch_size, feature_extractor.sampling_rate
     padded_frames = patch_aligned(kaldi_num_frames(waveform.shape[-1], sampling_rate), patch_size, round_up=True)
-    max_frames = config.max_time_patches * patch_size
+    max_frames = config.max_input_frames
     segment_frames = window_frames if (always_window or padded_frames > max_frames) else padded_frames
     segments = []
     # Windows start on patch-row boundaries of the clip's frame grid, so their rows' time stamps stay exact.

@@ -58,7 +58,6 @@ from .data import (
 from .monitoring import (
     append_log,
     collapse_warning,
-    scale_ema_to_run,
     teacher_horizon_warning,
 )
 from .settings import (
@@ -242,7 +241,7 @@ def pretrain_main(argv=None):
         model = EATForPreTraining.from_pretrained(args.model_name_or_path, config=config)
     else:
         model = EATForPreTraining(config)
-    # The teacher reads its EMA schedule from the model's config, which from_pretrained may have copied.
+    # from_pretrained may have copied the config: the run reads the model's own.
     config = model.config
     feature_extractor = load_feature_extractor(args.feature_extractor_name, args.model_name_or_path)
 
@@ -261,8 +260,9 @@ def pretrain_main(argv=None):
         batches_per_process = len(train_dataloader) / accelerator.num_processes
         updates_per_epoch = math.ceil(batches_per_process / args.gradient_accumulation_steps)
         args.max_train_steps = args.num_train_epochs * updates_per_epoch
-    scale_ema_to_run(config, args.max_train_steps)
-    if (warning := teacher_horizon_warning(config, args.max_train_steps)) is not None:
+    if model.teacher is not None:
+        model.teacher.fit_schedule_to_run(args.max_train_steps)
+    if (warning := teacher_horizon_warning(model.teacher, args.max_train_steps)) is not None:
         logger.warning(warning)
     # The accelerate-wrapped scheduler steps once per process per update, hence the factors (as in the examples).
     lr_scheduler = get_scheduler(

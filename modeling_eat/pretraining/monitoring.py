@@ -6,8 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ..configuration_eat import EATConfig
-from ..modeling_eat import ema_decay_schedule
+from ..modeling_eat import EATTeacher
 
 
 # A collapse to one target for every patch takes the targets' spread across patches (target_std) towards 0.
@@ -19,46 +18,27 @@ POSITIONAL_TARGET_SHARE = 0.9
 LOG_FILE = "pretraining_log.jsonl"
 
 
-def initial_weight_share(config: EATConfig, num_updates: int) -> float:
+def initial_weight_share(teacher: EATTeacher, num_updates: int) -> float:
     """The share of its initial weights the teacher still holds after `num_updates` updates: the product of the
     decays (each update keeps `decay` of the teacher)."""
-    return float(ema_decay_schedule(config, torch.arange(num_updates)).prod()) if num_updates > 0 else 1.0
+    return float(teacher.ema_decay(torch.arange(num_updates)).prod()) if num_updates > 0 else 1.0
 
 
-def teacher_horizon_warning(config: EATConfig, num_updates: int) -> str | None:
-    """Why this run's teacher would barely move from its random initialisation, or None: the EMA's horizon
-    (`1 / (1 - ema_decay)` updates) must not exceed the run."""
-    if config.pretraining_objective != "eat" or num_updates <= 0:
+def teacher_horizon_warning(teacher: EATTeacher | None, num_updates: int) -> str | None:
+    """Why this run's teacher (None for MaskSpec, which has none) would barely move from its random initialisation,
+    or None: the EMA's horizon (`1 / (1 - decay)` updates at the first update) must not exceed the run."""
+    if teacher is None or num_updates <= 0:
         return None
-    horizon = 1.0 / max(1.0 - config.ema_decay, 1e-12)
+    first_decay = float(teacher.ema_decay(0))
+    horizon = 1.0 / max(1.0 - first_decay, 1e-12)
     if horizon <= num_updates * (1 + 1e-9):
         return None
     return (
-        f"the EMA teacher averages over ~{horizon:.0f} updates (1 / (1 - ema_decay {config.ema_decay})), longer than "
-        f"the run's {num_updates}: at its end it still holds {initial_weight_share(config, num_updates):.0%} of its "
+        f"the EMA teacher averages over ~{horizon:.0f} updates (1 / (1 - ema_decay {first_decay})), longer than "
+        f"the run's {num_updates}: at its end it still holds {initial_weight_share(teacher, num_updates):.0%} of its "
         "random initialisation, so the targets stay close to a random network's. Pre-train longer, or set "
         "ema_scale_with_run (as the tiny and small presets do) to fit the schedule to the run."
     )
-
-
-# With `ema_scale_with_run`, the teacher's horizon (1 / (1 - decay) updates) starts at the run's length and is annealed
-# to ten runs by its end. Measured on two held-out speakers of FSDD (FIDELITY.md): the official schedule's proportions
-# scaled down to a short run (horizons of 1/80 and 1/4 of it) make the teacher follow a student that a short,
-# high-learning-rate run moves fast, and its targets taught less than those of this slower teacher (linear probe
-# +0.11 and +0.29 over random init with it, -0.03 and +0.20 with the official proportions).
-SCALED_START_HORIZON = 1.0
-SCALED_END_HORIZON = 10.0
-
-
-def scale_ema_to_run(config: EATConfig, num_updates: int) -> None:
-    """With `config.ema_scale_with_run`, sets the EMA schedule from the run's length: a horizon of
-    `SCALED_START_HORIZON` runs at the first update, annealed linearly over the run to `SCALED_END_HORIZON` runs.
-    A horizon is at least one update (decay 0: the teacher copies the student). Changes nothing otherwise."""
-    if not config.ema_scale_with_run:
-        return
-    config.ema_decay = 1.0 - 1.0 / max(1.0, SCALED_START_HORIZON * num_updates)
-    config.ema_end_decay = 1.0 - 1.0 / max(1.0, SCALED_END_HORIZON * num_updates)
-    config.ema_anneal_end_step = max(1, num_updates)
 
 
 def collapse_warning(target_std: float, target_position_share: float | None = None) -> str | None:
@@ -99,6 +79,5 @@ __all__ = [
     "collapse_warning",
     "initial_weight_share",
     "read_log",
-    "scale_ema_to_run",
     "teacher_horizon_warning",
 ]
