@@ -5,6 +5,7 @@ Not shipped with saved folders (the decoders need `soundfile` or `torchcodec`, d
 files never import it.
 """
 
+import contextlib
 import csv
 import io
 import logging
@@ -18,6 +19,7 @@ import torch
 # The resampler and the frame geometry ship with saved folders (the pipeline needs them); they live there.
 from .audio_io_eat import resample
 from .feature_extraction_eat import EATFeatureExtractor, kaldi_num_frames, kaldi_num_samples, patch_aligned
+from .runtime import CommandError, quiet_progress_bars
 
 
 logger = logging.getLogger(__name__)
@@ -114,6 +116,32 @@ def decode_audio(audio, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
     return np.ascontiguousarray(waveform, dtype=np.float32)
 
 
+class UndecodableAudioLog:
+    """The one rule of every workflow for audio that cannot be decoded (`AudioDecodingError`): the example is left
+    out, a warning names the file and why (once per file and process), and the run lists what it skipped at its end
+    (`skipped_audio_message`)."""
+
+    def __init__(self, log: logging.Logger = logger):
+        self.log = log
+        self.names: list[str] = []
+
+    def __call__(self, error: AudioDecodingError, name: str | None = None) -> None:
+        """Warns about `error` unless its file (`name`, else the message) was warned about already."""
+        key = str(error) if name is None else name
+        if key not in self.names:
+            self.names.append(key)
+            self.log.warning(f"skipping undecodable audio: {error}")
+
+
+def skipped_audio_message(skipped: Sequence[str], total: int | None = None) -> str:
+    """The end-of-run line listing the files a run left out because they could not be decoded."""
+    of = f" of {total}" if total is not None else ""
+    return (
+        f"skipped {len(skipped)}{of} files that could not be decoded (the warnings above say why): "
+        + ", ".join(skipped)
+    )
+
+
 def random_crop(
     waveform: np.ndarray, num_samples: int, generator: np.random.Generator, tile_short: bool = False
 ) -> np.ndarray:
@@ -151,6 +179,88 @@ class SeededEpochSampler(torch.utils.data.Sampler):
         return torch.Generator().manual_seed(self.seed + self.epoch)
 
 
+AUDIOFOLDER_HINT = (
+    "an audiofolder (train/ and test/ folders holding the audio and a metadata.csv with file_name,label) or a Hub "
+    "data set id"
+)
+
+
+def check_dataset_name(name, option: str = "--dataset_name") -> None:
+    """Refuses, in one line and before anything is written, an empty `--dataset_name` (which would otherwise read
+    the current folder) and a local path that does not exist (which datasets would look up on the Hub)."""
+    from .hub import is_hub_id
+
+    name = "" if name is None else str(name)
+    if not name.strip():
+        raise CommandError(f"{option} is empty: pass {AUDIOFOLDER_HINT}.")
+    path = Path(name)
+    if path.exists():
+        if path.is_dir() and not any(path.iterdir()):
+            raise CommandError(f"{option} {name} is an empty folder: pass {AUDIOFOLDER_HINT}.")
+        return
+    if not is_hub_id(name):
+        raise CommandError(f"{option} {name}: no such folder (and not a Hub id): check the path.")
+
+
+def open_dataset(
+    name: str,
+    config_name: str | None = None,
+    *,
+    option: str = "--dataset_name",
+    split_option: str = "--split_name",
+    as_audiofolder: bool = False,
+    **kwargs,
+):
+    """`datasets.load_dataset` of a Hub id or a local folder (read as an audiofolder with `as_audiofolder`), with
+    the failures a user can fix (no such folder, no audio in it, a name the Hub does not serve, no such split) as
+    one-line `CommandError`s, and no progress bars for a local folder."""
+    from datasets import load_dataset
+    from datasets.exceptions import DatasetNotFoundError
+
+    check_dataset_name(name, option)
+    local = Path(name).exists()
+    if as_audiofolder and Path(name).is_dir():
+        arguments, kwargs = ("audiofolder",), {**kwargs, "data_dir": name}
+    else:
+        arguments = (name, config_name)
+    try:
+        with quiet_progress_bars() if local else contextlib.nullcontext():
+            return load_dataset(*arguments, **kwargs)
+    except (FileNotFoundError, ConnectionError, DatasetNotFoundError) as error:
+        where = "the folder" if local else "the Hub data set"
+        raise CommandError(
+            f"{option} {name}: {where} could not be read ({first_line(error)}): pass {AUDIOFOLDER_HINT}."
+        ) from None
+    except ValueError as error:
+        if "split" not in str(error).lower():
+            raise
+        raise CommandError(f"{split_option}: {name} {first_line(error)}: pass one of its splits.") from None
+
+
+def first_line(error: BaseException) -> str:
+    """`Type: first line of the message`, for a one-line report of a library's multi-line error."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def check_label_values(values: Sequence, column: str, dataset_name: str, split: str,
+                       option: str = "--label_column_name") -> None:
+    """Refuses a label column without labels (an audiofolder without metadata.csv has a label column of None values,
+    which would fail inside training) or with some rows unlabelled."""
+    missing = sum(value is None for value in values)
+    if values and missing == len(values):
+        raise CommandError(
+            f"{dataset_name} ({split} split) has no labels in its {column!r} column: an audiofolder takes them from a "
+            f"metadata.csv beside the audio (columns file_name,{column}) or from class folders ({split}/<label>/"
+            f"clip.wav); add one, or name the label column with {option}."
+        )
+    if missing:
+        raise CommandError(
+            f"{missing} of {len(values)} rows of {dataset_name} ({split} split) have no {column!r} label: fill them "
+            "in or drop those rows."
+        )
+
+
 def load_audio_dataset(
     dataset_name: str,
     dataset_config_name: str | None = None,
@@ -162,9 +272,9 @@ def load_audio_dataset(
 ):
     """`load_dataset` (a Hub id or a local folder) reduced to the audio (and label) column, audio left undecoded:
     our own decoding then skips broken files instead of failing the whole run."""
-    from datasets import Audio, load_dataset
+    from datasets import Audio
 
-    dataset = load_dataset(dataset_name, dataset_config_name, split=split, streaming=streaming)
+    dataset = open_dataset(dataset_name, dataset_config_name, split=split, streaming=streaming)
     options = {audio_column_name: "--audio_column_name", label_column_name: "--label_column_name"}
     column_names = dataset.column_names
     for column, option in options.items():
@@ -177,6 +287,8 @@ def load_audio_dataset(
     dataset = dataset.cast_column(audio_column_name, Audio(decode=False))
     if max_samples is not None:
         dataset = dataset.take(max_samples) if streaming else dataset.select(range(min(max_samples, len(dataset))))
+    if label_column_name is not None and not streaming:
+        check_label_values(dataset[label_column_name], label_column_name, dataset_name, split)
     return dataset
 
 
@@ -301,17 +413,24 @@ def load_feature_extractor(
 
 
 __all__ = [
+    "AUDIOFOLDER_HINT",
     "SAMPLING_RATE",
     "AudioDecodingError",
     "SeededEpochSampler",
+    "UndecodableAudioLog",
+    "check_dataset_name",
+    "check_label_values",
     "crop_num_frames",
     "decode_audio",
+    "first_line",
     "load_audio_dataset",
     "labelled_subset",
     "load_feature_extractor",
     "merge_train_splits",
+    "open_dataset",
     "speaker_fold",
     "random_crop",
     "seconds_to_samples",
+    "skipped_audio_message",
     "write_parquet_shards",
 ]

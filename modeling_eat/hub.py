@@ -1,10 +1,16 @@
-"""Model cards and Hub uploads for saved EAT folders (converted, pre-trained or fine-tuned checkpoints).
+"""Model folders and the Hub, for the commands: what they check of a model path or Hub id before loading it, of a
+Hub token before a run that ends in an upload, and the model cards and uploads of saved EAT folders (converted,
+pre-trained or fine-tuned checkpoints).
 
-`write_model_card` renders the package's `model_card.md` template into `folder/README.md`;
-`publish_folder` checks that the folder loads with `trust_remote_code=True` anywhere, then uploads it.
-Not shipped with saved folders: this module may use huggingface_hub freely.
+`check_model_source` / `check_config_source` read a folder's or Hub id's config.json before anything is loaded or
+written, and name in one line what is wrong (no such folder, a name the Hub does not serve, a model that is not EAT);
+`check_hub_access` asks the Hub who a token belongs to, so that `--push_to_hub` without a token or network fails in
+seconds instead of after training. `write_model_card` renders the package's `model_card.md` template into
+`folder/README.md`; `publish_folder` checks that the folder loads with `trust_remote_code=True` anywhere, then uploads
+it. Not shipped with saved folders: this module may use huggingface_hub freely.
 """
 
+import difflib
 import json
 import string
 from pathlib import Path
@@ -12,9 +18,11 @@ from pathlib import Path
 from huggingface_hub import EvalResult, HfApi, ModelCardData
 from safetensors import safe_open
 
+from .audio import first_line
 from .configuration_eat import AUTO_MAP, SIZE_PRESETS, EATConfig
 from .feature_extraction_eat import frames_to_seconds
 from .loading_eat import TASK_PARTS
+from .runtime import CommandError
 
 
 MODEL_CARD_TEMPLATE = Path(__file__).with_name("model_card.md")
@@ -74,6 +82,142 @@ patch_embeddings = outputs.last_hidden_state[:, 1:]  # [batch, num_patches, hidd
 _ENCODER_FINE_TUNING_NOTE = """
 To fine-tune it, load it with `AutoModelForAudioClassification.from_pretrained(model_id, trust_remote_code=True,
 num_labels=...)`: the classification head is new and must be trained."""
+
+
+# ------------------------------------------------------------------------------------------ checks before the work
+
+
+CONVERT_HINT = "python -m modeling_eat.convert turns an official EAT checkpoint into one"
+
+
+def size_preset_of(config: dict) -> str | None:
+    """The size preset (tiny, small, base, large) whose width and depth a config (as a dict) has, or None."""
+    shape = (config.get("hidden_size"), config.get("num_hidden_layers"))
+    for name, preset in SIZE_PRESETS.items():
+        if (preset.get("hidden_size", 768), preset.get("num_hidden_layers", 12)) == shape:
+            return name
+    return None
+
+
+def is_hub_id(name: str) -> bool:
+    """Whether `name` is spelled as a Hub repository id (`name` or `namespace/name`)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _read_config(name: str, option: str, what: str, **hub_kwargs) -> dict:
+    """The config.json of the folder or Hub id `name`, or a `CommandError` naming why there is none."""
+    from transformers import PretrainedConfig
+
+    path = Path(name)
+    if not name.strip():
+        raise CommandError(f"{option} is empty: pass {what}.")
+    if path.is_file():
+        raise CommandError(
+            f"{option} {name} is a file: pass {what} (the folder holding config.json; {CONVERT_HINT})."
+        )
+    if not path.exists() and not is_hub_id(name):
+        raise CommandError(f"{option} {name}: no such folder (and not a Hub id): check the path.")
+    try:
+        config, _ = PretrainedConfig.get_config_dict(name, **hub_kwargs)
+    except (OSError, ValueError) as error:
+        if path.is_dir():
+            raise CommandError(
+                f"{option} {name} holds no config.json: pass {what} (the folder `save_pretrained` wrote; "
+                f"{CONVERT_HINT})."
+            ) from None
+        raise CommandError(
+            f"{option} {name} is not a local folder, and the Hub did not serve a model of that name "
+            f"({first_line(error)}): check the path or the id (and the connection, or HF_HUB_OFFLINE)."
+        ) from None
+    return config
+
+
+def check_model_source(name_or_path, option: str = "--model_name_or_path", **hub_kwargs) -> dict:
+    """The config.json (as a dict) of an EAT folder or Hub id, read before anything is loaded or written; a
+    `CommandError` in one line for an empty name, a missing folder, a name the Hub does not serve, or a model of
+    another type (an AST or a wav2vec2 folder would otherwise load through the Auto classes and fail much later)."""
+    name = "" if name_or_path is None else str(name_or_path)
+    config = _read_config(name, option, "an EAT model folder or Hub id", **hub_kwargs)
+    model_type = config.get("model_type")
+    if model_type != EATConfig.model_type:
+        kind = f"a model of type {model_type!r}" if model_type else "a model without a model_type"
+        architectures = ", ".join(config.get("architectures") or [])
+        raise CommandError(
+            f"{option} {name} holds {kind}{f' ({architectures})' if architectures else ''}, not EAT: pass an EAT "
+            f"folder or Hub id ({CONVERT_HINT})."
+        )
+    return config
+
+
+def check_config_source(name, option: str = "--config_name", **hub_kwargs) -> None:
+    """Checks a `--config_name` before the run: a size preset, a config JSON file, or an EAT folder or Hub id; a
+    near miss of a preset (`tinyy`) is named as such rather than looked up on the Hub."""
+    name = "" if name is None else str(name)
+    if name in SIZE_PRESETS or Path(name).is_file():
+        return
+    presets = ", ".join(SIZE_PRESETS)
+    close = difflib.get_close_matches(name, list(SIZE_PRESETS), n=1)
+    if close or not (Path(name).is_dir() or is_hub_id(name)):
+        guess = f"did you mean {close[0]!r}? " if close else ""
+        raise CommandError(
+            f"{option} {name!r} is neither a size preset ({guess}the presets are {presets}) nor a config JSON file "
+            "or an EAT folder: pass one of those."
+        )
+    check_model_source(name, option, **hub_kwargs)
+
+
+def check_hub_access(token: str | None = None, option: str = "--push_to_hub", token_option: str = "--hub_token"):
+    """The Hub user a token belongs to (the given one, else the logged-in one), asked before a run that ends in an
+    upload; a `CommandError` in one line when there is no token, no connection (or HF_HUB_OFFLINE), or the Hub
+    rejects the token or gives it read access only."""
+    from huggingface_hub import get_token
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    later = f"or leave out {option} and upload the folder later with modeling_eat.hub.publish_folder"
+    token = token or get_token()
+    if not token:
+        raise CommandError(
+            f"{option} needs a Hub token and none is set: run `hf auth login` (or set HF_TOKEN), pass "
+            f"{token_option}, {later}."
+        )
+    try:
+        identity = HfApi(token=token).whoami()
+    except OfflineModeIsEnabled:
+        raise CommandError(
+            f"{option}: HF_HUB_OFFLINE is set, so the upload at the end would fail: unset it, {later}."
+        ) from None
+    except HfHubHTTPError as error:
+        status = getattr(error.response, "status_code", None)
+        if status == 401:
+            raise CommandError(
+                f"{option}: the Hub rejects the token (401 Unauthorized): log in again with `hf auth login` or pass "
+                f"a valid {token_option}, {later}."
+            ) from None
+        raise CommandError(
+            f"{option}: the Hub could not check the token ({first_line(error)}): try again, {later}."
+        ) from None
+    except Exception as error:  # no network: the HTTP client's connection errors, whichever client it is
+        raise CommandError(
+            f"{option}: the Hub cannot be reached to check the token ({first_line(error)}): check the connection, "
+            f"{later}."
+        ) from None
+    role = ((identity.get("auth") or {}).get("accessToken") or {}).get("role")
+    if role == "read":
+        raise CommandError(
+            f"{option}: the token of {identity.get('name')} may only read: create a token with write access "
+            f"(https://huggingface.co/settings/tokens) and log in with it, {later}."
+        )
+    return identity.get("name")
+
+
+# ------------------------------------------------------------------------------------------------- model cards
 
 
 def write_model_card(
@@ -336,14 +480,7 @@ def _intended_use(is_classifier: bool, is_pretraining: bool, num_labels: int) ->
 def _details_table(folder: Path, config: dict, preprocessor: dict | None, datasets: list[str] | None) -> str:
     rows = [("Architecture", ", ".join(config.get("architectures") or ["unknown"]))]
     hidden, layers = config.get("hidden_size"), config.get("num_hidden_layers")
-    size = next(
-        (
-            name
-            for name, preset in SIZE_PRESETS.items()
-            if (preset.get("hidden_size", 768), preset.get("num_hidden_layers", 12)) == (hidden, layers)
-        ),
-        "custom",
-    )
+    size = size_preset_of(config) or "custom"
     rows.append(
         (
             "Encoder",

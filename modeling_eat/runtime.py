@@ -1,6 +1,8 @@
 """How a script runs on its machine: torch's intra-op threads chosen from the cores actually free for the process,
-one thread per DataLoader worker, pinned memory only where there is a device to pin for, and DeepSpeed imported
-only by runs that use it.
+one thread per DataLoader worker, pinned memory only where there is a device to pin for, DeepSpeed imported only by
+runs that use it; and how a command talks to its user: one log format, the package's own progress and results on
+the console with every library's warnings, the libraries' details in a log file of the run, and a mistake the user
+can fix as one line naming the problem and the fix (`CommandError`), not a traceback.
 
 Why the thread rule exists: torch's OpenMP threads wait for each other at the end of every parallel region, so when
 other processes hold some of the cores, each step waits for the thread that was descheduled. On 2 shared cores that
@@ -9,6 +11,9 @@ section 6); on an idle machine the extra thread gains under 2x. The rule therefo
 is using right now.
 """
 
+import collections
+import contextlib
+import functools
 import logging
 import math
 import os
@@ -203,6 +208,159 @@ def add_num_threads_argument(parser) -> None:
     )
 
 
+# ------------------------------------------------------------------------------------------ messages and logs
+
+
+class CommandError(ValueError):
+    """A mistake in a command's inputs that the user can fix (a missing folder, a folder of another model, an
+    output that would overwrite work): the message names the problem and the fix, and the command prints it as one
+    line and exits with status 1 (`one_line_errors`)."""
+
+
+def one_line_errors(main: Callable) -> Callable:
+    """Wraps a command's `main`: a `CommandError` ends the process with `error: <message>` and exit status 1, as
+    argparse does for a bad flag, instead of a traceback."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except CommandError as error:
+            raise SystemExit(f"error: {error}") from None
+
+    return wrapper
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+# A record logged with `extra=FILE_ONLY` goes to the run's log file, not to the console.
+FILE_ONLY = {"file_only": True}
+# Records kept until the run's log file opens (the set-up before it: thread choice, data and model loading).
+_EARLY_RECORDS = 10_000
+
+
+class _ConsoleFilter(logging.Filter):
+    """The console shows this package's own messages and every library's warnings; the libraries' INFO lines
+    (configuration dumps, file names written, exporter passes) go to the log file only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "file_only", False):
+            return False
+        return record.levelno >= logging.WARNING or record.name.split(".")[0] in ("modeling_eat", "__main__")
+
+
+class _EarlyRecords(logging.Handler):
+    """The latest records before the log file opens, for `log_to_file` to write first."""
+
+    def __init__(self, capacity: int = _EARLY_RECORDS):
+        super().__init__(logging.INFO)
+        self.records = collections.deque(maxlen=capacity)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+class _RunLog:
+    """The handlers `configure_logging` installed: the console, and the early records `log_to_file` writes."""
+
+    def __init__(self):
+        self.console: logging.Handler | None = None
+        self.buffer: _EarlyRecords | None = None
+        self.file: logging.Handler | None = None
+
+
+_RUN_LOG = _RunLog()
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """One log set-up for every command: `LOG_FORMAT` on stderr for this package's messages (at `level`) and all
+    warnings; every library's INFO records kept for `log_to_file`. transformers' and datasets' loggers are routed
+    through it (instead of their own handlers), and their loading/saving progress bars, which flash by for every
+    local folder, are switched off (the Hub's download bars stay). Calling it again replaces what it installed."""
+    root = logging.getLogger()
+    for handler in (_RUN_LOG.console, _RUN_LOG.buffer, _RUN_LOG.file):
+        if handler is not None:
+            root.removeHandler(handler)
+            handler.close()
+    console = logging.StreamHandler()
+    console.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
+    console.addFilter(_ConsoleFilter())
+    console.setLevel(level)
+    buffer = _EarlyRecords()
+    _RUN_LOG.console, _RUN_LOG.buffer, _RUN_LOG.file = console, buffer, None
+    root.addHandler(console)
+    root.addHandler(buffer)
+    root.setLevel(min(level, logging.INFO))
+    logging.getLogger("modeling_eat").setLevel(level)
+    for library in ("transformers", "datasets"):
+        try:
+            library_logging = __import__(f"{library}.utils.logging", fromlist=["logging"])
+        except ImportError:
+            continue
+        library_logging.enable_propagation()
+        library_logging.set_verbosity_info()  # (which installs the library's own handler if it had none yet)
+        # Their own stderr handlers would print every INFO line (and bypass the console's filter).
+        library_root = logging.getLogger(library)
+        for handler in list(library_root.handlers):
+            library_root.removeHandler(handler)
+    try:
+        import transformers
+    except ImportError:
+        return
+    transformers.utils.logging.disable_progress_bar()
+    # which also turns off huggingface_hub's download bars, worth seeing for a checkpoint fetched from the Hub
+    from huggingface_hub.utils import enable_progress_bars
+
+    enable_progress_bars()
+
+
+def log_to_file(path) -> Path:
+    """From now on, every record (the libraries' INFO lines included) also goes to the file `path`, appended, with
+    the records kept since `configure_logging` written first. Call it once the run's folder is known to be right:
+    the file is the first thing the run writes there."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    if _RUN_LOG.buffer is not None:
+        root.removeHandler(_RUN_LOG.buffer)
+        for record in _RUN_LOG.buffer.records:
+            handler.handle(record)
+        _RUN_LOG.buffer = None
+    if _RUN_LOG.file is not None:
+        root.removeHandler(_RUN_LOG.file)
+        _RUN_LOG.file.close()
+    _RUN_LOG.file = handler
+    root.addHandler(handler)
+    return path
+
+
+def progress_interval() -> float:
+    """Seconds between a progress bar's refreshes: twice a second on a terminal, where a refresh redraws one line;
+    every 30 s into a file or a pipe, where each refresh is another line of the log."""
+    return 0.5 if sys.stderr.isatty() else 30.0
+
+
+@contextlib.contextmanager
+def quiet_progress_bars():
+    """No `datasets` progress bars inside: reading a local folder takes a moment, and its bars ("Downloading data
+    700/700 files", "Generating train split") only repeat the file count."""
+    try:
+        import datasets
+    except ImportError:
+        yield
+        return
+    were_enabled = not datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if were_enabled:
+            datasets.enable_progress_bars()
+
+
 # ------------------------------------------------------------------------------------------- workers and devices
 
 
@@ -251,18 +409,27 @@ def deepspeed_requested(environ: Mapping[str, str] = os.environ) -> bool:
 
 
 __all__ = [
+    "FILE_ONLY",
+    "LOG_DATE_FORMAT",
+    "LOG_FORMAT",
+    "CommandError",
     "ThreadChoice",
     "add_num_threads_argument",
     "affinity_cpu_ids",
     "busy_cpus",
     "cgroup_cpu_quota",
     "choose_num_threads",
+    "configure_logging",
     "configure_threads",
     "cpus_busy_with_other_work",
     "decide_num_threads",
     "deepspeed_requested",
     "import_deepspeed_only_when_used",
+    "log_to_file",
+    "one_line_errors",
     "one_thread_per_worker",
     "pin_memory_helps",
+    "progress_interval",
+    "quiet_progress_bars",
     "read_cpu_times",
 ]

@@ -1,10 +1,13 @@
+import logging
 from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub import constants
+from huggingface_hub import constants, set_client_factory
+from huggingface_hub.utils import httpx
+from huggingface_hub.utils._http import default_client_factory
 
-from eat_testing import SHARED_DIR
+from eat_testing import SHARED_DIR, FakeHub
 
 
 FIXTURES_DIR = SHARED_DIR / "fixtures"
@@ -37,3 +40,49 @@ def offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture
+def fake_hub():
+    """The Hub's API answered in-process by `FakeHub` (no network): what the test's code sent is on the object."""
+    hub = FakeHub()
+    set_client_factory(lambda: httpx.Client(transport=httpx.MockTransport(hub)))
+    yield hub
+    set_client_factory(default_client_factory)
+
+
+@pytest.fixture(autouse=True)
+def logging_restored():
+    """A command run in-process sets up logging for its whole process (`modeling_eat.runtime.configure_logging`);
+    the next test starts from the logging that was there before."""
+    import transformers
+
+    from modeling_eat import runtime
+
+    loggers = [logging.getLogger(name) for name in ("transformers", "datasets", "modeling_eat")]
+    saved = [(list(logger.handlers), logger.level, logger.propagate) for logger in loggers]
+    root_level = logging.getLogger().level
+    progress_bars = transformers.utils.logging.is_progress_bar_enabled()
+    yield
+    root = logging.getLogger()
+    for handler in (runtime._RUN_LOG.console, runtime._RUN_LOG.buffer, runtime._RUN_LOG.file):
+        if handler is not None:
+            root.removeHandler(handler)
+            handler.close()
+    runtime._RUN_LOG.console = runtime._RUN_LOG.buffer = runtime._RUN_LOG.file = None
+    root.setLevel(root_level)
+    for logger, (handlers, level, propagate) in zip(loggers, saved):
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+    if progress_bars:
+        transformers.utils.logging.enable_progress_bar()
+
+
+@pytest.fixture
+def no_hub_token(monkeypatch, tmp_path):
+    """No Hub token anywhere huggingface_hub looks (the environment, the token files)."""
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))

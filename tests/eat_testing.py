@@ -1,14 +1,20 @@
-"""Builders the test files share: tiny random-weight EATs and their inputs.
+"""Builders the test files share: tiny random-weight EATs and their inputs, and a fake of the Hub's API.
 
 The `tiny` preset is 64 wide with 3 blocks of 4 heads; 128-frame clips make an 8 x 8 patch grid, so a forward pass
 takes milliseconds.
 """
 
+import contextlib
+import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import soundfile
 import torch
+from huggingface_hub.utils import httpx
 
 from modeling_eat import EATConfig, EATFeatureExtractor, EATForAudioClassification, EATForPreTraining
 
@@ -86,3 +92,95 @@ def save_tiny_classifier(folder, max_length: int, id2label: dict, model_class=EA
     EATFeatureExtractor(max_length=max_length).save_pretrained(folder)
     return model
 
+
+class FakeHub:
+    """Answers the Hub endpoints whoami, create_repo and upload_folder call, and records what reached them. A token
+    starting with `hf_bad` is refused (401), one starting with `hf_read` may only read."""
+
+    def __init__(self):
+        self.requests = []
+        self.authorizations = set()
+        self.created = None
+        self.uploaded = {}
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(f"{request.method} {request.url.path}")
+        self.authorizations.add(request.headers.get("authorization"))
+        path = request.url.path
+        if path == "/api/whoami-v2":
+            token = (request.headers.get("authorization") or "").removeprefix("Bearer ")
+            if token.startswith("hf_bad"):
+                return httpx.Response(401, json={"error": "Invalid credentials in Authorization header"})
+            role = "read" if token.startswith("hf_read") else "write"
+            return httpx.Response(200, json={"name": "test-user", "auth": {"accessToken": {"role": role}}})
+        if path == "/api/repos/create":
+            self.created = json.loads(request.content)
+            repo_id = f"{self.created['organization']}/{self.created['name']}"
+            return httpx.Response(200, json={"url": f"https://huggingface.co/{repo_id}"})
+        if path == "/api/validate-yaml":
+            return httpx.Response(200, json={})
+        if path.endswith("/preupload/main"):
+            files = json.loads(request.content)["files"]
+            # "regular" makes the client inline every file in the commit, so the fake needs no LFS/Xet storage.
+            modes = [{"path": file["path"], "uploadMode": "regular", "shouldIgnore": False} for file in files]
+            return httpx.Response(200, json={"files": modes})
+        if path.endswith("/commit/main"):
+            for line in request.content.splitlines():
+                operation = json.loads(line)
+                if operation["key"] == "file":
+                    self.uploaded[operation["value"]["path"]] = operation["value"]["content"]
+            repo_id = path.removeprefix("/api/models/").removesuffix("/commit/main")
+            commit_url = f"https://huggingface.co/{repo_id}/commit/0123abc"
+            return httpx.Response(200, json={"commitUrl": commit_url, "commitOid": "0123abc"})
+        return httpx.Response(404, json={"error": f"the fake Hub does not serve {path}"})
+
+
+@contextlib.contextmanager
+def read_only_folder(path: Path):
+    """`path` as a folder this process cannot write to: read-only permissions, or for root (whom permissions do not
+    stop) the immutable attribute (`chattr +i`); where neither holds, a path below a file, which cannot be created
+    either. Yields the path to pass as an output folder."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    undo = None
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        undo = lambda: path.chmod(0o755)  # noqa: E731
+    elif shutil.which("chattr") and subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0:
+        undo = lambda: subprocess.run(["chattr", "-i", str(path)], check=True)  # noqa: E731
+    try:
+        probe = path / ".probe"
+        try:
+            probe.write_text("")
+            probe.unlink()
+        except OSError:
+            yield path
+        else:
+            blocker = path / "a-file"
+            blocker.write_text("not a folder")
+            yield blocker / "output"
+    finally:
+        if undo is not None:
+            undo()
+
+
+def save_tiny_ast(folder) -> Path:
+    """A saved transformers `ASTModel` folder (random weights, a tiny config): a model folder that is not EAT."""
+    from transformers import ASTConfig, ASTModel
+
+    config = ASTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                       max_length=128, num_mel_bins=128)
+    torch.manual_seed(0)
+    ASTModel(config).save_pretrained(folder)
+    return Path(folder)
+
+
+def refusal(main, arguments) -> str:
+    """The one-line `error: ...` a command's `main` ends with (`modeling_eat.runtime.one_line_errors`)."""
+    import pytest
+
+    with pytest.raises(SystemExit) as error:
+        main(arguments)
+    message = str(error.value.code)
+    assert message.startswith("error: ") and "\n" not in message, message
+    return message

@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ from modeling_eat.conversion.layouts import FAIRSEQ_PRETRAINING, SourceCheckpoin
 from modeling_eat.conversion.settings import config_for
 from modeling_eat.hub import CODE_FILES
 
-from eat_testing import FIXTURE_TOLERANCE, max_error
+from eat_testing import FIXTURE_TOLERANCE, max_error, refusal, save_tiny_classifier
 
 
 POSITIONS = "modality_encoders.IMAGE.fixed_positional_encoder.positions"
@@ -335,6 +336,43 @@ def test_cli_refuses_untrusted_pickle_with_exit_code(pretraining_checkpoint, tmp
 @pytest.fixture
 def converter_cli():
     return conversion_cli
+
+
+def test_a_used_folder_is_refused_unless_overwritten_and_then_keeps_nothing_stale(eat_reference, tmp_path, capsys):
+    # A fine-tuned folder: the model, its run's results, checkpoints and pictures, and a file of the user's.
+    folder = tmp_path / "eat-finetuned"
+    save_tiny_classifier(folder, 128, {0: "dog", 1: "cat"})
+    for name in ("eval_results.json", "all_results.json", "trainer_state.json", "confusion_matrix.png"):
+        (folder / name).write_text(name)
+    (folder / "checkpoint-5").mkdir()
+    (folder / "notes.txt").write_text("mine")
+    before = {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+    arguments = ["--checkpoint_path", str(eat_reference / "fairseq_finetune_tiny.pt"), "--target", "encoder",
+                 "--output_dir", str(folder)]
+
+    message = refusal(conversion_cli.convert_main, arguments)
+    assert message.startswith(f"error: --output_dir {folder} already holds another model or run (")
+    assert "pass --overwrite_output_dir to replace it (those files are deleted, nothing else)" in message
+    assert {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()} == before
+
+    assert conversion_cli.convert_main([*arguments, "--overwrite_output_dir"]) == 0
+    note = next(line for line in capsys.readouterr().out.splitlines() if "--overwrite_output_dir" in line)
+    assert note.startswith("note: --overwrite_output_dir: deleted ")
+    assert {"checkpoint-5", "eval_results.json", "trainer_state.json", "confusion_matrix.png"} <= set(
+        note.split("deleted ", 1)[1].split(", ")
+    )
+    left = {path.name for path in folder.iterdir()}
+    assert left == {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "notes.txt",
+                    *CODE_FILES}
+    assert (folder / "notes.txt").read_text() == "mine"
+    assert json.loads((folder / "config.json").read_text())["architectures"] == ["EATModel"]
+
+    # Converting a folder onto itself would overwrite what it reads.
+    source = tmp_path / "hub_port"
+    shutil.copytree(eat_reference / "hub_port_finetune_tiny", source)
+    assert "is the folder of --checkpoint_path" in refusal(
+        conversion_cli.convert_main, ["--checkpoint_path", str(source), "--output_dir", str(source)]
+    )
 
 
 def test_files_that_are_no_checkpoint_are_named_for_what_they_are(pretraining_checkpoint, tmp_path):

@@ -2,6 +2,7 @@
 and torch.export graphs against eager PyTorch on 1 s, 10 s and 60 s, and the waveform graph against the pipeline."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from modeling_eat.deployment.cli import export_main as main
 from modeling_eat.deployment.export import TOLERANCE, export, load_graph
 from modeling_eat.feature_extraction_eat import exportable_fbank_constants, exportable_kaldi_fbank, kaldi_fbank
 
-from eat_testing import CLASSIFIER_FRAMES, SOUND_LABELS, save_tiny_classifier, write_wav
+from eat_testing import CLASSIFIER_FRAMES, SOUND_LABELS, refusal, save_tiny_ast, save_tiny_classifier, write_wav
 
 
 # The fixture cases and tolerances of tests/test_feature_extraction.py (log-mel units): 1e-3 where the cell is
@@ -125,3 +126,25 @@ def test_command_refuses_to_overwrite_and_folders_without_an_extractor(classifie
     EATForAudioClassification(EATConfig.from_preset("tiny", num_labels=2)).save_pretrained(bare)
     with pytest.raises(ValueError, match="no preprocessor_config.json"):
         export(bare, tmp_path / "out")
+
+
+def test_other_models_are_named_and_the_models_own_folder_takes_the_graph(classifier_folder, tmp_path, capfd):
+    ast = save_tiny_ast(tmp_path / "ast")
+    message = refusal(main, ["--model_name_or_path", str(ast), "--output_dir", str(tmp_path / "out")])
+    assert f"--model_name_or_path {ast} holds a model of type 'audio-spectrogram-transformer' (ASTModel)" in message
+    assert not (tmp_path / "out").exists()
+
+    # --output_dir the model's folder (once a SameFileError after the graph was written): the graph goes beside the
+    # model, whose files stay as they were; the exporter's notes stay off the console.
+    folder = tmp_path / "model"
+    shutil.copytree(classifier_folder, folder)
+    before = {name: (folder / name).read_bytes() for name in ("config.json", "preprocessor_config.json")}
+    capfd.readouterr()
+    main(["--model_name_or_path", str(folder), "--output_dir", str(folder)])
+    assert json.loads((folder / "export.json").read_text())["graph"] == "model.onnx"
+    assert (folder / "model.onnx").is_file()
+    assert {name: (folder / name).read_bytes() for name in before} == before
+    stderr = capfd.readouterr().err
+    assert "onnx_ir" not in stderr and "torchvision" not in stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and f" INFO modeling_eat.deployment.cli: wrote {folder / 'model.onnx'} " in lines[0], stderr

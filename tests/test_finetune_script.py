@@ -1,14 +1,20 @@
-"""`python -m modeling_eat.finetune`: recipe/flag precedence, and an end-to-end fine-tune of a tiny EAT on FSDD."""
+"""`python -m modeling_eat.finetune`: recipe/flag precedence, an end-to-end fine-tune of a tiny EAT on FSDD, the
+checks before training (one line each, nothing written), and the skipping of files that cannot be decoded."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import soundfile
 
 from modeling_eat.finetuning import cli as finetuning_cli
 from modeling_eat.finetuning.recipes import resolve_recipe
+
+from eat_testing import read_only_folder, refusal, save_tiny_ast, save_tiny_classifier
 
 
 DIGITS = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
@@ -143,3 +149,133 @@ def test_model_from_a_pretraining_folder_takes_the_student_and_a_new_head(finetu
 
     with pytest.raises(ValueError, match="--model_name_or_path .* or --config_name"):
         finetune_script.build_model(finetune_script.ModelArguments(), label_spec, FinetuningRecipe())
+
+
+# ------------------------------------------------------------------------------ a newcomer's mistakes, and bad files
+
+
+def small_audiofolder(fsdd_dir, root, num_train: int = 8, num_test: int = 4, broken: bool = False):
+    """A few FSDD clips of two digits as an audiofolder; `broken` adds, to both splits, a file that is no audio and
+    a 10 ms clip (160 samples, shorter than one fbank frame), both listed in metadata.csv."""
+    for split, count in (("train", num_train), ("test", num_test)):
+        folder = root / split
+        folder.mkdir(parents=True)
+        header, *rows = (fsdd_dir / split / "metadata.csv").read_text().splitlines()
+        rows = [row for row in rows if row.split(",")[1] in ("zero", "one")]
+        rows = rows[:: max(1, len(rows) // count)][:count]
+        for row in rows:
+            shutil.copy(fsdd_dir / split / row.split(",")[0], folder)
+        if broken:
+            (folder / "corrupt.wav").write_bytes(os.urandom(3000))
+            soundfile.write(folder / "blip.wav", np.zeros(160, dtype=np.float32), 16000)
+            rest = ",".join(rows[0].split(",")[2:])
+            rows += [f"corrupt.wav,zero,{rest}", f"blip.wav,one,{rest}"]
+        (folder / "metadata.csv").write_text("\n".join([header, *rows]) + "\n")
+    return root
+
+
+def finetune_arguments(data, output_dir, *extra) -> list[str]:
+    return [
+        "--config_name", "tiny", "--dataset_name", str(data), "--output_dir", str(output_dir),
+        "--max_steps", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4",
+        "--max_length_seconds", "1", "--save_strategy", "no", "--report_to", "none", "--use_cpu",
+        "--disable_tqdm", "true", "--num_threads", "1", *extra,
+    ]
+
+
+def test_mistakes_are_named_in_one_line_before_anything_is_written(fsdd_dir, tmp_path, no_hub_token):
+    data = small_audiofolder(fsdd_dir, tmp_path / "data")
+    output_dir = tmp_path / "out"
+    unlabelled = tmp_path / "unlabelled"
+    for split in ("train", "test"):
+        shutil.copytree(data / split, unlabelled / split, ignore=shutil.ignore_patterns("metadata.csv"))
+    ast = save_tiny_ast(tmp_path / "ast")
+    pretrained = tmp_path / "pretrained"
+    save_tiny_classifier(pretrained, 112, {0: "zero", 1: "one"})
+    main = finetuning_cli.finetune_main
+
+    def arguments(**changes):
+        values = {"--config_name": "tiny", "--dataset_name": str(data), "--output_dir": str(output_dir), **changes}
+        return [item for name, value in values.items() if value is not None for item in (name, value)]
+
+    assert "--dataset_name is empty: pass an audiofolder" in refusal(main, arguments(**{"--dataset_name": ""}))
+    assert f"--dataset_name {tmp_path / 'dta'}: no such folder" in refusal(
+        main, arguments(**{"--dataset_name": str(tmp_path / "dta")})
+    )
+    assert "--config_name 'tinyy' is neither a size preset (did you mean 'tiny'? the presets are" in refusal(
+        main, arguments(**{"--config_name": "tinyy"})
+    )
+    model_typo = arguments(**{"--config_name": None, "--model_name_or_path": str(tmp_path / "runs" / "typo")})
+    assert f"--model_name_or_path {tmp_path / 'runs' / 'typo'}: no such folder" in refusal(main, model_typo)
+    other_model = arguments(**{"--config_name": None, "--model_name_or_path": str(ast)})
+    assert "holds a model of type 'audio-spectrogram-transformer' (ASTModel), not EAT" in refusal(main, other_model)
+    same_folder = arguments(**{"--config_name": None, "--model_name_or_path": str(pretrained),
+                               "--output_dir": str(pretrained)})
+    assert "is the folder of --model_name_or_path" in refusal(main, same_folder)
+    assert "--push_to_hub needs a Hub token and none is set: run `hf auth login`" in refusal(
+        main, [*arguments(), "--push_to_hub"]
+    )
+    # An audiofolder without metadata.csv: its label column holds None for every clip (once KeyError: None after
+    # training had started).
+    assert "unlabelled (train split) has no labels in its 'label' column: an audiofolder takes them from a " \
+           "metadata.csv" in refusal(main, finetune_arguments(unlabelled, output_dir))
+    assert not output_dir.exists()
+
+
+def test_a_second_run_into_a_used_folder_is_refused_naming_overwrite_output_dir(fsdd_dir, tmp_path):
+    data = small_audiofolder(fsdd_dir, tmp_path / "data")
+    output_dir = tmp_path / "out"
+    output_dir.mkdir()
+    for name in ("config.json", "model.safetensors", "trainer_state.json", "eval_results.json"):
+        (output_dir / name).write_text("the first run's")
+    message = refusal(finetuning_cli.finetune_main, finetune_arguments(data, output_dir))
+    assert message.startswith(f"error: --output_dir {output_dir} already holds another model or run (config.json, ")
+    assert "pass --overwrite_output_dir to replace it" in message and "--resume_from_checkpoint" in message
+    assert all((output_dir / name).read_text() == "the first run's" for name in ("config.json", "model.safetensors"))
+    assert len(list(output_dir.iterdir())) == 4
+
+
+def test_a_read_only_output_dir_fails_in_seconds_with_one_line(fsdd_dir, tmp_path):
+    data = small_audiofolder(fsdd_dir, tmp_path / "data")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    with read_only_folder(tmp_path / "locked") as locked:
+        command = [sys.executable, "-m", "modeling_eat.finetune", *finetune_arguments(data, locked / "run")]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr[-3000:]
+    assert result.stderr.startswith(f"error: --output_dir {locked / 'run'} cannot be ")
+    assert "choose a folder you can write to" in result.stderr or "Choose another one" in result.stderr
+
+
+def test_bad_files_are_skipped_and_listed_and_the_upload_holds_the_pictures(fsdd_dir, tmp_path, fake_hub, caplog):
+    data = small_audiofolder(fsdd_dir, tmp_path / "data", broken=True)
+    output_dir = tmp_path / "eat-digits"
+    output_dir.mkdir()
+    # What an earlier run left (replaced or deleted under --overwrite_output_dir) and a file of the user's (kept).
+    (output_dir / "per_class_ap.tsv").write_text("stale")
+    (output_dir / "notes.txt").write_text("mine")
+    # 3 steps of 4 clips: every one of the 10 training rows is drawn.
+    arguments = finetune_arguments(
+        data, output_dir, "--max_steps", "3", "--overwrite_output_dir", "--push_to_hub", "--hub_model_id",
+        "test-user/eat-digits", "--hub_token", "hf_fake_token",
+    )
+    with caplog.at_level("WARNING"):
+        metrics = finetuning_cli.finetune_main(arguments)
+
+    skipped = [str(data / split / name) for split in ("train", "test") for name in ("corrupt.wav", "blip.wav")]
+    listing = next(record.message for record in caplog.records if record.message.startswith("skipped "))
+    assert listing.startswith("skipped 4 files that could not be decoded (the warnings above say why): ")
+    assert sorted(listing.split(": ", 1)[1].split(", ")) == sorted(skipped)
+    assert any("160 samples, shorter than one 25 ms frame" in record.message for record in caplog.records)
+    # The evaluation scored the 4 decodable test clips (test_metrics_leave_out_clips_that_could_not_be_decoded).
+    eval_results = json.loads((output_dir / "eval_results.json").read_text())
+    assert eval_results["eval_accuracy"] == metrics["eval_accuracy"] and (4 * metrics["eval_accuracy"]).is_integer()
+    assert sorted(path.name for path in output_dir.iterdir() if not path.suffix == ".py") == [
+        "README.md", "all_results.json", "command.log", "config.json", "confusion_matrix.png", "eval_results.json",
+        "model.safetensors", "notes.txt", "preprocessor_config.json", "train_results.json", "trainer_state.json",
+        "training_args.bin",
+    ]
+    assert (output_dir / "notes.txt").read_text() == "mine"
+    # The token was checked before training, and the folder went up with its evaluation pictures.
+    assert fake_hub.requests[0] == "GET /api/whoami-v2"
+    assert {"confusion_matrix.png", "eval_results.json", "model.safetensors"} <= set(fake_hub.uploaded)

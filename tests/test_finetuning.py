@@ -9,15 +9,22 @@ from datasets import ClassLabel, Dataset, Features, List, Value
 from sklearn.metrics import average_precision_score
 from transformers import EvalPrediction, TrainingArguments
 
-from modeling_eat import EATForAudioClassification
+from modeling_eat import EATFeatureExtractor, EATForAudioClassification
 from modeling_eat.finetuning.augmentations import mixup, roll_and_gain, spec_augment
-from modeling_eat.finetuning.data import WeightedEpochSampler, clip_weights_from_labels
+from modeling_eat.finetuning.data import (
+    IGNORED_LABEL,
+    SKIPPED_AUDIO,
+    AudioClassificationTransform,
+    ClassificationCollator,
+    WeightedEpochSampler,
+    clip_weights_from_labels,
+)
 from modeling_eat.finetuning.labels import build_label_spec
 from modeling_eat.finetuning.metrics import ClassificationMetrics, mean_average_precision, write_evaluation_reports
 from modeling_eat.finetuning.recipes import RECIPES, FinetuningArguments, FinetuningRecipe, resolve_recipe
 from modeling_eat.finetuning.trainer import EATFinetuningTrainer, classification_loss, loss_kind
 
-from eat_testing import build
+from eat_testing import build, tone, write_wav
 
 
 # ---------------------------------------------------------------------------------------------------- augmentations
@@ -328,6 +335,64 @@ def test_metrics_and_reports_for_multi_and_single_label(tmp_path):
     metrics = ClassificationMetrics(spec)
     logits = np.eye(3, dtype=np.float32)[[0, 1, 2, 2]]
     assert metrics(EvalPrediction(predictions=logits, label_ids=np.array([0, 1, 2, 0])))["accuracy"] == 0.75
+
+
+def test_trainer_progress_bars_redraw_rarely_into_a_file(tmp_path, monkeypatch):
+    from transformers.trainer_callback import ProgressCallback
+
+    from modeling_eat.finetuning.trainer import QuietProgressCallback
+    from modeling_eat.runtime import progress_interval
+
+    trainer = _trainer(tmp_path, build(EATForAudioClassification, num_labels=2), FinetuningRecipe())
+    kinds = [type(callback) for callback in trainer.callback_handler.callbacks]
+    assert QuietProgressCallback in kinds and ProgressCallback not in kinds
+    monkeypatch.setattr("sys.stderr.isatty", lambda: False, raising=False)
+    assert progress_interval() == 30.0
+
+
+def test_clips_that_could_not_be_decoded_leave_the_loss_and_the_metrics(tmp_path):
+    # The transform keeps the row's place with silence, the ignored label and the file's name.
+    good = tmp_path / "good.wav"
+    write_wav(good, tone(440.0, 16000, 0.5), 16000)
+    spec = build_label_spec(Value("string"), ["cat", "dog"])
+    transform = AudioClassificationTransform(EATFeatureExtractor(max_length=112), spec)
+    batch = transform({
+        "audio": [{"bytes": None, "path": str(good)}, {"bytes": b"not audio", "path": "broken.wav"}],
+        "label": ["dog", "cat"],
+    })
+    assert batch["labels"] == [1, IGNORED_LABEL] and batch[SKIPPED_AUDIO] == ["", "broken.wav"]
+    assert batch["input_values"][0].shape == batch["input_values"][1].shape == (112, 128)
+    collated = ClassificationCollator()([{name: values[i] for name, values in batch.items()} for i in range(2)])
+    assert collated["labels"].tolist() == [1, IGNORED_LABEL] and collated[SKIPPED_AUDIO] == ["broken.wav"]
+
+    # Training leaves the row out of the batch; evaluation keeps its logits (aligned with the labels) out of the loss.
+    model = build(EATForAudioClassification, num_labels=2)
+    trainer = _trainer(tmp_path, model, FinetuningRecipe(specaug_ratio=0.0, roll_augment=False, layer_decay=1.0))
+    seen = []
+    model.eat.embeddings.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    inputs = {"input_values": torch.randn(3, 64, 128), "labels": torch.tensor([0, IGNORED_LABEL, 1]),
+              SKIPPED_AUDIO: ["broken.wav"]}
+    model.train()
+    trainer.compute_loss(model, inputs)
+    assert seen[-1] == 2 and trainer.skipped_audio == ["broken.wav"]
+    model.eval()
+    loss, outputs = trainer.compute_loss(model, inputs, return_outputs=True)
+    assert seen[-1] == 3 and outputs.logits.shape[0] == 3
+    expected = classification_loss(outputs.logits[[0, 2]], torch.tensor([0, 1]), "ce")
+    assert loss.item() == pytest.approx(expected.item())
+    with pytest.raises(ValueError, match="no clip of a training batch could be decoded"):
+        model.train()
+        trainer.compute_loss(model, {"input_values": torch.randn(1, 64, 128), "labels": torch.tensor([IGNORED_LABEL])})
+
+    # The metrics score the decodable clips only: counted as wrong, the broken one would make 1/3, not 1/2.
+    metrics = ClassificationMetrics(spec)
+    logits = np.array([[2.0, 0.0], [2.0, 0.0], [2.0, 0.0]], dtype=np.float32)
+    labels = np.array([0, 1, IGNORED_LABEL])
+    assert metrics(EvalPrediction(predictions=logits, label_ids=labels)) == {"accuracy": 0.5}
+    multi = ClassificationMetrics(build_label_spec(List(Value("string")), [["bird", "car"], ["car"]]))
+    targets = np.array([[1, 0], [0, 1], [IGNORED_LABEL, IGNORED_LABEL]], dtype=np.float32)
+    scores = np.array([[2.0, -1.0], [-1.0, 2.0], [-5.0, 5.0]], dtype=np.float32)
+    assert multi(EvalPrediction(predictions=scores, label_ids=targets))["map"] == pytest.approx(1.0)
 
 
 # ---------------------------------------------------------------------------------------------------- sampling

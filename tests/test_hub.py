@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from huggingface_hub import ModelCard, set_client_factory
-from huggingface_hub.utils import httpx
-from huggingface_hub.utils._http import default_client_factory
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 from modeling_eat import EATConfig, EATFeatureExtractor, EATForAudioClassification, EATForPreTraining
@@ -20,10 +18,12 @@ from modeling_eat.conversion.cli import convert_main
 from modeling_eat.hub import (
     CODE_FILES,
     check_folder_for_hub,
+    check_hub_access,
     eval_results_from_folder,
     publish_folder,
     write_model_card,
 )
+from modeling_eat.runtime import CommandError
 
 
 LABELS = ["dog", "rain", "siren"]
@@ -187,49 +187,6 @@ def test_card_snippet_runs_with_remote_code_only(classifier_folder, tmp_path):
     assert sum(prediction["score"] for prediction in predictions) == pytest.approx(1.0, abs=1e-4)
 
 
-class FakeHub:
-    """Answers the Hub endpoints create_repo and upload_folder call, and records what reached them."""
-
-    def __init__(self):
-        self.requests = []
-        self.authorizations = set()
-        self.created = None
-        self.uploaded = {}
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(f"{request.method} {request.url.path}")
-        self.authorizations.add(request.headers.get("authorization"))
-        path = request.url.path
-        if path == "/api/repos/create":
-            self.created = json.loads(request.content)
-            repo_id = f"{self.created['organization']}/{self.created['name']}"
-            return httpx.Response(200, json={"url": f"https://huggingface.co/{repo_id}"})
-        if path == "/api/validate-yaml":
-            return httpx.Response(200, json={})
-        if path.endswith("/preupload/main"):
-            files = json.loads(request.content)["files"]
-            # "regular" makes the client inline every file in the commit, so the fake needs no LFS/Xet storage.
-            modes = [{"path": file["path"], "uploadMode": "regular", "shouldIgnore": False} for file in files]
-            return httpx.Response(200, json={"files": modes})
-        if path.endswith("/commit/main"):
-            for line in request.content.splitlines():
-                operation = json.loads(line)
-                if operation["key"] == "file":
-                    self.uploaded[operation["value"]["path"]] = operation["value"]["content"]
-            repo_id = path.removeprefix("/api/models/").removesuffix("/commit/main")
-            commit_url = f"https://huggingface.co/{repo_id}/commit/0123abc"
-            return httpx.Response(200, json={"commitUrl": commit_url, "commitOid": "0123abc"})
-        return httpx.Response(404, json={"error": f"the fake Hub does not serve {path}"})
-
-
-@pytest.fixture
-def fake_hub():
-    hub = FakeHub()
-    set_client_factory(lambda: httpx.Client(transport=httpx.MockTransport(hub)))
-    yield hub
-    set_client_factory(default_client_factory)
-
-
 def test_publish_folder_uploads_through_the_hub_api(classifier_folder, tmp_path, fake_hub):
     folder = tmp_path / "to-publish"
     shutil.copytree(classifier_folder, folder)
@@ -303,3 +260,22 @@ def test_publish_folder_defaults_to_the_folders_name_as_its_model_card_does(clas
     url = publish_folder(folder, token="hf_fake_token")
     assert fake_hub.created["name"] == "eat-unnamed"
     assert url.endswith("/eat-unnamed/commit/0123abc")
+
+
+def test_the_token_is_checked_with_the_hub_before_the_work(fake_hub, no_hub_token):
+    assert check_hub_access("hf_fake_token") == "test-user"
+    assert fake_hub.requests == ["GET /api/whoami-v2"] and fake_hub.authorizations == {"Bearer hf_fake_token"}
+    for token, problem in ((None, "needs a Hub token and none is set: run `hf auth login`"),
+                           ("hf_bad_token", "the Hub rejects the token (401 Unauthorized)"),
+                           ("hf_read_token", "the token of test-user may only read")):
+        with pytest.raises(CommandError) as error:
+            check_hub_access(token)
+        message = str(error.value)
+        assert message.startswith("--push_to_hub") and problem in message and "\n" not in message
+        assert message.endswith("upload the folder later with modeling_eat.hub.publish_folder.")
+
+
+def test_an_offline_machine_is_named_before_the_work(no_hub_token):
+    # The suite runs offline (conftest): huggingface_hub refuses the request itself.
+    with pytest.raises(CommandError, match="^--push_to_hub: HF_HUB_OFFLINE is set, so the upload at the end would"):
+        check_hub_access("hf_fake_token")

@@ -13,13 +13,13 @@ import torch
 
 from modeling_eat import EATConfig, EATFeatureExtractor, EATModel
 from modeling_eat.audio import load_audio_dataset
-from modeling_eat.inference.cli import extract_main, parse_extract_args, parse_probe_args
+from modeling_eat.inference.cli import extract_main, parse_extract_args, parse_probe_args, probe_main
 from modeling_eat.inference.features import extract_features
 from modeling_eat.inference.probe import linear_probe, pooled_features
 from modeling_eat.inference.sources import decoded_clips, find_audio_files
 from modeling_eat.inference.storage import load_features, save_features
 
-from eat_testing import SAMPLING_RATE
+from eat_testing import SAMPLING_RATE, save_tiny_ast
 
 
 # 8 patch rows = 128 frames (1.28 s) at most, so a few seconds of audio already needs windows.
@@ -233,12 +233,70 @@ def test_command_on_audiofolder_dataset(tmp_path, saved_model, clips):
     # --overwrite replaces earlier features (no stale per-clip files survive) but never a folder of something else.
     extract_main(arguments + ["--max_samples", "1", "--overwrite"])
     assert len(load_features(output)[0]) == 1 and len(list((output / "frame_embeddings").iterdir())) == 1
-    with pytest.raises(ValueError, match="not a features file or folder"):
+    with pytest.raises(SystemExit, match="not features written by modeling_eat.extract"):
         extract_main([*arguments[:-2], "--output", str(data), "--overwrite"])
     assert (data / "metadata.csv").is_file()
 
     with pytest.raises(ValueError, match="--label_column_name 'genre' is not a column"):
         load_audio_dataset(str(tmp_path / "data"), split="train", label_column_name="genre")
+
+
+def test_overwrite_never_deletes_what_the_extraction_did_not_write(tmp_path, saved_model, clips):
+    folder = tmp_path / "clips"
+    paths = sorted(write_clips(folder, clips))
+    common = ["--model_name_or_path", str(saved_model), "--device", "cpu", str(folder)]
+    # An input WAV or a text file given as --output: refused, whatever --overwrite says, and left as they were.
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    wav_bytes = paths[0].read_bytes()
+    for victim in (paths[0], notes):
+        with pytest.raises(SystemExit, match="is not features written by modeling_eat.extract, and --overwrite only"):
+            extract_main([*common, "--output", str(victim), "--overwrite"])
+    assert paths[0].read_bytes() == wav_bytes and notes.read_text() == "mine"
+
+    # Good features and a typo in the model path: the model is refused before the features are touched.
+    good = tmp_path / "features.safetensors"
+    extract_main([*common, "--output", str(good)])
+    before = good.read_bytes()
+    typo = ["--model_name_or_path", str(tmp_path / "modle"), *common[2:]]
+    with pytest.raises(SystemExit, match=rf"^error: --model_name_or_path {tmp_path / 'modle'}: no such folder"):
+        extract_main([*typo, "--output", str(good), "--overwrite"])
+    assert good.read_bytes() == before
+
+    # A run that stops half-way leaves the old features whole: the new ones are written beside and moved in only
+    # once complete.
+    (folder / "b_corrupt.wav").write_bytes(os.urandom(2000))
+    with pytest.raises(ValueError, match="b_corrupt.wav"):
+        extract_main([*common, "--output", str(good), "--overwrite", "--on_undecodable", "fail"])
+    assert good.read_bytes() == before
+    # Finished, it replaces them; nothing half-written is left beside.
+    extract_main([*common, "--output", str(good), "--overwrite", "--max_samples", "1"])
+    assert len(load_features(good)[0]) == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "clips", "features.partial.safetensors", "features.safetensors", "notes.txt"
+    ]
+
+
+def test_other_models_and_unlabelled_folders_are_named_in_one_line(tmp_path, saved_model, clips):
+    folder = tmp_path / "clips"
+    write_clips(folder, clips)
+    ast = save_tiny_ast(tmp_path / "ast")
+    not_eat = rf"^error: --model_name_or_path {ast} holds a model of type 'audio-spectrogram-transformer' \(ASTModel\)"
+    with pytest.raises(SystemExit, match=not_eat + r", not EAT: pass an EAT folder or Hub id \(python -m"):
+        extract_main(["--model_name_or_path", str(ast), "--output", str(tmp_path / "f.safetensors"), str(folder)])
+    with pytest.raises(SystemExit, match=not_eat):
+        probe_main(["--model_name_or_path", str(ast), "--dataset_name", str(folder)])
+    assert not (tmp_path / "f.safetensors").exists()
+
+    # An audiofolder without metadata.csv has a label column of None values.
+    for split in ("train", "test"):
+        (tmp_path / "unlabelled" / split).mkdir(parents=True)
+        for index, audio in enumerate(clips):
+            soundfile.write(tmp_path / "unlabelled" / split / f"clip{index}.wav", audio, SAMPLING_RATE)
+    with pytest.raises(SystemExit, match=r"unlabelled \(train split\) has no labels in its 'label' column: an "
+                                         r"audiofolder takes them from a metadata.csv"):
+        probe_main(["--model_name_or_path", str(saved_model), "--dataset_name", str(tmp_path / "unlabelled"),
+                    "--device", "cpu"])
 
 
 def test_an_undecodable_file_in_the_middle_loses_no_finished_work(tmp_path, saved_model, clips, caplog):

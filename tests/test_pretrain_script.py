@@ -24,7 +24,7 @@ from modeling_eat import EATForPreTraining, EATModel
 from modeling_eat.pretraining import cli as pretraining_cli
 from modeling_eat.pretraining.monitoring import COLLAPSED_TARGET_STD, read_log
 
-from eat_testing import PROJECT_ROOT
+from eat_testing import PROJECT_ROOT, read_only_folder, refusal
 
 
 CONFIGS = PROJECT_ROOT / "training" / "configs"
@@ -187,8 +187,12 @@ def test_ddp_run_killed_after_a_checkpoint_resumes_exactly(audio_folder, uninter
         ["--config_file", str(CONFIGS / "accelerate_ddp.yaml"), "--num_processes", "2", "--mixed_precision", "no"],
         audio_folder, output_dir, environment(use_cpu=True),
     )
-    assert "DistributedType.MULTI_CPU" in resumed
+    # The state's dump is in the run's log, not on the console.
+    assert "DistributedType.MULTI_CPU" in (output_dir / "command.log").read_text()
+    assert "Distributed environment" not in resumed and "[RANK " not in resumed
     assert 3 <= resumed_from(resumed) < MAX_TRAIN_STEPS
+    # The steps the first run logged after its checkpoint are logged once, by the resumed run.
+    assert [row["step"] for row in read_log(output_dir)] == [2, 4, 6, 8]
     # Same step count, EMA updates, EMA decay and bad-audio count as the uninterrupted run.
     assert final_state(resumed) == reference_state
 
@@ -215,11 +219,11 @@ def test_ddp_run_killed_after_a_checkpoint_resumes_exactly(audio_folder, uninter
 def test_deepspeed_zero2_run_killed_after_a_checkpoint_resumes(audio_folder, uninterrupted_run, tmp_path):
     reference_dir, reference_state = uninterrupted_run
     output_dir = tmp_path / "run"
-    first, resumed = run_killed_then_resumed(
+    _, resumed = run_killed_then_resumed(
         ["--config_file", str(CONFIGS / "accelerate_deepspeed_zero2.yaml"), "--num_processes", "2"],
         audio_folder, output_dir, environment(use_cpu=False),
     )
-    assert "DistributedType.DEEPSPEED" in first and "DistributedType.DEEPSPEED" in resumed
+    assert (output_dir / "command.log").read_text().count("DistributedType.DEEPSPEED") >= 2  # both launches
     assert (output_dir / "step_3" / "pytorch_model").is_dir()  # DeepSpeed's own (sharded) checkpoint format
     assert 3 <= resumed_from(resumed) < MAX_TRAIN_STEPS
     assert final_state(resumed) == reference_state
@@ -303,3 +307,44 @@ def test_a_second_run_into_a_used_folder_is_refused(tmp_path):
     assert "already holds another run (step_4)" in result.stderr
     assert "--resume_from_checkpoint latest" in result.stderr and "--overwrite_output_dir" in result.stderr
     assert [path.name for path in output_dir.iterdir()] == ["step_4"]
+
+
+def test_resuming_with_another_preset_is_refused_naming_both(audio_folder, uninterrupted_run, tmp_path):
+    reference_dir, _ = uninterrupted_run
+    checkpoint = reference_dir / "step_6"
+    output_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "modeling_eat.pretrain", "--dataset_name", str(audio_folder),
+               "--config_name", "small", "--resume_from_checkpoint", str(checkpoint), "--output_dir", str(output_dir)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT,
+                            env=environment(use_cpu=True))
+    assert result.returncode == 1, result.stderr[-3000:]
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"error: --resume_from_checkpoint {checkpoint} does not fit this run's model: it holds "
+                            "the tiny preset (hidden size 64, 3 blocks) (eat), this run builds the small preset")
+    assert "weights differ in shape, e.g." in error and error.endswith(
+        "To resume it, pass --config_name tiny (and the same --pretraining_objective)."
+    )
+    assert "size mismatch" not in result.stderr and not output_dir.exists()
+
+
+def test_mistakes_fail_before_the_run_in_one_line(audio_folder, tmp_path, no_hub_token):
+    output_dir = tmp_path / "run"
+    common = ["--dataset_name", str(audio_folder), "--config_name", "tiny", "--max_length_seconds", "1",
+              "--max_train_steps", "1", "--num_threads", "1"]
+
+    def arguments(*extra, output=output_dir):
+        return [*common, "--output_dir", str(output), *extra]
+
+    main = pretraining_cli.pretrain_main
+    with read_only_folder(tmp_path / "locked") as locked:
+        assert "cannot be " in refusal(main, arguments(output=locked / "run"))
+    assert "--push_to_hub needs a Hub token" in refusal(main, arguments("--push_to_hub"))
+    assert "did you mean 'tiny'?" in refusal(main, [*arguments(), "--config_name", "tinyy"])
+    assert "--dataset_name is empty" in refusal(main, [*arguments(), "--dataset_name", ""])
+    # 20 rows, --max_train_samples 16: a batch of 32 cannot be filled (once a ZeroDivisionError).
+    assert refusal(main, arguments("--per_device_train_batch_size", "32", "--max_train_samples", "16")) == (
+        f"error: --per_device_train_batch_size 32 needs 32 clips per step, and {audio_folder} (train split, "
+        "--max_train_samples) holds 16: pre-training uses whole batches only, so lower the batch size or use more "
+        "data."
+    )
+    assert not output_dir.exists()

@@ -9,6 +9,7 @@ from modeling_eat.modeling_eat import ema_decay_schedule, ema_schedule, position
 from modeling_eat.pretraining.monitoring import (
     append_log,
     collapse_warning,
+    drop_log_rows_after,
     initial_weight_share,
     read_log,
     teacher_horizon_warning,
@@ -121,3 +122,16 @@ def test_log_appends_one_line_per_step(tmp_path):
     append_log(tmp_path, {"step": 2, "loss": 1.5})
     assert read_log(tmp_path) == [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]
     assert read_log(tmp_path / "missing") == []
+
+
+def test_a_resumed_run_drops_the_rows_it_replays(tmp_path):
+    # Logged every 2 steps, checkpointed at step 4, killed after logging step 8: the resumed run replays 5-8.
+    for step in (2, 4, 6, 8):
+        append_log(tmp_path, {"step": step, "loss": 10.0 - step})
+    assert drop_log_rows_after(tmp_path, 4) == 2
+    assert [row["step"] for row in read_log(tmp_path)] == [2, 4]
+    for step in (6, 8):
+        append_log(tmp_path, {"step": step, "loss": 0.5})
+    assert [(row["step"], row["loss"]) for row in read_log(tmp_path)] == [(2, 8.0), (4, 6.0), (6, 0.5), (8, 0.5)]
+    assert drop_log_rows_after(tmp_path, 8) == 0 and drop_log_rows_after(tmp_path / "missing", 0) == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["pretraining_log.jsonl"]

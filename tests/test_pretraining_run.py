@@ -9,13 +9,13 @@ from types import SimpleNamespace
 import pytest
 
 from modeling_eat import EATConfig, EATForPreTraining
+from modeling_eat.outputs import remove_run_files
 from modeling_eat.pretraining.checkpoints import (
     PROGRESS_FILE,
     TrainingProgress,
     check_run_folder,
     find_latest_checkpoint,
     load_stream_position,
-    remove_run_files,
     resolve_checkpoint,
     rotate_checkpoints,
     save_checkpoint,

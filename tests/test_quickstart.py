@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -32,7 +33,22 @@ def test_quickstart_runs_end_to_end(tmp_path):
     assert expected in result.stdout
     # Pre-training saw every training clip; fine-tuning only the labelled ones, the same for both arms.
     assert len((output_dir / "labeled" / "train" / "metadata.csv").read_text().splitlines()) == 1 + 7 * 2
-    # The pipeline's answer names classes of the synthesised set, so the folder's id2label reached it.
+    # The pipeline's answer names classes of the synthesised set, so the folder's id2label reached it, beside the
+    # clip's true label.
+    test_rows = (output_dir / "data" / "test" / "metadata.csv").read_text().splitlines()
+    clip, true_label = test_rows[1].split(",")[:2]
     pipeline_line = next(line for line in result.stdout.splitlines() if line.startswith("pipeline on "))
-    assert any(f"'label': '{label}'" in pipeline_line for label in labels)
+    assert pipeline_line.startswith(f"pipeline on {clip} (true label: {true_label}): ")
+    guesses = pipeline_line.split("): ", 1)[1].split(", ")
+    assert len(guesses) == 3 and all(guess.rsplit(" ", 1)[0] in labels for guess in guesses)
     assert (output_dir / "pretrained" / "model.safetensors").is_file()
+
+    # Quiet: the libraries' details are in each run's command.log, not on the console.
+    for noise in ("[RANK 0]", "Distributed environment", "Downloading data", "Generating train split",
+                  "Train it first", "Writing model shards", "Configuration saved in"):
+        assert noise not in result.stderr, noise
+    assert "Distributed environment" in (output_dir / "pretrained" / "command.log").read_text()
+    assert "Train it first" in (output_dir / "finetuned" / "command.log").read_text()
+    # One timestamp format: every log line starts with the date the way LOG_FORMAT writes it.
+    stamped = [line for line in result.stderr.splitlines() if re.match(r"^\d", line)]
+    assert stamped and all(re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (INFO|WARNING) ", line) for line in stamped)

@@ -130,6 +130,14 @@ CHILD_SCRIPT = textwrap.dedent(
         AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification, AutoModelForPreTraining,
     )
 
+    # Neither the package nor trust_remote_code: transformers' own error, whose text a folder cannot add to.
+    try:
+        AutoModel.from_pretrained("classifier")
+    except ValueError as error:
+        without_either = str(error)
+    else:
+        without_either = None
+
     options = dict(trust_remote_code=True)
     config = AutoConfig.from_pretrained("classifier", **options)
     feature_extractor = AutoFeatureExtractor.from_pretrained("classifier", **options)
@@ -155,6 +163,7 @@ CHILD_SCRIPT = textwrap.dedent(
         "classes": [type(item).__name__ for item in loaded],
         "modules": [type(item).__module__ for item in loaded],
         "id2label": {str(k): v for k, v in classifier.config.id2label.items()},
+        "without_either": without_either,
         "modeling_eat_imported": any(name == "modeling_eat" or name.startswith("modeling_eat.")
                                      for name, module in sys.modules.items() if module is not None),
     }
@@ -169,8 +178,10 @@ def test_remote_code_loads_without_the_package(saved, tmp_path):
     (root / "child.py").write_text(CHILD_SCRIPT)
     env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    # No terminal on stdin: transformers would otherwise ask whether to run the folder's code.
     result = subprocess.run(
-        [sys.executable, "child.py"], cwd=root, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "child.py"], cwd=root, env=env, capture_output=True, text=True, timeout=300,
+        stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stderr[-4000:]
 
@@ -180,6 +191,10 @@ def test_remote_code_loads_without_the_package(saved, tmp_path):
     ]
     assert all(module.startswith("transformers_modules.") for module in report["modules"]), report["modules"]
     assert not report["modeling_eat_imported"]
+    # What the README says of a folder loaded with neither: transformers refuses, naming trust_remote_code (it cannot
+    # name `import modeling_eat`: the message is transformers' and no field of config.json reaches it).
+    assert "contains custom code" in report["without_either"]
+    assert "trust_remote_code=True" in report["without_either"]
     assert report["id2label"] == {str(k): v for k, v in SOUND_LABELS.items()}
     assert any((tmp_path / "modules").rglob("modeling_eat.py"))  # the code really came through HF_MODULES_CACHE
 

@@ -10,9 +10,9 @@ Examples:
 """
 
 import argparse
-import logging
 import sys
 
+from ..runtime import configure_logging, one_line_errors
 from .convert import TARGETS, convert_checkpoint
 from .errors import ConversionError
 
@@ -38,6 +38,9 @@ def parse_convert_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--checkpoint_path", required=True,
                         help="fairseq .pt checkpoint, or a folder in the hub port's layout (config.json + weights)")
     parser.add_argument("--output_dir", required=True, help="folder to write the converted model to")
+    parser.add_argument("--overwrite_output_dir", action="store_true",
+                        help="replace the model (and a run's results, checkpoints and pictures) already in "
+                             "--output_dir; its other files are kept. Without it such a folder is refused")
     parser.add_argument("--target", choices=TARGETS, default=None,
                         help="what to build: EATModel (encoder), EATForAudioClassification (classification) or "
                              "EATForPreTraining (pretraining: student, EMA teacher and decoder, to continue "
@@ -69,8 +72,9 @@ def parse_convert_args(argv=None) -> argparse.Namespace:
     return args
 
 
+@one_line_errors
 def convert_main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     args = parse_convert_args(argv)
     try:
         # The flags are named as convert_checkpoint's parameters.

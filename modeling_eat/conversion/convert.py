@@ -8,9 +8,11 @@ import torch
 
 from ..configuration_eat import EATConfig
 from ..feature_extraction_eat import EATFeatureExtractor
-from ..hub import CODE_FILES, publish_folder, write_model_card
+from ..hub import CODE_FILES, check_hub_access, publish_folder, write_model_card
 from ..loading_eat import HUB_PORT_FC_NORM_EPS
 from ..modeling_eat import EATForAudioClassification, EATForPreTraining, EATModel
+from ..outputs import check_output_folder, check_writable, remove_run_files, same_folder
+from ..runtime import CommandError
 from .errors import ConversionError, raise_for_problems, require
 from .layouts import HUB_PORT, SourceCheckpoint
 from .reading import load_source_checkpoint
@@ -178,11 +180,30 @@ def convert_checkpoint(
     hub_model_id: str | None = None,
     hub_token: str | None = None,
     hub_private_repo: bool = False,
+    overwrite_output_dir: bool = False,
 ) -> ConversionReport:
     """Reads, converts, verifies and (only then) writes one checkpoint; with `push_to_hub`, publishes the folder to
-    `hub_model_id` (default: the output folder's name), as the training scripts do."""
+    `hub_model_id` (default: the output folder's name), as the training scripts do.
+
+    A `output_dir` that holds another model or run (a fine-tuned folder, a pre-training run) is refused before any
+    work unless `overwrite_output_dir`; then that model's and run's files (`modeling_eat.outputs.RUN_FILE_PATTERNS`:
+    weights, configs, the model card, `eval_results.json`, trainer state, checkpoints, evaluation pictures) are
+    deleted once the conversion is verified, so that nothing of the old model is left beside the new one; other files
+    are kept."""
+    if same_folder(checkpoint_path, output_dir):
+        raise CommandError(
+            f"--output_dir {output_dir} is the folder of --checkpoint_path: the converted model would replace the "
+            "files it is converted from; choose another --output_dir."
+        )
+    stale = check_output_folder(output_dir, overwrite_output_dir)
+    check_writable(output_dir)
+    if push_to_hub:
+        check_hub_access(hub_token)
     source = load_source_checkpoint(checkpoint_path, trust_pickle=trust_pickle)
     model, report = build_converted_model(source, target=target, use_ema=use_ema, id2label=id2label)
+    if stale:
+        remove_run_files(stale)
+        report.notes.append(f"--overwrite_output_dir: deleted {', '.join(path.name for path in stale)}")
     save_converted(model, output_dir, report, model_id=hub_model_id if push_to_hub else None)
     if push_to_hub:
         report.repo_url = publish_folder(

@@ -5,6 +5,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..outputs import check_writable
+from ..runtime import configure_logging, one_line_errors
 from .export import FORMATS, GRAPH_FILES, export
 
 
@@ -30,9 +32,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+@one_line_errors
 def export_main(argv: Sequence[str] | None = None) -> dict:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     args = parse_args(argv)
+    check_writable(args.output_dir)
     report = export(args.model_name_or_path, args.output_dir, args.format, args.with_feature_extractor)
     differences = report["max_abs_difference_vs_eager"]
     checks = ", ".join(f"{length}: {difference:.1e}" for length, difference in differences.items())

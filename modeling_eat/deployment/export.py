@@ -7,8 +7,11 @@ on clips of `CHECK_SECONDS` and compared with the eager model (and `EATFeatureEx
 modeling-eat[onnx]`).
 """
 
+import contextlib
 import json
+import logging
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,8 @@ import torch
 
 from ..audio import seconds_to_samples
 from ..feature_extraction_eat import EATFeatureExtractor, kaldi_num_samples, seconds_to_patch_frames
+from ..hub import check_model_source
+from ..outputs import same_folder
 from .graphs import SpectrogramGraph, WaveformGraph, eager_outputs, output_names
 
 
@@ -31,11 +36,12 @@ MIN_WAVEFORM_FRAMES = 2
 
 
 def load_model(model_name_or_path: str):
-    """The folder's classifier if it holds one, else its encoder, in float32 eval mode; and its feature extractor."""
-    from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification
+    """The folder's classifier if it holds one, else its encoder, in float32 eval mode; and its feature extractor.
+    A path that does not exist, or a folder of another model, is refused in one line (`check_model_source`)."""
+    from transformers import AutoModel, AutoModelForAudioClassification
 
-    config = AutoConfig.from_pretrained(model_name_or_path)
-    is_classifier = "EATForAudioClassification" in (config.architectures or [])
+    config = check_model_source(model_name_or_path)
+    is_classifier = "EATForAudioClassification" in (config.get("architectures") or [])
     auto_class = AutoModelForAudioClassification if is_classifier else AutoModel
     model = auto_class.from_pretrained(model_name_or_path, dtype=torch.float32).eval()
     try:
@@ -89,16 +95,32 @@ def save_graph(graph: torch.nn.Module, example: torch.Tensor, shapes: dict, grap
     if graph_format == "torch_export":
         torch.export.save(torch.export.export(graph, (example,), dynamic_shapes=shapes), path)
         return
-    program = torch.onnx.export(
-        graph,
-        (example,),
-        input_names=[name],
-        output_names=output_names(graph.model),
-        dynamic_shapes=shapes,
-        dynamo=True,
-        verbose=False,
-    )
+    with _exporter_quiet():
+        program = torch.onnx.export(
+            graph,
+            (example,),
+            input_names=[name],
+            output_names=output_names(graph.model),
+            dynamic_shapes=shapes,
+            dynamo=True,
+            verbose=False,
+        )
     program.save(str(path))
+
+
+@contextlib.contextmanager
+def _exporter_quiet():
+    """Without the ONNX exporter's notes that concern neither EAT nor the user: that torchvision's detection ops
+    are not registered (the graph has none), and a deprecation inside torch's own pytree code."""
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+            yield
+    finally:
+        registration.setLevel(level)
 
 
 def load_graph(path, num_threads: int | None = None, spinning: bool = True):
@@ -159,8 +181,8 @@ def export(
     if graph_format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {graph_format!r}")
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     model, feature_extractor = load_model(model_name_or_path)
+    output_dir.mkdir(parents=True, exist_ok=True)
     graph = build_graph(model, feature_extractor, with_feature_extractor)
     shapes = dynamic_shapes(model, feature_extractor, with_feature_extractor)
     path = output_dir / GRAPH_FILES[graph_format]
@@ -176,10 +198,12 @@ def export(
             f"the exported graph {path} differs from eager PyTorch by more than {TOLERANCE} on {failed}: it is not "
             "a faithful export; report it with the model's config.json."
         )
-    for name in ("config.json", "preprocessor_config.json"):
-        source = Path(model_name_or_path) / name
-        if source.is_file():
-            shutil.copyfile(source, output_dir / name)
+    # An export into the model's own folder leaves its files where they are.
+    if not same_folder(model_name_or_path, output_dir):
+        for name in ("config.json", "preprocessor_config.json"):
+            source = Path(model_name_or_path) / name
+            if source.is_file():
+                shutil.copyfile(source, output_dir / name)
     config = model.config
     report = {
         "model_name_or_path": str(model_name_or_path),

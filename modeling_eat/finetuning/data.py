@@ -1,5 +1,11 @@
 """Fine-tuning data: a Hub data set or a local audiofolder turned into `input_values` and `labels` on the fly, with
-the label classes taken from the train split and, for AudioSet-style runs, weighted epochs towards rare classes."""
+the label classes taken from the train split and, for AudioSet-style runs, weighted epochs towards rare classes.
+
+Audio is read undecoded and decoded by the package's one loader (`modeling_eat.audio.decode_audio`), as pre-training
+and extraction do, so that a file that cannot be decoded (corrupt, or shorter than one 25 ms frame) costs that clip,
+not the run: its row keeps its place with silence and the label `IGNORED_LABEL`, the trainer leaves it out of the
+loss and the metrics, and the run lists the skipped files at its end.
+"""
 
 import dataclasses
 from collections.abc import Sequence
@@ -7,12 +13,30 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import default_data_collator
 
-from ..audio import SeededEpochSampler, random_crop, seconds_to_samples
+from ..audio import (
+    AudioDecodingError,
+    SeededEpochSampler,
+    UndecodableAudioLog,
+    check_label_values,
+    decode_audio,
+    open_dataset,
+    random_crop,
+    seconds_to_samples,
+)
 from ..feature_extraction_eat import kaldi_num_samples
+from ..runtime import CommandError
 from .augmentations import roll_and_gain
 from .labels import LabelSpec, build_label_spec
 from .recipes import FinetuningRecipe
+
+
+# The label of a row whose audio could not be decoded: torch's and transformers' "ignore" index (every entry of the
+# target vector for multi-label data).
+IGNORED_LABEL = -100
+# The batch entry listing the files of the batch that could not be decoded; the trainer takes it out.
+SKIPPED_AUDIO = "skipped_audio"
 
 
 def _fresh_rng() -> np.random.Generator:
@@ -22,10 +46,12 @@ def _fresh_rng() -> np.random.Generator:
 
 
 class AudioClassificationTransform:
-    """`datasets.Dataset.set_transform` function: decoded audio → `input_values` (normalised fbank) and `labels`.
+    """`datasets.Dataset.set_transform` function: undecoded audio (`Audio(decode=False)` values) → `input_values`
+    (normalised fbank) and `labels`, and `skipped_audio` (the file name, for a row that could not be decoded).
 
     For training it first cuts a random window of `crop_samples` from longer clips and applies roll + gain when
     asked; for evaluation the whole clip goes to the feature extractor, which crops or pads it to its `max_length`.
+    A clip that cannot be decoded becomes silence labelled `IGNORED_LABEL`, warned about once per file.
     """
 
     def __init__(
@@ -46,17 +72,11 @@ class AudioClassificationTransform:
         self.train = train
         self.crop_samples = crop_samples
         self.roll_augment = roll_augment
+        self.log_skip = UndecodableAudioLog()
 
     def waveform(self, audio, rng: np.random.Generator | None) -> np.ndarray:
-        waveform = np.asarray(audio["array"], dtype=np.float32)
-        if audio["sampling_rate"] != self.feature_extractor.sampling_rate:
-            raise ValueError(
-                f"A clip of {self.audio_column!r} is at {audio['sampling_rate']} Hz, not "
-                f"{self.feature_extractor.sampling_rate} Hz: cast the column with "
-                f"Audio(sampling_rate={self.feature_extractor.sampling_rate}) first."
-            )
-        if waveform.ndim != 1:
-            raise ValueError(f"A clip of {self.audio_column!r} has shape {waveform.shape}; cast it to mono.")
+        """The clip at the extractor's rate, mono (`decode_audio`), cropped and augmented for training."""
+        waveform = decode_audio(audio, self.feature_extractor.sampling_rate)
         if rng is not None:
             if self.crop_samples is not None:
                 waveform = random_crop(waveform, self.crop_samples, rng)
@@ -66,14 +86,46 @@ class AudioClassificationTransform:
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         rng = _fresh_rng() if self.train else None
-        waveforms = [self.waveform(audio, rng) for audio in batch[self.audio_column]]
+        silence = np.zeros(kaldi_num_samples(1, self.feature_extractor.sampling_rate), dtype=np.float32)
+        waveforms, labels, skipped = [], [], []
+        for audio, value in zip(batch[self.audio_column], batch[self.label_column]):
+            try:
+                waveforms.append(self.waveform(audio, rng))
+            except AudioDecodingError as error:
+                name = audio.get("path") if isinstance(audio, dict) else None
+                name = name or str(error).split(":")[0]
+                self.log_skip(error, name)
+                waveforms.append(silence)
+                labels.append(self.ignored_label())
+                skipped.append(name)
+                continue
+            labels.append(self.label_spec.encode(value))
+            skipped.append("")
         features = self.feature_extractor(
             waveforms, sampling_rate=self.feature_extractor.sampling_rate, return_tensors="np"
         )
-        return {
-            "input_values": list(features["input_values"]),
-            "labels": [self.label_spec.encode(value) for value in batch[self.label_column]],
-        }
+        return {"input_values": list(features["input_values"]), "labels": labels, SKIPPED_AUDIO: skipped}
+
+    def ignored_label(self):
+        if self.label_spec.multi_label:
+            return [float(IGNORED_LABEL)] * self.label_spec.num_labels
+        return IGNORED_LABEL
+
+
+def decodable_rows(labels) -> np.ndarray | torch.Tensor:
+    """Which rows of a batch's labels (or of an evaluation's label ids) hold a clip that could be decoded."""
+    ignored = labels == IGNORED_LABEL
+    return ~(ignored.all(-1) if labels.ndim > 1 else ignored)
+
+
+class ClassificationCollator:
+    """Stacks the transform's `input_values` and `labels` (`default_data_collator`) and lists the batch's files that
+    could not be decoded under `SKIPPED_AUDIO`, which the trainer takes out before the forward pass."""
+
+    def __call__(self, rows: list[dict]) -> dict:
+        batch = default_data_collator([{"input_values": row["input_values"], "labels": row["labels"]} for row in rows])
+        batch[SKIPPED_AUDIO] = [row[SKIPPED_AUDIO] for row in rows if row.get(SKIPPED_AUDIO)]
+        return batch
 
 
 def clip_weights_from_labels(label_indices: Sequence[Sequence[int]], num_labels: int) -> np.ndarray:
@@ -167,28 +219,30 @@ def prepare_datasets(
         data_args.dataset_name, data_args.train_split_name, data_args.eval_split_name
     )
     audio_column, label_column = data_args.audio_column_name, data_args.label_column_name
-    from datasets import Audio, load_dataset
+    from datasets import Audio
 
-    if Path(dataset_name).is_dir():
-        raw = load_dataset("audiofolder", data_dir=dataset_name, cache_dir=cache_dir)
-    else:
-        raw = load_dataset(dataset_name, data_args.dataset_config_name, cache_dir=cache_dir, token=token)
+    options = {"cache_dir": cache_dir} if Path(dataset_name).is_dir() else {"cache_dir": cache_dir, "token": token}
+    raw = open_dataset(
+        dataset_name, data_args.dataset_config_name, split_option="--train_split_name", as_audiofolder=True,
+        **options,
+    )
     if eval_split is None:
         eval_split = next((name for name in ("test", "validation") if name in raw), None)
     for split, what in ((train_split, "--train_split_name"), (eval_split, "--eval_split_name")):
         if split is not None and split not in raw:
-            raise ValueError(f"{dataset_name} has no split {split!r} (it has {sorted(raw)}): set {what}.")
+            raise CommandError(f"{dataset_name} has no split {split!r} (it has {sorted(raw)}): set {what}.")
     train_raw = raw[train_split]
     for column in (audio_column, label_column):
         if column not in train_raw.column_names:
             flag = "--audio_column_name" if column == audio_column else "--label_column_name"
-            raise ValueError(
+            raise CommandError(
                 f"{dataset_name} has no column {column!r} (it has {train_raw.column_names}): set {flag}."
             )
 
-    # datasets decodes, resamples and down-mixes to mono.
-    mono_audio = Audio(sampling_rate=feature_extractor.sampling_rate, num_channels=1)
+    # Decoded by the transforms (`decode_audio`), which resample and down-mix, and skip what cannot be decoded.
+    undecoded_audio = Audio(decode=False)
     label_values = train_raw[label_column]
+    check_label_values(label_values, label_column, dataset_name, train_split)
     label_spec = build_label_spec(train_raw.features[label_column], label_values, label_column)
     sampling_rate = feature_extractor.sampling_rate
     crop = kaldi_num_samples(recipe.target_length, sampling_rate)
@@ -200,7 +254,7 @@ def prepare_datasets(
         order = np.random.default_rng(seed).permutation(len(train_raw))
         if data_args.max_train_samples is not None:
             order = order[: data_args.max_train_samples]
-        train_dataset = train_raw.select(order).cast_column(audio_column, mono_audio)
+        train_dataset = train_raw.select(order).cast_column(audio_column, undecoded_audio)
         if recipe.weighted_sampling or sample_weights_file is not None:
             if sample_weights_file is not None:
                 sample_weights = load_sample_weights(sample_weights_file, len(train_raw))[order]
@@ -218,10 +272,11 @@ def prepare_datasets(
     eval_dataset = None
     if eval_split is not None:
         eval_raw = raw[eval_split]
+        check_label_values(eval_raw[label_column], label_column, dataset_name, eval_split)
         label_spec.check_covers(eval_raw[label_column], eval_split)
         if data_args.max_eval_samples is not None:
             eval_raw = eval_raw.shuffle(seed=seed).select(range(min(data_args.max_eval_samples, len(eval_raw))))
-        eval_dataset = eval_raw.cast_column(audio_column, mono_audio)
+        eval_dataset = eval_raw.cast_column(audio_column, undecoded_audio)
         eval_dataset.set_transform(
             AudioClassificationTransform(feature_extractor, label_spec, audio_column, label_column, train=False)
         )
@@ -229,10 +284,14 @@ def prepare_datasets(
 
 
 __all__ = [
+    "IGNORED_LABEL",
+    "SKIPPED_AUDIO",
     "AudioClassificationTransform",
+    "ClassificationCollator",
     "DataTrainingArguments",
     "WeightedEpochSampler",
     "clip_weights_from_labels",
+    "decodable_rows",
     "load_sample_weights",
     "prepare_datasets",
 ]

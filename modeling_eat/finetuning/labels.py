@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime import CommandError
+
 
 @dataclasses.dataclass
 class LabelSpec:
@@ -55,7 +57,7 @@ class LabelSpec:
         items = (item for value in values for item in value) if self.multi_label else iter(values)
         unknown = sorted({str(item) for item in items if item not in self.index_of})
         if unknown:
-            raise ValueError(
+            raise CommandError(
                 f"The {split} split has labels the train split lacks: {unknown[:10]}"
                 f"{' ...' if len(unknown) > 10 else ''}. The classifier only knows the train split's classes: add "
                 "examples of them to the train split, or drop these rows."
@@ -80,14 +82,14 @@ def build_label_spec(feature, values: Sequence, column: str = "label") -> LabelS
 
     items = [item for value in values for item in value] if multi_label else list(values)
     if any(item is None for item in items):
-        raise ValueError(f"The label column {column!r} has missing (None) values: drop or fill those rows first.")
+        raise CommandError(f"The label column {column!r} has missing (None) values: drop or fill those rows first.")
     kinds = {type(item) for item in items}
     if not items:
-        raise ValueError(f"The label column {column!r} is empty.")
+        raise CommandError(f"The label column {column!r} is empty.")
     if kinds <= {int, np.int64, np.int32, bool} or kinds <= {str}:
         unique = sorted(set(items))
     else:
-        raise ValueError(
+        raise CommandError(
             f"The label column {column!r} holds {sorted(k.__name__ for k in kinds)} values; labels must be strings, "
             "integers, a ClassLabel, or lists of those (multi-label). Pick the right column with --label_column_name."
         )

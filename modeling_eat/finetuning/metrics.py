@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import decodable_rows
 from .labels import LabelSpec
 
 
@@ -43,6 +44,9 @@ class ClassificationMetrics:
         logits = eval_prediction.predictions
         logits = logits[0] if isinstance(logits, tuple) else logits
         labels = np.asarray(eval_prediction.label_ids)
+        # Clips that could not be decoded are in the evaluation only as placeholders.
+        decodable = decodable_rows(labels)
+        logits, labels = np.asarray(logits)[decodable], labels[decodable]
         if self.label_spec.multi_label:
             mean_ap, per_class = mean_average_precision(labels, logits)
             self.last = {"per_class_ap": per_class}

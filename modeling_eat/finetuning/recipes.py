@@ -6,6 +6,7 @@ import dataclasses
 
 from ..audio import seconds_to_samples
 from ..feature_extraction_eat import NORMALIZATION_PRESETS, kaldi_num_frames, patch_aligned
+from ..runtime import CommandError
 
 
 AUDIOSET = NORMALIZATION_PRESETS["audioset"]
@@ -219,7 +220,7 @@ def check_recipe(recipe: FinetuningRecipe) -> None:
     ]
     for ok, message in checks:
         if not ok:
-            raise ValueError(message)
+            raise CommandError(message)
 
 
 __all__ = [

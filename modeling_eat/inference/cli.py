@@ -7,13 +7,14 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..audio import load_audio_dataset, load_feature_extractor
+from ..audio import load_audio_dataset, load_feature_extractor, skipped_audio_message
 from ..feature_extraction_eat import frames_to_seconds
-from ..runtime import add_num_threads_argument, configure_threads
+from ..outputs import check_writable
+from ..runtime import CommandError, add_num_threads_argument, configure_logging, configure_threads, one_line_errors
 from .features import frame_hop_seconds, iter_features, load_encoder, resolve_layer, window_num_frames
 from .probe import linear_probe, pooled_features
 from .sources import decoded_clips, find_audio_files
-from .storage import FORMATS, partial_output_path, remove_features, save_features
+from .storage import FORMATS, is_features_output, partial_output_path, save_features
 
 
 logger = logging.getLogger(__name__)
@@ -74,19 +75,34 @@ def parse_extract_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if bool(args.inputs) == bool(args.dataset_name):
         parser.error("pass audio files/folders or --dataset_name (exactly one of the two)")
-    if Path(args.output).exists() and not args.overwrite:
-        parser.error(f"{args.output} exists: pass --overwrite or another --output")
     return args
 
 
+def check_extract_output(output, overwrite: bool) -> None:
+    """Before any work: `--output` is new, or (with `--overwrite`) features an earlier extraction wrote, never
+    anything else (an input WAV, a text file, a folder of data); and its folder is writable."""
+    output = Path(output)
+    if output.exists() or output.is_symlink():
+        if not overwrite:
+            raise CommandError(f"--output {output} exists: pass --overwrite to replace it, or another --output.")
+        if not is_features_output(output):
+            raise CommandError(
+                f"--output {output} is not features written by modeling_eat.extract, and --overwrite only replaces "
+                "those: choose another --output."
+            )
+    check_writable(output, "--output", is_file=True)
+
+
+@one_line_errors
 def extract_main(argv: Sequence[str] | None = None) -> Path:
     from tqdm.auto import tqdm
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     args = parse_extract_args(argv)
+    check_extract_output(args.output, args.overwrite)
     configure_threads(args.num_threads)  # logs its choice
-    if args.overwrite and Path(args.output).exists():
-        remove_features(args.output)
+    # Nothing is written before the model has loaded and every clip is encoded: the new output then replaces the
+    # old one in one rename.
     model = load_encoder(args.model_name_or_path, args.device, args.dtype)
     feature_extractor = load_feature_extractor(args.feature_extractor_name, args.model_name_or_path)
     if args.dataset_name:
@@ -119,10 +135,7 @@ def extract_main(argv: Sequence[str] | None = None) -> Path:
         raise
     if skipped:
         metadata["skipped_undecodable"] = skipped
-        logger.warning(
-            f"skipped {len(skipped)} of {len(sources)} files that could not be decoded (the warnings above say why): "
-            + ", ".join(skipped)
-        )
+        logger.warning(skipped_audio_message(skipped, len(sources)))
     output = save_features(features, args.output, args.format, metadata)
     logger.info(
         f"wrote {len(features)} clips ({args.format}, hidden size {model.config.hidden_size}, frame rows every "
@@ -153,8 +166,6 @@ def save_finished_clips(features: list, args, metadata: dict) -> None:
         return
     partial = partial_output_path(args.output)
     try:
-        if partial.exists():
-            remove_features(partial)
         save_features(features, partial, args.format, metadata)
     except Exception as error:  # the original failure is the one to report
         logger.error(f"could not save the {len(features)} finished clips to {partial}: {error}")
@@ -181,11 +192,15 @@ def parse_probe_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@one_line_errors
 def probe_main(argv: Sequence[str] | None = None) -> dict:
     from tqdm.auto import tqdm
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     args = parse_probe_args(argv)
+    for path, option in ((args.output_json, "--output_json"), (args.confusion_matrix, "--confusion_matrix")):
+        if path is not None:
+            check_writable(path, option, is_file=True)
     configure_threads(args.num_threads)  # logs its choice
     model = load_encoder(args.model_name_or_path, args.device, args.dtype)
     feature_extractor = load_feature_extractor(args.feature_extractor_name, args.model_name_or_path)

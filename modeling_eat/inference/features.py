@@ -260,9 +260,13 @@ def extract_features(
 
 
 def load_encoder(model_name_or_path: str, device: str | torch.device | None = "auto", dtype: str = "float32"):
-    """The `EATModel` encoder of a saved EAT folder (an encoder, classifier or pre-training folder), in eval mode."""
+    """The `EATModel` encoder of a saved EAT folder (an encoder, classifier or pre-training folder), in eval mode.
+    A path that does not exist, or a folder of another model, is refused in one line (`check_model_source`)."""
     from transformers import AutoModel
 
+    from ..hub import check_model_source
+
+    check_model_source(model_name_or_path)
     model = AutoModel.from_pretrained(model_name_or_path, dtype=getattr(torch, dtype))
     return model.to(resolve_device(device)).eval()
 

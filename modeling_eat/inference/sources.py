@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import AudioDecodingError, decode_audio
+from ..audio import AudioDecodingError, UndecodableAudioLog, decode_audio
 from ..runtime import one_thread_per_worker
 
 
@@ -70,11 +70,12 @@ def decoded_clips(
         _DecodingDataset(sources, sampling_rate), batch_size=None, num_workers=num_workers, collate_fn=_unbatched,
         worker_init_fn=one_thread_per_worker,
     )
+    log_skip = UndecodableAudioLog(logger)
     for name, waveform, error in loader:
         if error is None:
             yield name, waveform
         elif skipped is not None:
-            logger.warning(f"skipping undecodable audio: {error}")
+            log_skip(error, name)
             skipped.append(name)
         else:
             raise AudioDecodingError(f"{error}. Fix or remove the file.")

@@ -1,13 +1,14 @@
 """Extracted features on disk: one safetensors file, a folder of .npy files, or a `datasets` folder, written and
-read back alike."""
+read back alike. A new output is written beside its destination and moved into place once complete, and only
+replaces features an extraction wrote: never an input file, a text file or someone's folder."""
 
 import json
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ..outputs import move_into_place, remove_path, staging_path
 from .features import ClipFeatures
 
 
@@ -24,12 +25,30 @@ def save_features(features: Sequence[ClipFeatures], output: str | Path, format: 
       `index.json` (`files`, `metadata`).
     - datasets: columns `file`, `utterance_embedding`, `frame_embeddings`, `frame_times`; the metadata as JSON in
       the data set's description.
+
+    The output is written beside `output` and moved into place once complete; an existing `output` is replaced
+    only if it holds features written here (`is_features_output`), never otherwise.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}: choose one of {FORMATS}")
     if not features:
         raise ValueError("no clip to save: the inputs held no decodable audio")
-    output = Path(output)
+    final = Path(output)
+    if (final.exists() or final.is_symlink()) and not is_features_output(final):
+        raise ValueError(f"{final} exists and is not features written by modeling_eat.extract: refusing to replace it")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    output = staging_path(final)
+    remove_path(output)
+    try:
+        _write_features(features, output, format, metadata)
+        move_into_place(output, final)
+    except BaseException:
+        remove_path(output)
+        raise
+    return final
+
+
+def _write_features(features: Sequence[ClipFeatures], output: Path, format: str, metadata: dict | None) -> None:
     files = [clip.name for clip in features]
     metadata = dict(metadata or {})
     utterances = np.stack([clip.utterance_embedding for clip in features]).astype(np.float32)
@@ -40,7 +59,6 @@ def save_features(features: Sequence[ClipFeatures], output: str | Path, format: 
         for index, clip in enumerate(features):
             tensors[f"frame_embeddings.{index}"] = np.ascontiguousarray(clip.frame_embeddings, dtype=np.float32)
             tensors[f"frame_times.{index}"] = np.ascontiguousarray(clip.frame_times, dtype=np.float32)
-        output.parent.mkdir(parents=True, exist_ok=True)
         save_file(tensors, str(output), metadata={"files": json.dumps(files), "metadata": json.dumps(metadata)})
     elif format == "npy":
         (output / "frame_embeddings").mkdir(parents=True, exist_ok=True)
@@ -73,7 +91,6 @@ def save_features(features: Sequence[ClipFeatures], output: str | Path, format: 
             info=DatasetInfo(description=json.dumps(metadata), features=columns),
         )
         dataset.save_to_disk(str(output))
-    return output
 
 
 def partial_output_path(output: str | Path) -> Path:
@@ -85,25 +102,37 @@ def partial_output_path(output: str | Path) -> Path:
     return output.with_name(f"{output.name}.partial")
 
 
+def _stored_metadata(path: Path) -> tuple[str, dict] | None:
+    """The format and metadata of features `save_features` wrote at `path`, or None for anything else."""
+    try:
+        if path.is_file():
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="numpy") as handle:
+                header = handle.metadata() or {}
+            return ("safetensors", json.loads(header["metadata"])) if "files" in header else None
+        if (path / NPY_INDEX_NAME).is_file():
+            return "npy", json.loads((path / NPY_INDEX_NAME).read_text())["metadata"]
+        if (path / "dataset_info.json").is_file():
+            info = json.loads((path / "dataset_info.json").read_text())
+            return "datasets", json.loads(info.get("description") or "null")
+    except Exception:  # unreadable, or another kind of file (safetensors raises its own error type for those)
+        return None
+    return None
+
+
+def is_features_output(path: str | Path) -> bool:
+    """Whether `path` holds features `save_features` wrote (their metadata names the frame hop), the only thing an
+    extraction may replace."""
+    stored = _stored_metadata(Path(path))
+    return stored is not None and isinstance(stored[1], dict) and "frame_hop_seconds" in stored[1]
+
+
 def detect_format(path: str | Path) -> str:
-    path = Path(path)
-    if path.is_file():
-        return "safetensors"
-    if (path / NPY_INDEX_NAME).is_file():
-        return "npy"
-    if (path / "dataset_info.json").is_file() or (path / "state.json").is_file():
-        return "datasets"
-    raise ValueError(f"{path} is not a features file or folder written by modeling_eat.extract")
-
-
-def remove_features(path: str | Path) -> None:
-    """Deletes features written by `save_features`; refuses anything else, so `--overwrite` cannot delete data."""
-    path = Path(path)
-    detect_format(path)
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink()
+    stored = _stored_metadata(Path(path))
+    if stored is None:
+        raise ValueError(f"{path} is not a features file or folder written by modeling_eat.extract")
+    return stored[0]
 
 
 def load_features(path: str | Path) -> tuple[list[ClipFeatures], dict]:
@@ -151,4 +180,4 @@ def load_features(path: str | Path) -> tuple[list[ClipFeatures], dict]:
     return clips, json.loads(description) if description else {}
 
 
-__all__ = ["FORMATS", "detect_format", "load_features", "partial_output_path", "remove_features", "save_features"]
+__all__ = ["FORMATS", "detect_format", "is_features_output", "load_features", "partial_output_path", "save_features"]

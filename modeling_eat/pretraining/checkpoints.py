@@ -2,12 +2,14 @@
 resumed exactly (the data position included), rotated, and never mixed with another run's in one folder."""
 
 import json
-import os
 import re
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..hub import size_preset_of
+from ..outputs import move_into_place, remove_run_files
+from ..runtime import CommandError
 from .data import StreamPosition
 from .monitoring import LOG_FILE
 
@@ -16,6 +18,7 @@ CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)$")
 # A checkpoint whose deletion was cut short: never resumed from, removed by the next rotation.
 DELETING_PATTERN = re.compile(r"^step_\d+\.deleting$")
 PROGRESS_FILE = "training_progress.json"
+CONFIG_FILE = "config.json"
 # One per process: each streams its own shards, so each stands somewhere else in its stream.
 STREAM_POSITION_FILE = "stream_position_{process_index}.json"
 # What `save_pretrained` leaves at the end of a finished run.
@@ -128,20 +131,6 @@ def check_run_folder(output_dir, resume_checkpoint: Path | None, overwrite_outpu
     )
 
 
-def remove_run_files(paths) -> None:
-    """Deletes checkpoints (renamed first, so that a deletion cut short leaves a `.deleting` folder that is never
-    resumed from rather than a `step_N` folder with some of its files gone) and files."""
-    for path in map(Path, paths):
-        if not path.is_dir():
-            path.unlink()
-            continue
-        doomed = path.with_name(path.name + ".deleting")
-        if doomed.exists():
-            shutil.rmtree(doomed)
-        os.replace(path, doomed)
-        shutil.rmtree(doomed)
-
-
 def rotate_checkpoints(output_dir, total_limit: int | None, newest: Path | None = None) -> list[Path]:
     """Deletes the oldest complete checkpoints beyond `total_limit` (and what interrupted deletions left);
     `newest`, the checkpoint just written, is always kept, whatever its step. Returns what was deleted."""
@@ -163,30 +152,18 @@ def rotate_checkpoints(output_dir, total_limit: int | None, newest: Path | None 
     return doomed
 
 
-def publish_directory(staging: Path, final: Path) -> None:
-    """Moves a fully written folder into place with renames only, so `final` is either absent, old, or new."""
-    staging, final = Path(staging), Path(final)
-    previous = final.with_name(final.name + ".old")
-    if previous.exists():
-        shutil.rmtree(previous)
-    if final.exists():
-        os.replace(final, previous)
-    os.replace(staging, final)
-    if previous.exists():
-        shutil.rmtree(previous)
-
-
 def save_checkpoint(
     accelerator,
     output_dir,
     progress: TrainingProgress,
     total_limit: int | None = None,
     stream_position: StreamPosition | None = None,
+    config=None,
 ) -> Path:
     """`accelerator.save_state` (model with teacher and decoder, optimizer, scheduler, RNG states) plus `progress`
-    (and, streaming, each process's `stream_position`), written into `step_N.tmp` and renamed to `step_N` once every
-    process has finished writing, then the oldest checkpoints beyond `total_limit` deleted (`rotate_checkpoints`).
-    All ranks call it."""
+    (and, streaming, each process's `stream_position`; and the model's `config`, which names its size when a resume
+    does not fit), written into `step_N.tmp` and renamed to `step_N` once every process has finished writing, then
+    the oldest checkpoints beyond `total_limit` deleted (`rotate_checkpoints`). All ranks call it."""
     final = checkpoint_dir(output_dir, progress.completed_steps)
     staging = final.with_name(final.name + ".tmp")
     if accelerator.is_main_process and staging.exists():
@@ -198,11 +175,72 @@ def save_checkpoint(
         path.write_text(json.dumps(stream_position.to_dict(), indent=2) + "\n")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        if config is not None:
+            config.to_json_file(staging / CONFIG_FILE)
         progress.save(staging / PROGRESS_FILE)
-        publish_directory(staging, final)
+        move_into_place(staging, final)
         rotate_checkpoints(output_dir, total_limit, newest=final)
     accelerator.wait_for_everyone()
     return final
+
+
+def _checkpoint_shapes(path: Path) -> dict[str, tuple] | None:
+    """Name -> shape of the model weights `save_state` wrote (accelerate's `model.safetensors`), without reading
+    them; None where it wrote another layout (DeepSpeed)."""
+    from safetensors import safe_open
+
+    weights = Path(path) / "model.safetensors"
+    if not weights.is_file():
+        return None
+    with safe_open(str(weights), framework="pt") as handle:
+        return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+
+
+def _size_description(config: dict) -> str:
+    preset = size_preset_of(config)
+    return (
+        f"{f'the {preset} preset' if preset else 'a custom size'} (hidden size {config.get('hidden_size')}, "
+        f"{config.get('num_hidden_layers')} blocks)"
+    )
+
+
+def check_checkpoint_fits(model, path) -> None:
+    """Refuses, in one line naming both sizes, a checkpoint whose weights do not fit `model` (a resume with another
+    `--config_name` than the run's), before `load_state` would list every mismatching weight and before the run
+    touches its folder."""
+    path = Path(path)
+    saved = _checkpoint_shapes(path)
+    if saved is None:
+        return
+    # Under DDP or torch.compile the saved names carry the wrapper's prefix.
+    saved = {re.sub(r"^(module\.|_orig_mod\.)+", "", name): shape for name, shape in saved.items()}
+    expected = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    differing = [name for name in expected if name in saved and saved[name] != expected[name]]
+    missing = [name for name in expected if name not in saved]
+    if not differing and not missing:
+        return
+    if differing:
+        name = differing[0]
+        detail = (
+            f"{len(differing)} weights differ in shape, e.g. {name}: {list(saved[name])} there, "
+            f"{list(expected[name])} here"
+        )
+    else:
+        detail = f"it lacks {len(missing)} weights of this run's model, e.g. {missing[0]}"
+    config_path = path / CONFIG_FILE
+    if config_path.is_file():
+        saved_config = json.loads(config_path.read_text())
+        sizes = (
+            f"it holds {_size_description(saved_config)} ({saved_config.get('pretraining_objective')}), this run "
+            f"builds {_size_description(model.config.to_dict())} ({model.config.pretraining_objective}); "
+        )
+        fix = f"pass --config_name {size_preset_of(saved_config) or config_path}"
+    else:
+        sizes, fix = "", "pass the --config_name (or --model_name_or_path) the run was started with"
+    raise CommandError(
+        f"--resume_from_checkpoint {path} does not fit this run's model: {sizes}{detail}. To resume it, {fix} (and "
+        "the same --pretraining_objective)."
+    )
 
 
 def load_checkpoint(accelerator, path) -> TrainingProgress:
@@ -230,6 +268,7 @@ def load_stream_position(path, process_index: int, num_processes: int) -> Stream
 
 __all__ = [
     "TrainingProgress",
+    "check_checkpoint_fits",
     "check_run_folder",
     "checkpoint_dir",
     "checkpoint_step",
@@ -238,8 +277,6 @@ __all__ = [
     "find_latest_checkpoint",
     "load_checkpoint",
     "load_stream_position",
-    "publish_directory",
-    "remove_run_files",
     "resolve_checkpoint",
     "rotate_checkpoints",
     "save_checkpoint",

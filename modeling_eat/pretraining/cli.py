@@ -21,28 +21,35 @@ import datasets
 import torch
 import transformers
 from accelerate import Accelerator, DistributedType
-from accelerate.logging import get_logger
 from accelerate.utils import InitProcessGroupKwargs, set_seed
 from tqdm.auto import tqdm
 from transformers import SchedulerType, get_scheduler
 
-from ..audio import crop_num_frames, load_audio_dataset, load_feature_extractor
+from ..audio import check_dataset_name, crop_num_frames, load_audio_dataset, load_feature_extractor
+from ..hub import check_config_source, check_hub_access, check_model_source
 from ..masking_eat import EATMaskGenerator
 from ..modeling_eat import EATForPreTraining
 from ..optimization import PRETRAINING_WARMUP_FRACTION, optimizer_param_groups, warmup_steps_of
+from ..outputs import COMMAND_LOG_FILE, check_writable, remove_run_files
 from ..runtime import (
+    FILE_ONLY,
+    CommandError,
     add_num_threads_argument,
+    configure_logging,
     configure_threads,
     import_deepspeed_only_when_used,
+    log_to_file,
+    one_line_errors,
     one_thread_per_worker,
     pin_memory_helps,
+    progress_interval,
 )
 from .checkpoints import (
     TrainingProgress,
+    check_checkpoint_fits,
     check_run_folder,
     load_checkpoint,
     load_stream_position,
-    remove_run_files,
     resolve_checkpoint,
     save_checkpoint,
 )
@@ -58,6 +65,7 @@ from .data import (
 from .monitoring import (
     append_log,
     collapse_warning,
+    drop_log_rows_after,
     teacher_horizon_warning,
 )
 from .settings import (
@@ -67,7 +75,9 @@ from .settings import (
 )
 
 
-logger = get_logger(__name__)
+# A plain logger, each message logged by the processes it concerns (accelerate's adapter marks every line
+# "[RANK 0]", also in a run of one process).
+logger = logging.getLogger(__name__)
 
 
 def build_pretrain_parser() -> argparse.ArgumentParser:
@@ -181,6 +191,16 @@ def build_dataloader(args, config, feature_extractor, process_index: int = 0, nu
         )
     else:
         train_dataset = PretrainingAudioDataset(dataset, **common)
+        clips_per_step = args.per_device_train_batch_size * num_processes
+        if len(train_dataset) < clips_per_step:
+            per_process = f" x {num_processes} processes" if num_processes > 1 else ""
+            limited = ", --max_train_samples" if args.max_train_samples else ""
+            raise CommandError(
+                f"--per_device_train_batch_size {args.per_device_train_batch_size}{per_process} needs "
+                f"{clips_per_step} clips per step, and {args.dataset_name} ({args.train_split_name} split{limited}) "
+                f"holds {len(train_dataset)}: pre-training uses whole batches only, so lower the batch size or use "
+                "more data."
+            )
         sampler = EpochShuffleSampler(len(train_dataset), seed=args.seed)
     dataloader = torch.utils.data.DataLoader(
         train_dataset,
@@ -195,17 +215,35 @@ def build_dataloader(args, config, feature_extractor, process_index: int = 0, nu
     return dataloader, sampler, num_frames
 
 
-def pretrain_main(argv=None):
-    args = parse_pretrain_args(argv)
-    output_dir = Path(args.output_dir)
-    thread_choice = configure_threads(args.num_threads)
+def check_before_the_run(args, output_dir: Path):
+    """Everything that would otherwise fail after the work, or leave a folder behind, checked in seconds before
+    it: the data set's name, the model or config source, the output folder (writable, not another run's) and, for
+    `--push_to_hub`, the Hub token. Returns `(checkpoint to resume from or None, old run files to delete)`."""
+    check_dataset_name(args.dataset_name)
+    if args.model_name_or_path is not None:
+        check_model_source(args.model_name_or_path)
+    elif args.config_name is not None:
+        check_config_source(args.config_name)
     try:
         resume_checkpoint = (
             resolve_checkpoint(args.resume_from_checkpoint, output_dir) if args.resume_from_checkpoint else None
         )
         stale_run_files = check_run_folder(output_dir, resume_checkpoint, args.overwrite_output_dir)
     except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"error: {error}") from None
+        raise CommandError(str(error)) from None
+    check_writable(output_dir)
+    if args.push_to_hub:
+        check_hub_access(args.hub_token)
+    return resume_checkpoint, stale_run_files
+
+
+@one_line_errors
+def pretrain_main(argv=None):
+    args = parse_pretrain_args(argv)
+    output_dir = Path(args.output_dir)
+    configure_logging()
+    resume_checkpoint, stale_run_files = check_before_the_run(args, output_dir)
+    configure_threads(args.num_threads)  # logs its choice
 
     # DeepSpeed on CPU only sees the other processes when the process group backend is named; a single plain
     # process must not name one (accelerate would then expect a process group).
@@ -219,22 +257,12 @@ def pretrain_main(argv=None):
     )
     import_deepspeed_only_when_used(accelerator.distributed_type == DistributedType.DEEPSPEED)
     check_supported_distributed_setup(accelerator)
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    logger.info(accelerator.state, main_process_only=False)
-    logger.info(f"torch runs {thread_choice}", main_process_only=False)
-    if accelerator.is_local_main_process:
-        datasets.utils.logging.set_verbosity_warning()
-        transformers.utils.logging.set_verbosity_info()
-    else:
+    # The state's dump ("Distributed environment ... Device: cpu") is for the log file; the console gets the run.
+    logger.info(f"process {accelerator.process_index}: {accelerator.state}", extra=FILE_ONLY)
+    if not accelerator.is_local_main_process:
         datasets.utils.logging.set_verbosity_error()
         transformers.utils.logging.set_verbosity_error()
     set_seed(args.seed)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        if stale_run_files:
-            logger.info(f"--overwrite_output_dir: deleting {', '.join(path.name for path in stale_run_files)}")
-            remove_run_files(stale_run_files)
-    accelerator.wait_for_everyone()
 
     config = build_pretraining_config(args.config_name, args.model_name_or_path, args.pretraining_objective)
     if args.model_name_or_path is not None:
@@ -243,12 +271,22 @@ def pretrain_main(argv=None):
         model = EATForPreTraining(config)
     # from_pretrained may have copied the config: the run reads the model's own.
     config = model.config
+    if resume_checkpoint is not None:
+        check_checkpoint_fits(model, resume_checkpoint)
     feature_extractor = load_feature_extractor(args.feature_extractor_name, args.model_name_or_path)
 
     with accelerator.main_process_first():
         train_dataloader, sampler, num_frames = build_dataloader(
             args, config, feature_extractor, accelerator.process_index, accelerator.num_processes
         )
+    # Only now, with the data and the model ready, does the run touch its folder.
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if stale_run_files:
+            logger.info(f"--overwrite_output_dir: deleting {', '.join(path.name for path in stale_run_files)}")
+            remove_run_files(stale_run_files)
+        log_to_file(output_dir / COMMAND_LOG_FILE)
+    accelerator.wait_for_everyone()
 
     optimizer = torch.optim.AdamW(
         optimizer_param_groups(model, args.weight_decay),
@@ -262,7 +300,7 @@ def pretrain_main(argv=None):
         args.max_train_steps = args.num_train_epochs * updates_per_epoch
     if model.teacher is not None:
         model.teacher.fit_schedule_to_run(args.max_train_steps)
-    if (warning := teacher_horizon_warning(model.teacher, args.max_train_steps)) is not None:
+    if accelerator.is_main_process and (warning := teacher_horizon_warning(model.teacher, args.max_train_steps)):
         logger.warning(warning)
     # The accelerate-wrapped scheduler steps once per process per update, hence the factors (as in the examples).
     lr_scheduler = get_scheduler(
@@ -306,25 +344,32 @@ def pretrain_main(argv=None):
     progress = TrainingProgress()
     stream = StreamPosition() if args.streaming else None
     if resume_checkpoint is not None:
-        accelerator.print(f"Resuming from {resume_checkpoint}")
+        if accelerator.is_main_process:
+            logger.info(f"Resuming from {resume_checkpoint}")
         progress = load_checkpoint(accelerator, resume_checkpoint)
+        if accelerator.is_main_process:
+            # A run killed after this checkpoint logged the steps that follow it; they are replayed now.
+            drop_log_rows_after(output_dir, progress.completed_steps)
         if args.streaming:
             stream = load_stream_position(resume_checkpoint, accelerator.process_index, accelerator.num_processes)
             train_dataloader.dataset.resume_from(stream)
-            logger.info(f"stream resumed at {stream}", main_process_only=False)
+            logger.info(f"process {accelerator.process_index}: stream resumed at {stream}")
     # This process's count of skipped examples since the start of this launch; the checkpoint holds the earlier total.
     skipped_bad_audio = torch.zeros((), dtype=torch.long, device=accelerator.device)
     skipped_before_launch = progress.skipped_bad_audio
 
     total_batch_size = args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
-    logger.info(
-        f"***** Pre-training {config.pretraining_objective}: {args.max_train_steps} steps of {total_batch_size} clips "
-        f"x {num_frames} frames ({args.per_device_train_batch_size} per device x {accelerator.num_processes} "
-        f"processes x {args.gradient_accumulation_steps} accumulation), from step {progress.completed_steps} *****"
-    )
+    if accelerator.is_main_process:
+        logger.info(
+            f"***** Pre-training {config.pretraining_objective}: {args.max_train_steps} steps of {total_batch_size} "
+            f"clips x {num_frames} frames ({args.per_device_train_batch_size} per device x "
+            f"{accelerator.num_processes} processes x {args.gradient_accumulation_steps} accumulation), from step "
+            f"{progress.completed_steps} *****"
+        )
     noise_generator = torch.Generator(device=accelerator.device)
     progress_bar = tqdm(
-        total=args.max_train_steps, initial=progress.completed_steps, disable=not accelerator.is_local_main_process
+        total=args.max_train_steps, initial=progress.completed_steps, disable=not accelerator.is_local_main_process,
+        desc="pre-training", unit="step", mininterval=progress_interval(), dynamic_ncols=True,
     )
     running = {
         name: []
@@ -391,12 +436,14 @@ def pretrain_main(argv=None):
                 if unwrapped.teacher is not None:
                     logs["ema_decay"] = float(unwrapped.teacher.ema_decay())
                     logs["teacher_distance"] = float(unwrapped.teacher.distance_to(unwrapped.eat))
-                    if (warning := collapse_warning(logs["target_std"], logs["target_position_share"])) is not None:
+                    warning = collapse_warning(logs["target_std"], logs["target_position_share"])
+                    if warning is not None and accelerator.is_main_process:
                         logger.warning(warning)
                 logs["samples_per_second"] = (
                     window_batches * args.per_device_train_batch_size * accelerator.num_processes / elapsed
                 )
-                progress_bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()})
+                # The bar shows the loss; every measure goes to pretraining_log.jsonl (and the trackers).
+                progress_bar.set_postfix(loss=f"{logs['loss']:.4g}", refresh=False)
                 if args.with_tracking:
                     accelerator.log(logs, step=progress.completed_steps)
                 if accelerator.is_main_process:
@@ -409,8 +456,12 @@ def pretrain_main(argv=None):
                 progress.skipped_bad_audio = (
                     skipped_before_launch + accelerator.reduce(skipped_bad_audio, reduction="sum").item()
                 )
-                path = save_checkpoint(accelerator, output_dir, progress, args.checkpoints_total_limit, stream)
-                logger.info(f"saved {path} (skipped_bad_audio={progress.skipped_bad_audio} so far)")
+                path = save_checkpoint(
+                    accelerator, output_dir, progress, args.checkpoints_total_limit, stream, unwrapped.config
+                )
+                if accelerator.is_main_process:
+                    skipped = progress.skipped_bad_audio
+                    logger.info(f"saved {path} (skipped_bad_audio={skipped} so far)", extra=FILE_ONLY)
             if progress.completed_steps >= args.max_train_steps:
                 break
 

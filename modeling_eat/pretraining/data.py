@@ -25,6 +25,7 @@ from ..audio import (
     SAMPLING_RATE,
     AudioDecodingError,
     SeededEpochSampler,
+    UndecodableAudioLog,
     decode_audio,
     random_crop,
     seconds_to_samples,
@@ -57,19 +58,6 @@ class EpochShuffleSampler(SeededEpochSampler):
         return iter([(self.epoch, index) for index in order.tolist()])
 
 
-class _SkipLogger:
-    """Warns once per file and process; the counts travel in the batches."""
-
-    def __init__(self):
-        self.seen = set()
-
-    def __call__(self, error: AudioDecodingError) -> None:
-        message = str(error)
-        if message not in self.seen:
-            self.seen.add(message)
-            logger.warning(f"skipping undecodable audio: {message}")
-
-
 class _CroppedAudioSource:
     """What both data set views share: the audio column, the crop length (and whether clips shorter than it are
     tiled to fill it) and the seed the crops are keyed by."""
@@ -89,7 +77,8 @@ class _CroppedAudioSource:
         self.seed = seed
         self.sampling_rate = sampling_rate
         self.tile_short_clips = tile_short_clips
-        self.log_skip = _SkipLogger()
+        # Warned once per file and process; the counts travel in the batches.
+        self.log_skip = UndecodableAudioLog(logger)
 
     def cropped_example(self, waveform: np.ndarray, num_skipped: int, key: tuple) -> dict:
         crop_generator = np.random.default_rng(derived_seed(self.seed, *key))

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from ..modeling_eat import EATTeacher
+from ..outputs import PRETRAINING_LOG_FILE, move_into_place, staging_path
 
 
 # A collapse to one target for every patch takes the targets' spread across patches (target_std) towards 0.
@@ -15,7 +16,7 @@ COLLAPSED_TARGET_STD = 0.05
 # to encode where a patch is rather than what it holds. In short runs whose teacher followed the student quickly,
 # the share of their variance that position explains rose to 0.86-0.94 (0.76-0.85 with a slow teacher; FIDELITY.md).
 POSITIONAL_TARGET_SHARE = 0.9
-LOG_FILE = "pretraining_log.jsonl"
+LOG_FILE = PRETRAINING_LOG_FILE
 
 
 def initial_weight_share(teacher: EATTeacher, num_updates: int) -> float:
@@ -66,6 +67,22 @@ def append_log(output_dir, logs: dict) -> None:
         handle.write(json.dumps(logs) + "\n")
 
 
+def drop_log_rows_after(output_dir, step: int) -> int:
+    """Removes the rows of steps after `step` from the run's log (rewritten beside it and moved into place): a run
+    killed after its last checkpoint had logged steps that the resumed run logs again. Returns how many went."""
+    path = Path(output_dir) / LOG_FILE
+    if not path.is_file():
+        return 0
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(kept) == len(lines):
+        return 0
+    staging = staging_path(path)
+    staging.write_text("".join(line + "\n" for line in kept))
+    move_into_place(staging, path)
+    return len(lines) - len(kept)
+
+
 def read_log(output_dir) -> list[dict]:
     path = Path(output_dir) / LOG_FILE
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
@@ -77,6 +94,7 @@ __all__ = [
     "LOG_FILE",
     "append_log",
     "collapse_warning",
+    "drop_log_rows_after",
     "initial_weight_share",
     "read_log",
     "teacher_horizon_warning",

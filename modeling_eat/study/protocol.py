@@ -135,7 +135,7 @@ def row_jobs(
          "--per_device_train_batch_size": settings.pretrain_batch_size,
          "--learning_rate": settings.pretrain_learning_rate, "--max_train_steps": steps, "--logging_steps": 50,
          "--output_dir": pretrained},
-        switches=("--tile_short_clips",) if settings.tile_short_clips else (),
+        switches=("--overwrite_output_dir", *(("--tile_short_clips",) if settings.tile_short_clips else ())),
     )
     probe = command(
         [sys.executable, "-m", "modeling_eat.study.evaluate"],
@@ -149,7 +149,8 @@ def row_jobs(
          "--learning_rate": settings.finetune_learning_rate, "--layer_decay": settings.finetune_layer_decay,
          "--roll_augment": settings.finetune_roll_augment, "--output_dir": finetuned, "--eval_strategy": "no",
          "--save_strategy": "no", "--report_to": "none"},
-        switches=("--do_train", "--do_eval"),
+        # A job without its marker is run again from the start, over whatever a stopped run left.
+        switches=("--do_train", "--do_eval", "--overwrite_output_dir"),
     )
     name = f"{variant.name}/seed_{seed}"
     return [

@@ -9,6 +9,7 @@ the CPUs free when it starts (`--num_threads N` fixes them for all).
 """
 
 import argparse
+import csv
 import json
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 
 from ..audio import labelled_subset
-from ..runtime import add_num_threads_argument, configure_threads
+from ..runtime import add_num_threads_argument, configure_logging, configure_threads
 from ..synthetic_audio import write_audiofolder
 
 
@@ -71,10 +72,13 @@ def finetune_command(args, dataset, output_dir: Path, init: list[str], threads: 
         "--per_device_train_batch_size", str(args.per_device_train_batch_size),
         "--per_device_eval_batch_size", str(args.per_device_train_batch_size * 2),
         "--max_steps", str(args.finetune_steps),
+        # The training loss a few times during the run.
+        "--logging_steps", str(max(1, args.finetune_steps // 4)),
         "--learning_rate", "1e-3",
         "--layer_decay", "1.0",
         "--seed", str(args.seed),
         "--output_dir", str(output_dir),
+        "--overwrite_output_dir",
         "--do_train", "--do_eval",
         "--eval_strategy", "no",
         "--save_strategy", "no",
@@ -83,11 +87,24 @@ def finetune_command(args, dataset, output_dir: Path, init: list[str], threads: 
     ]
 
 
+def first_test_clip(dataset, label_column_name: str) -> tuple[Path, str] | None:
+    """The first clip of a local audiofolder's test split and its label, for the pipeline's demonstration."""
+    metadata = Path(str(dataset)) / "test" / "metadata.csv"
+    if not metadata.is_file():
+        return None
+    with metadata.open(newline="") as handle:
+        row = next(csv.DictReader(handle), None)
+    if row is None or label_column_name not in row:
+        return None
+    return metadata.parent / row["file_name"], row[label_column_name]
+
+
 def quickstart_main(argv=None):
+    configure_logging()
     args = parse_quickstart_args(argv)
     output_dir = Path(args.output_dir)
     started = time.perf_counter()
-    print(f"torch runs {configure_threads(args.num_threads)}")
+    configure_threads(args.num_threads)  # logs its choice
     threads = [] if args.num_threads is None else ["--num_threads", str(args.num_threads)]
 
     if args.dataset_name is None:
@@ -145,10 +162,12 @@ def quickstart_main(argv=None):
 
     import modeling_eat  # noqa: F401  (registers EAT with the Auto classes, which the pipeline loads through)
 
-    classifier = pipeline("audio-classification", model=str(finetuned_dir))
-    example = next(iter(sorted((Path(dataset) / "test").glob("*.wav"))), None) if Path(str(dataset)).is_dir() else None
+    example = first_test_clip(dataset, args.label_column_name)
     if example is not None:
-        print(f"pipeline on {example.name}: {classifier(str(example), top_k=3)}")
+        path, label = example
+        classifier = pipeline("audio-classification", model=str(finetuned_dir))
+        scores = ", ".join(f"{guess['label']} {guess['score']:.2f}" for guess in classifier(str(path), top_k=3))
+        print(f"pipeline on {path.name} (true label: {label}): {scores}")
     timings["total"] = time.perf_counter() - started
     print("time: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items()))
 
