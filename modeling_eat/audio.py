@@ -348,16 +348,27 @@ def speaker_fold(source: Path, output_dir: Path, held_out: str, speaker_column: 
     return output_dir
 
 
-def labelled_subset(source: Path, output_dir: Path, per_class: int, label_column_name: str = "label") -> Path:
-    """An audiofolder with the first `per_class` clips of each label of `source`'s train split and all of its other
-    splits, linked rather than copied: few-label fine-tuning data."""
+def labelled_subset(
+    source: Path, output_dir: Path, per_class: int, label_column_name: str = "label", seed: int | None = None
+) -> Path:
+    """An audiofolder with `per_class` clips of each label of `source`'s train split and all of its other splits,
+    linked rather than copied: few-label fine-tuning data. The first clips of each label, or with `seed` a random
+    draw of them (listed in the split's order): a split sorted by speaker would otherwise give every label's clips
+    of its first speaker alone."""
     source, output_dir = Path(source), Path(output_dir)
-    kept, counts = [], {}
-    for row in _read_metadata(source / "train"):
-        label = row[label_column_name]
-        if counts.get(label, 0) < per_class:
-            counts[label] = counts.get(label, 0) + 1
-            kept.append((source / "train", row))
+    rows = _read_metadata(source / "train")
+    by_label = {}
+    for index, row in enumerate(rows):
+        by_label.setdefault(row[label_column_name], []).append(index)
+    if seed is None:
+        chosen = {index for indices in by_label.values() for index in indices[:per_class]}
+    else:
+        generator = np.random.default_rng(seed)
+        chosen = {
+            int(index) for indices in by_label.values()
+            for index in generator.choice(indices, size=min(per_class, len(indices)), replace=False)
+        }
+    kept = [(source / "train", row) for index, row in enumerate(rows) if index in chosen]
     _write_linked_split(output_dir / "train", kept, ["file_name", label_column_name])
     for split in sorted(path for path in source.iterdir() if path.is_dir() and path.name != "train"):
         rows = [(split, row) for row in _read_metadata(split)]

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import NullLocator
 from matplotlib.patches import Patch, Rectangle
 
 from .audio import decode_audio
@@ -330,6 +332,52 @@ def plot_grouped_bars(
     # Above the axes, where no bar can be hidden behind it.
     axes.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(series) + 1, frameon=False)
     axes.grid(axis="y", alpha=0.3)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    return _save(figure, path)
+
+
+def plot_learning_curves(
+    panels: Mapping[str, Mapping[str, Sequence[tuple[float, float, float]]]],
+    path,
+    xlabel: str,
+    ylabel: str,
+    columns: int = 3,
+    title: str | None = None,
+    reference: float | None = 0.0,
+    dpi: int = 100,
+) -> Path:
+    """One panel per entry of `panels`, each with lines of `(x, mean, std)` points (a shaded band of ± std) on a
+    logarithmic x axis, e.g. a gain against training length; `reference` as a dashed line (none when None). Panels
+    share the y axis, so that their values compare at a glance."""
+    if not any(lines for lines in panels.values()):
+        raise ValueError("nothing to plot: every panel is empty")
+    rows = -(-len(panels) // columns)
+    figure = Figure(figsize=(4.0 * columns, 3.2 * rows + 0.6), dpi=dpi, layout="constrained")
+    grid = np.atleast_2d(figure.subplots(rows, columns, sharey=True, squeeze=False))
+    labels = list(dict.fromkeys(label for lines in panels.values() for label in lines))
+    colors = {label: f"C{index % 10}" for index, label in enumerate(labels)}
+    for axes, (panel, lines) in zip(grid.flat, panels.items()):
+        for label, points in lines.items():
+            x, mean, std = (np.asarray(values, dtype=float) for values in zip(*sorted(points)))
+            axes.plot(x, mean, marker="o", markersize=3, color=colors[label], label=label)
+            axes.fill_between(x, mean - std, mean + std, color=colors[label], alpha=0.15, linewidth=0)
+        if reference is not None:
+            axes.axhline(reference, color="0.4", linestyle="--", linewidth=1)
+        axes.set_xscale("log")
+        # The measured x values as the ticks, written out (500, 1,000, ...), not as powers of ten.
+        ticks = sorted({x for points in lines.values() for x, _, _ in points})
+        axes.set_xticks(ticks, [f"{tick:,.0f}" for tick in ticks], fontsize=7)
+        axes.xaxis.set_minor_locator(NullLocator())
+        axes.set_title(panel, fontsize=9)
+        axes.set_xlabel(xlabel, fontsize=8)
+        axes.grid(alpha=0.3)
+    for axes in grid[:, 0]:
+        axes.set_ylabel(ylabel, fontsize=8)
+    for axes in list(grid.flat)[len(panels):]:
+        axes.set_visible(False)
+    handles = [Line2D([], [], color=colors[label], marker="o", markersize=3) for label in labels]
+    figure.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
     if title:
         figure.suptitle(title, fontsize=10)
     return _save(figure, path)

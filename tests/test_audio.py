@@ -161,3 +161,18 @@ def test_labelled_subset_keeps_the_first_clips_of_each_label_and_the_other_split
     assert len(test) == 500
     first = Path(train[0]["audio"]["path"]).resolve()
     assert first.parent == (fsdd_dir / "train").resolve()
+
+
+def test_seeded_labelled_subset_draws_each_label_across_speakers_and_repeats_its_draw(tmp_path, fsdd_dir):
+    first = load_audio_dataset(str(labelled_subset(fsdd_dir, tmp_path / "first", per_class=10)))
+    drawn = labelled_subset(fsdd_dir, tmp_path / "drawn", per_class=10, seed=0)
+    again = labelled_subset(fsdd_dir, tmp_path / "again", per_class=10, seed=0)
+    other = labelled_subset(fsdd_dir, tmp_path / "other", per_class=10, seed=1)
+    names = {folder: (folder / "train" / "metadata.csv").read_text() for folder in (drawn, again, other)}
+    assert names[drawn] == names[again] and names[drawn] != names[other]
+    dataset = load_audio_dataset(str(drawn), label_column_name="label")
+    assert len(dataset) == 100 and all(dataset["label"].count(label) == 10 for label in set(dataset["label"]))
+    speakers = {Path(clip["path"]).name.split("_")[1] for clip in dataset["audio"]}
+    # FSDD's train split lists each digit speaker by speaker: its first ten clips of a digit are all george's.
+    assert {Path(clip["path"]).name.split("_")[1] for clip in first["audio"]} == {"george"}
+    assert len(speakers) == 5

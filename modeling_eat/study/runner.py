@@ -1,10 +1,12 @@
 """Runs the study's jobs as separate processes, a few at a time, each row's jobs in order; a job whose marker exists
 is done and skipped, so a study that was stopped resumes where it stopped."""
 
+import json
 import logging
 import os
 import subprocess
 import time
+from datetime import datetime, timezone
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -32,16 +34,22 @@ def job_environment(threads: int) -> dict:
 
 
 def run_job(job: Job, environment: dict) -> float:
-    """Runs one job unless it is done; returns its wall time in seconds (0 when skipped)."""
+    """Runs one job unless it is done; returns its wall time in seconds (0 when skipped). The wall time, when the job
+    started and the machine's load then are written to `job.timing`, so that the report has them whatever run of a
+    resumed study measured them."""
     if job.marker.exists():
         return 0.0
     job.log.parent.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    load_average = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     start = time.perf_counter()
     with open(job.log, "w") as log:
         result = subprocess.run(job.command, stdout=log, stderr=subprocess.STDOUT, env=environment)
     if result.returncode != 0 or not job.marker.exists():
         raise JobFailed(f"{job.name} failed (exit code {result.returncode}); see {job.log}")
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    job.timing.write_text(json.dumps({"wall_s": seconds, "started": started, "load_average": load_average}) + "\n")
+    return seconds
 
 
 def run_rows(rows: Sequence[Sequence[Job]], parallel: int = 2, threads: int = 1) -> dict[str, float]:
