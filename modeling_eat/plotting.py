@@ -16,8 +16,8 @@ import torch
 from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import NullLocator
 from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import NullLocator
 
 from .audio import decode_audio
 from .configuration_eat import EATConfig

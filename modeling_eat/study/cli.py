@@ -118,7 +118,10 @@ def check_study_folder(output_dir: Path, recorded: dict) -> dict:
     if settings_file.is_file():
         previous = json.loads(settings_file.read_text())
         span = (*StudySettings.SPAN, "rows")
-        if {k: v for k, v in previous.items() if k not in span} != {k: v for k, v in recorded.items() if k not in span}:
+        def fixed(settings):
+            return {name: value for name, value in settings.items() if name not in span}
+
+        if fixed(previous) != fixed(recorded):
             raise SystemExit(
                 f"{output_dir} holds a study with other settings or data ({settings_file}): results must not mix; "
                 "choose another --output_dir, or pass the same settings to resume it (more --seeds, --presets, "

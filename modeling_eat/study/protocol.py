@@ -187,6 +187,7 @@ def run_jobs(
          "--per_device_train_batch_size": settings.pretrain_batch_size,
          "--learning_rate": settings.pretrain_learning_rate, "--max_train_steps": run.steps, "--logging_steps": 50,
          "--output_dir": pretrained},
+        # A job without its marker is not done: whatever a stopped attempt left in its folder is started over.
         switches=("--overwrite_output_dir", *(("--tile_short_clips",) if settings.tile_short_clips else ())),
     )
     name = f"{run.variant}/{run.preset}/{run.steps}_steps/seed_{run.seed}"
@@ -210,8 +211,8 @@ def run_jobs(
         )
         jobs += [
             Job(f"{name}/{evaluation.name}/probe", "probe", probe, results / "probe.json", results / "probe.log"),
-            Job(f"{name}/{evaluation.name}/finetune", "finetune", finetune, results / "finetuned" / "eval_results.json",
-                results / "finetune.log"),
+            Job(f"{name}/{evaluation.name}/finetune", "finetune", finetune,
+                results / "finetuned" / "eval_results.json", results / "finetune.log"),
         ]
     return jobs
 

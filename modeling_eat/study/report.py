@@ -189,7 +189,8 @@ def plot_results(rows: list[dict], path: Path) -> Path:
     groups = defaultdict(dict)
     for entry in summary:
         label = entry["variant"] if len(datasets) == 1 else f"{entry['dataset']}: {entry['variant']}"
-        groups[f"{label}, {entry['preset']}, {entry['steps']}"][METRICS[entry["metric"]]] = (entry["mean"], entry["std"])
+        group = groups[f"{label}, {entry['preset']}, {entry['steps']}"]
+        group[METRICS[entry["metric"]]] = (entry["mean"], entry["std"])
     chance = next((row["chance"] for row in rows if "chance" in row), None) if len(datasets) == 1 else None
     return plot_grouped_bars(dict(groups), path, ylabel="test accuracy", reference=chance,
                              reference_label="chance", title="SSL study: mean ± std over seeds")

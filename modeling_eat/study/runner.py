@@ -6,9 +6,9 @@ import logging
 import os
 import subprocess
 import time
-from datetime import datetime, timezone
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 
 from .protocol import Job
 
