@@ -167,6 +167,9 @@ def test_run_logs_its_teacher_and_targets_and_fits_the_ema_to_its_length(uninter
     for row in logs:
         assert row["target_std"] > COLLAPSED_TARGET_STD and row["prediction_std"] > 0
         assert 0 < row["teacher_distance"] < 1 and 0 <= row["ema_decay"] <= 1
+    # The share the positional warning weighs later ones against: the first step's, the same on every line.
+    assert len({row["initial_target_position_share"] for row in logs}) == 1
+    assert 0 <= logs[0]["initial_target_position_share"] <= 1
     # The tiny preset's teacher fits its EMA schedule to the run: 8 updates give horizons of 8, then 80 updates.
     start, end = 1 - 1 / 8, 1 - 1 / 80
     expected = [start + (end - start) * step / 8 for step in (2, 4, 6)] + [end]
@@ -193,6 +196,9 @@ def test_ddp_run_killed_after_a_checkpoint_resumes_exactly(audio_folder, uninter
     assert 3 <= resumed_from(resumed) < MAX_TRAIN_STEPS
     # The steps the first run logged after its checkpoint are logged once, by the resumed run.
     assert [row["step"] for row in read_log(output_dir)] == [2, 4, 6, 8]
+    # The resumed run weighs its shares against the start of the run, read back from its log, not its own start.
+    initial_share = read_log(reference_dir)[0]["initial_target_position_share"]
+    assert {row["initial_target_position_share"] for row in read_log(output_dir)} == {initial_share}
     # Same step count, EMA updates, EMA decay and bad-audio count as the uninterrupted run.
     assert final_state(resumed) == reference_state
 

@@ -7,6 +7,7 @@ import torch
 from modeling_eat import EATConfig, EATForPreTraining, EATTeacher
 from modeling_eat.modeling_eat import ema_decay_schedule, ema_schedule, position_share
 from modeling_eat.pretraining.monitoring import (
+    POSITIONAL_TARGET_SHARE,
     append_log,
     collapse_warning,
     drop_log_rows_after,
@@ -85,6 +86,30 @@ def test_collapse_warnings_name_the_statistic():
     assert "collapsed" in collapse_warning(0.01) and "target_std" in collapse_warning(0.01)
     positional = collapse_warning(0.98, 0.93)
     assert "position codes" in positional and "93%" in positional and "ema_decay" in positional
+
+
+def test_positional_warning_weighs_the_share_against_the_runs_start():
+    # A random teacher on padded crops: 92% positional at the first step, and no more since. No warning.
+    assert collapse_warning(0.98, 0.92, initial_position_share=0.92) is None
+    assert collapse_warning(0.98, 0.95, initial_position_share=0.92) is None  # 8% of the rest -> 5%: not halved
+    drifted = collapse_warning(0.98, 0.93, initial_position_share=0.50)
+    assert "position codes" in drifted and "against 50% at the run's start" in drifted
+    assert "position codes" in collapse_warning(0.98, 0.97, initial_position_share=0.92)  # 8% -> 3%: below half
+    assert collapse_warning(0.98, 0.85, initial_position_share=0.2) is None  # under the threshold, however it rose
+    # A collapse of the spread is a collapse whatever the start.
+    assert "collapsed" in collapse_warning(0.01, 0.5, initial_position_share=0.5)
+
+
+def test_a_random_teachers_targets_on_padded_crops_are_positional_without_a_warning():
+    # Clips of 0.1 s in crops of 16 patch rows: most patches are padding, the same at every position.
+    model = build(EATForPreTraining).eval()
+    inputs = torch.full((4, 256, 128), -1.0)
+    inputs[:, :10] += torch.randn(4, 10, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        share = float(model(inputs).target_position_share)
+    assert share > POSITIONAL_TARGET_SHARE
+    assert collapse_warning(1.0, share) is not None  # the uncalibrated test fires at the first step
+    assert collapse_warning(1.0, share, initial_position_share=share) is None
 
 
 def test_position_share_separates_position_codes_from_content():

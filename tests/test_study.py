@@ -16,7 +16,7 @@ from modeling_eat import EATForPreTraining
 from modeling_eat.audio import load_audio_dataset, merge_train_splits, speaker_fold
 from modeling_eat.masking_eat import EATMaskGenerator
 from modeling_eat.study.cli import check_study_folder, parse_study_args
-from modeling_eat.study.diagnostics import gradient_agreement, student_gradient
+from modeling_eat.study.diagnostics import gradient_agreement, student_gradient, term_shares
 from modeling_eat.study.protocol import (
     VARIANTS,
     Evaluation,
@@ -297,6 +297,28 @@ def test_gradient_agreement_measures_mask_and_clip_noise_per_term():
     # The terms' gradients add up to the loss's (utterance weight 1).
     torch.testing.assert_close(gradient(batches[0], 0), gradient(batches[0], 0, "frame_loss")
                                + gradient(batches[0], 0, "utterance_loss"), rtol=1e-4, atol=1e-6)
+
+
+def test_term_shares_split_the_step_between_the_frame_and_the_utterance_term():
+    model = build(EATForPreTraining)
+    batches = [{"input_values": spectrogram(2, seed=seed)} for seed in range(2)]
+    shares = term_shares(model, batches)
+    masks = EATMaskGenerator(model.config)(2, 8, 8, torch.Generator().manual_seed(0))
+    rows = 2 * model.config.clone_batch
+    by_hand = {"sum": [], "mean": []}
+    for batch in batches:
+        frame = student_gradient(model, batch, masks, 0, "frame_loss")
+        utterance = student_gradient(model, batch, masks, 0, "utterance_loss")
+        for reduction, weighted in (("sum", utterance), ("mean", utterance / rows)):
+            step = frame + weighted
+            by_hand[reduction].append(float(step @ weighted / (step @ step)))
+            # The frame term's share is the rest of the step.
+            assert float(step @ frame / (step @ step)) == pytest.approx(1 - by_hand[reduction][-1], abs=1e-5)
+    for reduction in ("sum", "mean"):
+        assert shares[reduction]["utterance_share"] == pytest.approx(sum(by_hand[reduction]) / 2, rel=1e-4)
+    # The official sum weighs the utterance term by the batch's rows.
+    assert shares["sum"]["utterance_norm"] == pytest.approx(rows * shares["mean"]["utterance_norm"], rel=1e-5)
+    assert shares["sum"]["utterance_share"] > shares["mean"]["utterance_share"]
 
 
 def test_rewritten_report_leaves_out_rows_not_run(tmp_path):

@@ -66,6 +66,7 @@ from .monitoring import (
     append_log,
     collapse_warning,
     drop_log_rows_after,
+    read_log,
     teacher_horizon_warning,
 )
 from .settings import (
@@ -376,6 +377,11 @@ def pretrain_main(argv=None):
         for name in ("loss", "frame_loss", "utterance_loss", "target_std", "prediction_std", "target_position_share")
     }
     window_start, window_batches = time.perf_counter(), 0
+    # The targets' positional share at the run's first step, what the collapse warning weighs later shares against;
+    # a resumed run reads it back from its log.
+    initial_position_share = None
+    if resume_checkpoint is not None and (log := read_log(output_dir)):
+        initial_position_share = log[-1].get("initial_target_position_share")
 
     model.train()
     # Each process streams its own shards, so each has its own epoch; a map-style epoch is the same everywhere.
@@ -414,6 +420,8 @@ def pretrain_main(argv=None):
                 optimizer.step()
                 lr_scheduler.step()
                 optimizer.zero_grad()
+            if initial_position_share is None and outputs.target_position_share is not None:
+                initial_position_share = outputs.target_position_share.detach().float()
             for name in running:
                 if getattr(outputs, name) is not None:
                     running[name].append(getattr(outputs, name).detach().float())
@@ -433,10 +441,15 @@ def pretrain_main(argv=None):
                     if values
                 }
                 logs["lr"] = lr_scheduler.get_last_lr()[0]
+                if torch.is_tensor(initial_position_share):
+                    initial_position_share = accelerator.reduce(initial_position_share, reduction="mean").item()
+                logs["initial_target_position_share"] = initial_position_share
                 if unwrapped.teacher is not None:
                     logs["ema_decay"] = float(unwrapped.teacher.ema_decay())
                     logs["teacher_distance"] = float(unwrapped.teacher.distance_to(unwrapped.eat))
-                    warning = collapse_warning(logs["target_std"], logs["target_position_share"])
+                    warning = collapse_warning(
+                        logs["target_std"], logs["target_position_share"], initial_position_share
+                    )
                     if warning is not None and accelerator.is_main_process:
                         logger.warning(warning)
                 logs["samples_per_second"] = (

@@ -1,4 +1,5 @@
-"""The study's second real labelled data set, built from drum kits that Debian ships (recordings of acoustic kits, each hit labelled by the instrument it sounds).
+"""The study's second real labelled data set, built from drum kits that Debian ships (recordings of acoustic kits,
+each hit labelled by the instrument it sounds).
 
     python -m modeling_eat.study.data drum_hits --drumkits_dir DIR [DIR ...] --output_dir drum-hits
 

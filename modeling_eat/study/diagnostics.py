@@ -1,13 +1,20 @@
-"""Why an ablation comes out as it does, measured: how much of the noise of a pre-training gradient comes from the
-masks (what more clones per clip average away) and how much from the clips.
+"""Why the study's rows come out as they do, measured on a pre-training gradient: how much of its noise comes from the
+masks (what more clones per clip average away) and how much from the clips (`agreement`), and how much of the step
+each term of the loss makes (`shares`).
 
-    python -m modeling_eat.study.diagnostics --model_name_or_path PRETRAINED --dataset_name DATA --output_json f.json
+    python -m modeling_eat.study.diagnostics --model_name_or_path PRETRAINED --dataset_name DATA --output_json f.json \
+        [--measure agreement shares]
 
 For a model and batches of pre-training clips, the student's gradient is computed under independent mask draws of
 the same clips and under different clips, with 1 clone per clip and with the model's clone count; the cosine
 similarity between two such gradients is near 1 when the noise that varies between them is small against what they
 share. If two draws of masks already agree far more than two batches of clips do, averaging more masks per clip
 removes little of a step's noise, and more clones cannot buy much at a fixed number of updates.
+
+The step is the gradient of `frame_loss + utterance_loss_weight * utterance_loss`; the official utterance loss is a
+sum over the batch's `batch_size * clones` rows, so its weight in the step grows with them. A term's share of the
+step is its gradient's projection on the whole gradient, over the whole gradient's squared norm: the two shares add
+up to 1. They are given for the official sum and, from the same gradients, for the mean over the rows.
 """
 
 import argparse
@@ -77,6 +84,37 @@ def gradient_agreement(
     return results
 
 
+def term_shares(model: EATForPreTraining, batches: Sequence[dict], seed: int = 0) -> dict[str, dict[str, float]]:
+    """Per reduction of the utterance loss (`sum`, the official one, and `mean`): the utterance term's mean share of
+    the student's gradient step over the batches (see the module's docstring), and the mean norms of the two terms'
+    gradients, from one draw of the model's masks per batch."""
+    model.train()
+    config = model.config
+    mask_generator = EATMaskGenerator(config)
+    measured = {reduction: {"utterance_share": [], "utterance_norm": [], "frame_norm": []} for reduction in REDUCTIONS}
+    for batch in batches:
+        num_clips, num_frames = batch["input_values"].shape[:2]
+        rows = num_clips * config.clone_batch
+        masks = mask_generator(num_clips, num_frames // config.patch_size, config.num_freq_patches,
+                               torch.Generator().manual_seed(seed))
+        frame = student_gradient(model, batch, masks, seed, "frame_loss")
+        utterance = student_gradient(model, batch, masks, seed, "utterance_loss") * config.utterance_loss_weight
+        # The gradient of the official sum: the model's own reduction, or its mean times the rows.
+        utterance_sum = utterance if config.utterance_loss_reduction == "sum" else utterance * rows
+        for reduction, weighted in (("sum", utterance_sum), ("mean", utterance_sum / rows)):
+            step = frame + weighted
+            measured[reduction]["utterance_share"].append(float(step @ weighted / (step @ step)))
+            measured[reduction]["utterance_norm"].append(float(weighted.norm()))
+            measured[reduction]["frame_norm"].append(float(frame.norm()))
+    model.zero_grad()
+    return {reduction: {name: statistics.fmean(values) for name, values in values_by_name.items()}
+            for reduction, values_by_name in measured.items()}
+
+
+REDUCTIONS = ("sum", "mean")
+MEASURES = ("agreement", "shares")
+
+
 def diagnostics_main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description="Mask noise against clip noise in a pre-training gradient.")
     parser.add_argument("--model_name_or_path", required=True, help="an EATForPreTraining folder")
@@ -86,6 +124,8 @@ def diagnostics_main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--per_device_train_batch_size", type=int, default=8)
     parser.add_argument("--num_batches", type=int, default=4)
     parser.add_argument("--draws", type=int, default=4)
+    parser.add_argument("--measure", nargs="+", choices=MEASURES, default=["agreement"],
+                        help="agreement: mask noise against clip noise; shares: each loss term's share of the step")
     parser.add_argument("--output_json", required=True)
     args = parser.parse_args(argv)
 
@@ -103,7 +143,11 @@ def diagnostics_main(argv: Sequence[str] | None = None) -> dict:
     size = args.per_device_train_batch_size
     batches = [collator([dataset[(0, index)] for index in order[start * size : (start + 1) * size]])
                for start in range(args.num_batches)]
-    results = gradient_agreement(model, batches, (1, model.config.clone_batch), args.draws)
+    results = {}
+    if "agreement" in args.measure:
+        results.update(gradient_agreement(model, batches, (1, model.config.clone_batch), args.draws))
+    if "shares" in args.measure:
+        results["shares"] = term_shares(model, batches)
     with open(args.output_json, "w") as handle:
         json.dump(results, handle, indent=1)
     print(json.dumps(results, indent=1))
