@@ -146,6 +146,8 @@ def test_summary_is_mean_and_sample_std_and_gaps_are_paired_by_seed():
     table = markdown_table(fake_rows())
     assert "| eat | tiny | 500 | 0.530 ± 0.036 (+0.210 ± 0.046)" in table and "| 0, 1, 2 |" in table
     assert "one_clone" not in table  # rows not run are left out, not shown empty
+    # One seed has no spread: its cell says so rather than showing ± 0.
+    assert "| eat | tiny | 500 | 0.520 (+0.220), seed 0 only |" in markdown_table(fake_rows()[:2])
 
 
 def write_fake_run(output_dir, run, dataset, probe=None, finetune=None, wall_s=None):

@@ -107,8 +107,12 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def _cell(entry: dict | None) -> str:
+    """`mean ± std (gap ± std)`; a single seed has no spread to show, so its cell names the seed instead."""
     if entry is None:
         return "—"
+    if len(entry["seeds"]) == 1:
+        gap = f" ({entry['gap']:+.3f})" if "gap" in entry else ""
+        return f"{entry['mean']:.3f}{gap}, seed {entry['seeds'][0]} only"
     cell = f"{entry['mean']:.3f} ± {entry['std']:.3f}"
     if "gap" in entry:
         cell += f" ({entry['gap']:+.3f} ± {entry['gap_std']:.3f})"
