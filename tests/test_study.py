@@ -9,13 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 import torch
 
 from modeling_eat import EATForPreTraining
 from modeling_eat.audio import load_audio_dataset, merge_train_splits, speaker_fold
 from modeling_eat.masking_eat import EATMaskGenerator
 from modeling_eat.study.cli import check_study_folder, parse_study_args
+from modeling_eat.study.data import DRUM_TEST_KITS, DRUM_TRAIN_KITS, build_drum_hits, drum_class
 from modeling_eat.study.diagnostics import gradient_agreement, student_gradient, term_shares
 from modeling_eat.study.protocol import (
     VARIANTS,
@@ -32,7 +35,7 @@ from modeling_eat.study.protocol import (
 from modeling_eat.study.report import collect, markdown_table, mean_std, runs_table, summarise, write_report
 from modeling_eat.study.runner import JobFailed, run_job, run_rows
 
-from eat_testing import PROJECT_ROOT, build, spectrogram
+from eat_testing import PROJECT_ROOT, build, spectrogram, tone, write_wav
 
 
 VARIANT = {variant.name: variant for variant in VARIANTS}
@@ -331,3 +334,44 @@ def test_rewritten_report_leaves_out_rows_not_run(tmp_path):
     assert [row["variant"] for row in results["rows"]] == ["random_init", "eat"]
     report = (tmp_path / "report.md").read_text()
     assert "- `eat`: EAT with the defaults" in report and "maskspec" not in report
+
+
+def test_drum_classes_follow_the_kits_instrument_names():
+    names = {"Pearl Kick": "kick", "c3 - bass drum 1": "kick", "BassDrum": "kick", "Sabian Hat Closed": "hihat",
+             "Closed HH": "hihat", "Snare Rimshot": "snare", "Tom Low": "tom", "Floor Tom": "tom",
+             "ride-cup": "cymbal", "Paiste Bell": "cymbal", "crash16inch": "cymbal", "Cowbell": None,
+             "Hand Clap": None, "Rim Click": None, "Pearl Side Stick": None, "tomhi2": "tom"}
+    assert {name: drum_class(name) for name in names} == names
+
+
+KIT_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<drumkit_info{namespace}><name>{kit}</name><instrumentList>
+ <instrument><id>0</id><name>Kick</name><layer><filename>kick_soft.wav</filename></layer>
+  <layer><filename>kick_hard.wav</filename></layer></instrument>
+ <instrument><id>1</id><name>Cowbell</name><filename>cowbell.wav</filename></instrument>
+ <instrument><id>2</id><name>Open HH</name><filename>hat.wav</filename></instrument>
+</instrumentList></drumkit_info>
+"""
+
+
+def test_drum_hits_split_by_kit_with_every_layer_a_clip_at_16_khz(tmp_path):
+    kits = tmp_path / "drumkits"
+    for index, kit in enumerate(DRUM_TRAIN_KITS + DRUM_TEST_KITS):
+        (kits / kit).mkdir(parents=True)
+        # Older kits have no namespace, newer ones do: both are read.
+        namespace = ' xmlns="http://www.hydrogen-music.org/drumkit"' if index % 2 else ""
+        (kits / kit / "drumkit.xml").write_text(KIT_XML.format(namespace=namespace, kit=kit))
+        for sample in ("kick_soft", "kick_hard", "cowbell", "hat"):
+            write_wav(kits / kit / f"{sample}.wav", np.stack([tone(200.0, 44100, 0.25)] * 2, axis=1), 44100)
+    counts = build_drum_hits([kits], tmp_path / "drum_hits")
+    assert counts == {"train": {"hihat": 7, "kick": 14}, "test": {"hihat": 2, "kick": 4}}
+    with open(tmp_path / "drum_hits" / "test" / "metadata.csv", newline="") as handle:
+        test = list(csv.DictReader(handle))
+    assert {row["kit"] for row in test} == set(DRUM_TEST_KITS)
+    assert [row["label"] for row in test[:3]] == ["kick", "kick", "hihat"]  # drumkit.xml's order, cowbell left out
+    dataset = load_audio_dataset(str(tmp_path / "drum_hits"), split="test", label_column_name="label")
+    waveform, rate = soundfile.read(dataset[0]["audio"]["path"])
+    assert rate == 16000 and waveform.ndim == 1 and len(waveform) == 4000
+    (kits / DRUM_TEST_KITS[0] / "drumkit.xml").unlink()
+    with pytest.raises(FileNotFoundError, match=f"drum kits \\['{DRUM_TEST_KITS[0]}'\\] not found"):
+        build_drum_hits([kits], tmp_path / "again")
