@@ -164,6 +164,16 @@ def flops_of(run: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
+def save_random_encoder(folder: Path, preset: str) -> Path:
+    """A random-weight `EATModel` of `preset` with the AudioSet feature extractor, saved to `folder`."""
+    from modeling_eat import EATConfig, EATFeatureExtractor, EATModel
+
+    torch.manual_seed(0)
+    EATModel(EATConfig.from_preset(preset)).save_pretrained(folder)
+    EATFeatureExtractor.from_preset("audioset").save_pretrained(folder)
+    return folder
+
+
 def format_number(value) -> str:
     if value is None:
         return "-"

@@ -251,3 +251,25 @@ def test_export_latency_smoke(tmp_path):
     rows = payload["results"]
     assert [row["graph"] for row in rows] == ["input_values -> logits", "waveform -> logits"]
     assert all(row["max_abs_difference"] <= 1e-4 and row["eager_ms"] > 0 and row["onnxruntime_ms"] > 0 for row in rows)
+
+
+def test_harness_cost_smoke(tmp_path):
+    payload = run_smoke("bench_harness", tmp_path, "--threads", "1")
+    check_machine(payload)
+    scene, native, fine = payload["results"]
+    assert (scene["kind"], native["hop_ms"], fine["hop_ms"]) == ("scene", 160.0, 40.0)
+    # 2 sounds of 15 s: one scene embedding each; 94 row centres each at 160 ms, four times as many less 3 at 40 ms.
+    assert (scene["embeddings"], native["embeddings"], fine["embeddings"]) == (2, 188, 746)
+    assert all(row["wall_s"] > 0 and row["peak_mib"] > 0 for row in payload["results"])
+
+
+def test_harness_settings_smoke(tmp_path):
+    payload = run_smoke("bench_harness_settings", tmp_path, "--threads", "1")
+    check_machine(payload)
+    # Every hidden state of the tiny model (embeddings + 3 blocks) on both data sets, every pooling and the frames.
+    assert [(row["data"], row["layer"]) for row in payload["layers"]] == [
+        (data, layer) for data in ("fsdd", "synthetic") for layer in range(4)
+    ]
+    assert all(0 <= row[key] <= 1 for row in payload["layers"] for key in ("cls", "mean", "cls+mean", "frames"))
+    assert [row["method"] for row in payload["hop"]] == ["native_nearest", "native_interpolated", "fine_passes"]
+    assert all(0 <= row["boundary_accuracy"] <= 1 for row in payload["hop"])

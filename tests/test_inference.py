@@ -15,7 +15,7 @@ from modeling_eat import EATConfig, EATFeatureExtractor, EATModel
 from modeling_eat.audio import load_audio_dataset
 from modeling_eat.inference.cli import extract_main, parse_extract_args, parse_probe_args, probe_main
 from modeling_eat.inference.features import extract_features
-from modeling_eat.inference.probe import linear_probe, pooled_features
+from modeling_eat.inference.probe import linear_probe, pooled_features, pooled_size
 from modeling_eat.inference.sources import decoded_clips, find_audio_files
 from modeling_eat.inference.storage import load_features, save_features
 
@@ -371,5 +371,11 @@ def test_pooled_features(model, feature_extractor, clips):
     features = extract_features(model, feature_extractor, clips)
     np.testing.assert_array_equal(pooled_features(features, "cls")[2], features[2].utterance_embedding)
     np.testing.assert_allclose(pooled_features(features, "mean")[1], features[1].frame_embeddings.mean(0))
-    with pytest.raises(ValueError, match="'cls' or 'mean'"):
+    both = pooled_features(features, "cls+mean")
+    assert both.shape == (len(clips), pooled_size("cls+mean", model.config.hidden_size)) == (len(clips), 128)
+    np.testing.assert_array_equal(both[0], np.concatenate([features[0].utterance_embedding,
+                                                           features[0].frame_embeddings.mean(0)]))
+    with pytest.raises(ValueError, match="one of cls, mean, cls\\+mean, got 'max'"):
         pooled_features(features, "max")
+    with pytest.raises(ValueError, match="got 'mean\\+cls'"):
+        pooled_size("mean+cls", 64)

@@ -35,7 +35,7 @@ EXAMPLE_BATCH_SIZE = 2
 MIN_WAVEFORM_FRAMES = 2
 
 
-def load_model(model_name_or_path: str):
+def load_exportable_model(model_name_or_path: str):
     """The folder's classifier if it holds one, else its encoder, in float32 eval mode; and its feature extractor.
     A path that does not exist, or a folder of another model, is refused in one line (`check_model_source`)."""
     from transformers import AutoModel, AutoModelForAudioClassification
@@ -181,7 +181,7 @@ def export(
     if graph_format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {graph_format!r}")
     output_dir = Path(output_dir)
-    model, feature_extractor = load_model(model_name_or_path)
+    model, feature_extractor = load_exportable_model(model_name_or_path)
     output_dir.mkdir(parents=True, exist_ok=True)
     graph = build_graph(model, feature_extractor, with_feature_extractor)
     shapes = dynamic_shapes(model, feature_extractor, with_feature_extractor)
@@ -226,4 +226,4 @@ def export(
     return report
 
 
-__all__ = ["FORMATS", "TOLERANCE", "build_graph", "dynamic_shapes", "export", "load_graph", "load_model"]
+__all__ = ["FORMATS", "TOLERANCE", "build_graph", "dynamic_shapes", "export", "load_exportable_model", "load_graph"]

@@ -12,7 +12,7 @@ from ..feature_extraction_eat import frames_to_seconds
 from ..outputs import check_writable
 from ..runtime import CommandError, add_num_threads_argument, configure_logging, configure_threads, one_line_errors
 from .features import frame_hop_seconds, iter_features, load_encoder, resolve_layer, window_num_frames
-from .probe import linear_probe, pooled_features
+from .probe import POOLINGS, linear_probe, pooled_features
 from .sources import decoded_clips, find_audio_files
 from .storage import FORMATS, is_features_output, partial_output_path, save_features
 
@@ -185,7 +185,7 @@ def parse_probe_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_train_samples", type=int, default=None, help="only the first N training clips")
     parser.add_argument("--max_eval_samples", "--max_test_samples", type=int, default=None,
                         help="only the first N evaluation clips")
-    parser.add_argument("--pooling", default="cls", choices=["cls", "mean"])
+    parser.add_argument("--pooling", default="cls", choices=POOLINGS)
     parser.add_argument("--regularization", type=float, default=1.0, help="inverse L2 strength C")
     parser.add_argument("--confusion_matrix", default=None, help="write the test confusion matrix to this PNG")
     parser.add_argument("--output_json", default=None, help="write the results to this JSON file")

@@ -1,7 +1,8 @@
 """Linear probe: logistic regression on frozen EAT embeddings, a quick quality measure of a checkpoint.
 
-Features are the utterance (CLS) embeddings, or the mean of the frame rows (`pooling="mean"`); each feature is
-standardized on the training set. Chance is the test accuracy of always answering the most frequent training label.
+Features are the utterance (CLS) embeddings, the mean of the frame rows (`pooling="mean"`) or both side by side
+(`"cls+mean"`); each feature is standardized on the training set. Chance is the test accuracy of always answering
+the most frequent training label.
 """
 
 from collections import Counter
@@ -56,13 +57,31 @@ def linear_probe(
     }
 
 
+# A clip's embedding: its CLS token, the mean of its frame rows, or both side by side in that order.
+POOLINGS = ("cls", "mean", "cls+mean")
+
+
+def _pooling_parts(pooling: str) -> list[str]:
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    return pooling.split("+")
+
+
+def _pooled(clip, pooling: str) -> np.ndarray:
+    parts = {"cls": clip.utterance_embedding, "mean": clip.frame_embeddings.mean(axis=0)}
+    return np.concatenate([parts[part] for part in _pooling_parts(pooling)])
+
+
 def pooled_features(clips, pooling: str = "cls") -> np.ndarray:
-    """`[N, D]` from `ClipFeatures`: the utterance embeddings (`cls`) or the mean of the frame rows (`mean`)."""
-    if pooling == "cls":
-        return np.stack([clip.utterance_embedding for clip in clips])
-    if pooling == "mean":
-        return np.stack([clip.frame_embeddings.mean(axis=0) for clip in clips])
-    raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+    """`[N, D']` from `ClipFeatures`: the utterance embeddings (`cls`), the mean of the frame rows (`mean`), or the
+    two concatenated (`cls+mean`, `D' = 2D`)."""
+    _pooling_parts(pooling)
+    return np.stack([_pooled(clip, pooling) for clip in clips])
 
 
-__all__ = ["linear_probe", "pooled_features"]
+def pooled_size(pooling: str, hidden_size: int) -> int:
+    """The width of `pooled_features(..., pooling)` for an encoder `hidden_size` wide."""
+    return hidden_size * len(_pooling_parts(pooling))
+
+
+__all__ = ["POOLINGS", "linear_probe", "pooled_features", "pooled_size"]
