@@ -13,6 +13,7 @@ fresh process, so that its peak resident memory is its own: the interpreter, tor
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,7 @@ def run_case(model_name_or_path: str, kind: str, hop_ms: float, minutes: float, 
     calls = max(1, round(minutes / sound_minutes))
     generator = torch.Generator().manual_seed(0)
     seconds, outputs = 0.0, 0
+    load_before = os.getloadavg()[0]
     with PeakMemory() as memory:
         for _ in range(calls):
             audio = torch.rand(1, sound_samples, generator=generator) * 2 - 1
@@ -54,6 +56,8 @@ def run_case(model_name_or_path: str, kind: str, hop_ms: float, minutes: float, 
         "kind": kind, "hop_ms": hop_ms if kind == "timestamp" else None, "audio_minutes": audio_seconds / 60,
         "wall_s": seconds, "audio_s_per_s": audio_seconds / seconds, "peak_mib": memory.peak_mib,
         "embeddings": outputs, "threads": torch.get_num_threads(),
+        # The 1-minute load average before and after: other jobs on the machine slow every figure down.
+        "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
     }
 
 
@@ -93,7 +97,8 @@ def main() -> None:
                 raise RuntimeError(f"case {kind}:{hop} failed:\n{completed.stderr[-3000:]}")
             results.append(json.loads(completed.stdout.strip().splitlines()[-1]))
             print(results[-1], flush=True)
-    print_table(results, ["kind", "hop_ms", "audio_minutes", "wall_s", "audio_s_per_s", "peak_mib", "embeddings"],
+    print_table(results, ["kind", "hop_ms", "audio_minutes", "wall_s", "audio_s_per_s", "peak_mib", "embeddings",
+                          "load_before", "load_after"],
                 f"embeddings of {settings['minutes']:g} min of audio, {threads} threads")
     write_json(args.json, machine, {**settings, "model": args.model_name_or_path or f"random {settings['preset']}",
                                     "batch_size": args.batch_size}, results)

@@ -21,6 +21,8 @@ the time resolution decides. The embedding time of each hop is reported beside i
     python benchmarks/bench_harness_settings.py --smoke --json smoke.json      # a tiny random model, a few clips
 """
 
+import json
+import re
 import sys
 import tempfile
 import time
@@ -182,15 +184,83 @@ def hop_rows(model_name: str, settings: dict, fine_hop_ms: float) -> list[dict]:
     return rows
 
 
+def seed_group(model: str) -> str:
+    """Models that differ only in their seed (`.../seed_N/...`) form one group."""
+    return re.sub(r"seed_\d+", "seed_*", model)
+
+
+def mean_std(values) -> str:
+    values = np.asarray(values, dtype=float)
+    return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}"
+
+
+def summarize_layers(rows: list[dict]) -> list[dict]:
+    """Mean ± std over each seed group, per data set, layer and pooling; `vs last cls` is the paired difference to
+    the last layer's CLS of the same model (the official feature extraction's choice)."""
+    summary = []
+    last_layer = max(row["layer"] for row in rows)
+    keys = sorted({(seed_group(row["model"]), row["data"], row["layer"]) for row in rows})
+    for group, data, layer in keys:
+        members = [row for row in rows
+                   if (seed_group(row["model"]), row["data"], row["layer"]) == (group, data, layer)]
+        reference = {row["model"]: row for row in rows if row["data"] == data and row["layer"] == last_layer}
+        line = {"group": group, "data": data, "layer": layer, "seeds": len(members)}
+        for pooling in ("cls", "mean", "cls+mean", "frames"):
+            line[pooling] = mean_std([row[pooling] for row in members])
+            base = "frames" if pooling == "frames" else "cls"
+            differences = [row[pooling] - reference[row["model"]][base] for row in members]
+            line[f"{pooling} vs last {base}"] = mean_std(differences)
+        summary.append(line)
+    return summary
+
+
+def summarize_hop(rows: list[dict]) -> list[dict]:
+    """Mean ± std over each seed group per method; `vs nearest` is the paired difference in boundary accuracy."""
+    summary = []
+    for group in sorted({seed_group(row["model"]) for row in rows}):
+        nearest = {row["model"]: row for row in rows if seed_group(row["model"]) == group
+                   and row["method"] == "native_nearest"}
+        for method in ("native_nearest", "native_interpolated", "fine_passes"):
+            members = [row for row in rows if seed_group(row["model"]) == group and row["method"] == method]
+            summary.append({
+                "group": group, "method": method, "seeds": len(members),
+                "accuracy": mean_std([row["accuracy"] for row in members]),
+                "boundary_accuracy": mean_std([row["boundary_accuracy"] for row in members]),
+                "boundary vs nearest": mean_std([row["boundary_accuracy"] - nearest[row["model"]]["boundary_accuracy"]
+                                                 for row in members]),
+                "embedding_s": mean_std([row["embedding_s"] for row in members]),
+            })
+    return summary
+
+
+def print_summaries(layers: list[dict], hops: list[dict]) -> tuple[list[dict], list[dict]]:
+    layer_summary = summarize_layers(layers) if layers else []
+    hop_summary = summarize_hop(hops) if hops else []
+    for summary in (layer_summary, hop_summary):
+        if summary:
+            print_table(summary, list(summary[0]), "over seeds: mean ± std")
+    return layer_summary, hop_summary
+
+
 def main() -> None:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--models", nargs="*", default=[], help="EAT folders to measure")
     parser.add_argument("--sections", nargs="+", default=["layers", "hop"], choices=["layers", "hop"])
     parser.add_argument("--fine_hop_ms", type=float, default=40.0)
     parser.add_argument("--datasets", nargs="+", default=["fsdd", "synthetic"], choices=["fsdd", "synthetic"])
+    parser.add_argument("--summarize", type=Path, default=None,
+                        help="only print the summaries of the rows of this earlier --json")
     args = parser.parse_args()
-    apply_threads(args.threads)
+    if args.summarize:
+        payload = json.loads(args.summarize.read_text())
+        print_summaries(payload["layers"], payload["hop"])
+        return
+    threads = apply_threads(args.threads)
     machine = machine_info()
+    # scikit-learn's BLAS too: one thread per core (its default), on cores other jobs hold, made probes 20x slower.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)
     settings = SMOKE if args.smoke else FULL
     with tempfile.TemporaryDirectory() as scratch:
         models = list(args.models)
@@ -215,8 +285,9 @@ def main() -> None:
     print_table(layers, ["model", "data", "layer", "cls", "mean", "cls+mean", "frames"], "probe accuracy per layer")
     print_table(hops, ["model", "method", "accuracy", "boundary_accuracy", "embedding_s"],
                 f"per-timestamp probe on a {args.fine_hop_ms:g} ms grid")
+    layer_summary, hop_summary = print_summaries(layers, hops)
     write_json(args.json, machine, {**settings, "fine_hop_ms": args.fine_hop_ms, "models": models},
-               layers + hops, layers=layers, hop=hops)
+               layers + hops, layers=layers, hop=hops, layer_summary=layer_summary, hop_summary=hop_summary)
 
 
 if __name__ == "__main__":

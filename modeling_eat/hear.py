@@ -1,9 +1,11 @@
 """The HEAR 2021 API (hearbenchmark.com/hear-api.html) for EAT: `import modeling_eat.hear` is the module HEAR's tools
 take (`heareval`'s embedding runner, the validator).
 
-    python -m heareval.embeddings.runner modeling_eat.hear --model path/to/eat-folder --tasks-dir TASKS
-    python -m heareval.embeddings.runner modeling_eat.hear --model worstchan/EAT-base_epoch30_pretrain \\
+    python -m heareval.embeddings.runner modeling_eat.hear --tasks-dir TASKS        # the official EAT-Base
+    python -m heareval.embeddings.runner modeling_eat.hear --model path/to/eat-folder --tasks-dir TASKS \\
         --model-options '{"timestamp_hop_ms": 160}'
+
+(heareval's `--model` must be an existing path; a Hub id goes in `$EAT_MODEL_NAME_OR_PATH`.)
 
 - `load_model(model_file_path="", **settings)`: any EAT folder or Hub id (the official hub-port checkpoints
   included); with no path, `$EAT_MODEL_NAME_OR_PATH` or else the official pre-trained EAT-Base. `settings` (the

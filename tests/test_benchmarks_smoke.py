@@ -273,3 +273,6 @@ def test_harness_settings_smoke(tmp_path):
     assert all(0 <= row[key] <= 1 for row in payload["layers"] for key in ("cls", "mean", "cls+mean", "frames"))
     assert [row["method"] for row in payload["hop"]] == ["native_nearest", "native_interpolated", "fine_passes"]
     assert all(0 <= row["boundary_accuracy"] <= 1 for row in payload["hop"])
+    # One model, so the summaries over seeds hold one seed each, and the last layer's CLS differs from itself by 0.
+    assert len(payload["layer_summary"]) == 8 and len(payload["hop_summary"]) == 3
+    assert payload["layer_summary"][3]["cls vs last cls"] == "0.000 ± 0.000"

@@ -167,6 +167,9 @@ def test_bad_input_and_settings_are_refused_with_the_fix(folder, model):
         load_embedder(str(folder), device="cpu", scene_pooling="max")
     with pytest.raises(ValueError, match="layer=4 does not exist"):
         load_embedder(str(folder), device="cpu", scene_layer=4)
+    with pytest.raises(ValueError, match="window_seconds=200 .* is longer than the model takes"):
+        load_embedder(str(folder), device="cpu", window_seconds=200)
+    assert model.scene_embeddings(torch.zeros(0, 16000)).shape == (0, 64)
     assert [hop_passes(hop, 16) for hop in (160, 80, 40, 20, 10)] == [1, 2, 4, 8, 16]
 
 

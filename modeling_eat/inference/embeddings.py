@@ -37,7 +37,7 @@ import torch
 
 from ..audio import frames_to_seconds, load_feature_extractor, seconds_to_samples
 from ..feature_extraction_eat import FRAME_SHIFT_MS, EATFeatureExtractor, kaldi_num_samples
-from .features import DEFAULT_WINDOW_SECONDS, iter_features, load_encoder, resolve_layer
+from .features import DEFAULT_WINDOW_SECONDS, iter_features, load_encoder, resolve_layer, window_num_frames
 from .probe import POOLINGS, pooled_features, pooled_size
 
 
@@ -124,6 +124,7 @@ class EATEmbedder(torch.nn.Module):
         self.scene_layer = resolve_layer(scene_layer, config.num_hidden_layers)
         self.timestamp_layer = resolve_layer(timestamp_layer, config.num_hidden_layers)
         self.scene_pooling = scene_pooling
+        window_num_frames(config, window_seconds)  # refuses a window the model cannot take, now rather than later
         self.num_passes = hop_passes(timestamp_hop_ms, config.patch_size)
         self.timestamp_hop_ms = float(timestamp_hop_ms)
         self.batch_size = batch_size
@@ -148,9 +149,11 @@ class EATEmbedder(torch.nn.Module):
     def scene_embeddings(self, audio) -> torch.Tensor:
         """`[n_sounds, scene_embedding_size]` float32, on the device of `audio`."""
         batch = _as_batch(audio)
-        clips = list(self._features(batch.numpy(), self.scene_layer))
-        embeddings = torch.from_numpy(pooled_features(clips, self.scene_pooling)).reshape(len(batch), -1)
-        return embeddings.float().to(torch.as_tensor(audio).device)
+        embeddings = torch.empty(len(batch), self.scene_embedding_size)
+        if len(batch):
+            clips = list(self._features(batch.numpy(), self.scene_layer))
+            embeddings = torch.from_numpy(pooled_features(clips, self.scene_pooling))
+        return embeddings.to(torch.as_tensor(audio).device)
 
     def _hop_samples(self) -> int:
         """Samples between timestamps: the fbank frames between passes, as samples."""
