@@ -23,7 +23,6 @@ the time resolution decides. The embedding time of each hop is reported beside i
 
 import json
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,11 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from modeling_eat.synthetic_audio import SYNTHETIC_LABELS, synthesize_clip, write_audiofolder
+
 from common import REPO_ROOT, apply_threads, benchmark_parser, machine_info, print_table, write_json
-
-
-sys.path.insert(0, str(REPO_ROOT / "training"))
-from synthetic_audio import SYNTHETIC_LABELS, synthesize_clip, write_audiofolder  # noqa: E402
 
 
 SAMPLING_RATE = 16000
