@@ -113,13 +113,13 @@ def test_native_hop_is_the_patch_rows_and_finer_hops_are_shifted_encodings(folde
 
 def test_embeddings_equal_the_extract_command(folder, tmp_path):
     """The same clip and layer through `python -m modeling_eat.extract` and the harnesses: the same numbers, windows
-    included (12 s: a 10 s window and a 2 s one)."""
+    included (12 s: a window of 1024 frames, the extractor's `max_length` the harnesses take, and one of 174)."""
     audio = chirps(1, 12.0)[0].numpy()
     wav = tmp_path / "clip.wav"
     write_wav(wav, audio, SAMPLING_RATE)
     output = tmp_path / "features.safetensors"
     extract_main([str(wav), "--model_name_or_path", str(folder), "--output", str(output), "--layer", "2",
-                  "--always_window", "--device", "cpu", "--num_threads", "1"])
+                  "--always_window", "--window_seconds", "10.24", "--device", "cpu", "--num_threads", "1"])
     extracted = load_file(output)
     embedder = load_embedder(str(folder), device="cpu", scene_layer=2, timestamp_layer=2, timestamp_hop_ms=160,
                              scene_pooling="cls+mean")
@@ -176,7 +176,7 @@ def test_bad_input_and_settings_are_refused_with_the_fix(folder, model):
 def test_settings_are_overridable_through_load_model(folder):
     model = hear.load_model(str(folder), device="cpu", scene_layer=1, scene_pooling="cls+mean", timestamp_hop_ms=80)
     assert (model.scene_layer, model.scene_embedding_size, model.timestamp_hop_ms) == (1, 128, 80.0)
-    assert "scene: layer 1, cls+mean; timestamps: layer 3, every 80 ms" in repr(model)
+    assert "scene: layer 1, cls+mean; timestamps: layer 3, every 80 ms; windows of 10.24 s, 8 per pass" in repr(model)
     assert hear.get_scene_embeddings(noise(2, 1.0), model).shape == (2, 128)
 
 

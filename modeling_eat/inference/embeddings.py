@@ -8,8 +8,9 @@ adapters, `modeling_eat.hear` (HEAR 2021) and `modeling_eat.xares` (X-ARES).
   `timestamp_hop_ms`.
 
 Everything goes through `iter_features` (so through the package's one windowing, `windowing_eat.iter_windows`): each
-sound is cut into windows of `window_seconds` (10 s, what EAT is pre-trained on), encoded `batch_size` windows per
-forward pass on the encoder's device, and only a window's activations are held at a time, whatever the length.
+sound is cut into windows of `window_seconds`, by default the feature extractor's `max_length` (1024 frames, 10.24 s:
+the input EAT is pre-trained on, and the pipeline's window), encoded `batch_size` windows per forward pass on the
+encoder's device; only a window's activations are held at a time, whatever the length.
 
 **Timestamps.** Patch row `t` is made of fbank frames `16t .. 16t + 15` and so covers the audio from `160 t` ms to
 `160 t + 175` ms (16 hops of 10 ms plus the 25 ms window of its last frame); its timestamp is the centre of that span,
@@ -37,7 +38,7 @@ import torch
 
 from ..audio import frames_to_seconds, load_feature_extractor, seconds_to_samples
 from ..feature_extraction_eat import FRAME_SHIFT_MS, EATFeatureExtractor, kaldi_num_samples
-from .features import DEFAULT_WINDOW_SECONDS, iter_features, load_encoder, resolve_layer, window_num_frames
+from .features import iter_features, load_encoder, resolve_layer, window_num_frames
 from .probe import POOLINGS, pooled_features, pooled_size
 
 
@@ -111,7 +112,7 @@ class EATEmbedder(torch.nn.Module):
         timestamp_layer: int = DEFAULT_TIMESTAMP_LAYER,
         timestamp_hop_ms: float = DEFAULT_TIMESTAMP_HOP_MS,
         batch_size: int = 8,
-        window_seconds: float = DEFAULT_WINDOW_SECONDS,
+        window_seconds: float | None = None,
     ):
         super().__init__()
         config = encoder.config
@@ -124,6 +125,9 @@ class EATEmbedder(torch.nn.Module):
         self.scene_layer = resolve_layer(scene_layer, config.num_hidden_layers)
         self.timestamp_layer = resolve_layer(timestamp_layer, config.num_hidden_layers)
         self.scene_pooling = scene_pooling
+        if window_seconds is None:
+            longest = config.max_time_patches * config.patch_size
+            window_seconds = float(frames_to_seconds(min(int(feature_extractor.max_length), longest)))
         window_num_frames(config, window_seconds)  # refuses a window the model cannot take, now rather than later
         self.num_passes = hop_passes(timestamp_hop_ms, config.patch_size)
         self.timestamp_hop_ms = float(timestamp_hop_ms)
