@@ -47,7 +47,7 @@ DEFAULT_MODEL = "worstchan/EAT-base_epoch30_pretrain"
 # Read when no model is given: X-ARES constructs its encoder without arguments.
 MODEL_VARIABLE = "EAT_MODEL_NAME_OR_PATH"
 
-# The settings chosen by the measurement of BENCHMARKS.md, section "Evaluation harnesses".
+# The settings chosen by the measurement of BENCHMARKS.md, section 9 ("Evaluation harnesses").
 DEFAULT_SCENE_LAYER = -1
 DEFAULT_SCENE_POOLING = "cls"
 DEFAULT_TIMESTAMP_LAYER = -1
