@@ -36,8 +36,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..audio import frames_to_seconds, load_feature_extractor, seconds_to_samples
-from ..feature_extraction_eat import FRAME_SHIFT_MS, EATFeatureExtractor, kaldi_num_samples
+from ..audio import load_feature_extractor, seconds_to_samples
+from ..feature_extraction_eat import FRAME_SHIFT_MS, EATFeatureExtractor, frames_to_seconds, kaldi_num_samples
 from .features import iter_features, load_encoder, resolve_layer, window_num_frames
 from .probe import POOLINGS, pooled_features, pooled_size
 
@@ -126,8 +126,7 @@ class EATEmbedder(torch.nn.Module):
         self.timestamp_layer = resolve_layer(timestamp_layer, config.num_hidden_layers)
         self.scene_pooling = scene_pooling
         if window_seconds is None:
-            longest = config.max_time_patches * config.patch_size
-            window_seconds = float(frames_to_seconds(min(int(feature_extractor.max_length), longest)))
+            window_seconds = float(frames_to_seconds(min(int(feature_extractor.max_length), config.max_input_frames)))
         window_num_frames(config, window_seconds)  # refuses a window the model cannot take, now rather than later
         self.num_passes = hop_passes(timestamp_hop_ms, config.patch_size)
         self.timestamp_hop_ms = float(timestamp_hop_ms)
