@@ -43,7 +43,7 @@ def tiny_config(**overrides) -> EATConfig:
     return EATConfig.from_preset("tiny", **{"clone_batch": 2, **overrides})
 
 
-def tester_config(**overrides) -> EATConfig:
+def small_tester_config(**overrides) -> EATConfig:
     """The sizes transformers' own model testers use (2 layers, 32 wide, 4 heads, an intermediate size that is no
     multiple of anything) on 32-frame inputs with 3 labels; every other field at its default unless overridden."""
     settings = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, max_length=32,

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from modeling_eat import EATConfig, EATForAudioClassification, EATForPreTraining, EATModel
 from modeling_eat.modeling_eat import sincos_position_table
 
-from eat_testing import CLASSIFIER_FRAMES, HEAD_KEYS, build, spectrogram, tester_config, tiny_config
+from eat_testing import CLASSIFIER_FRAMES, HEAD_KEYS, build, small_tester_config, spectrogram, tiny_config
 
 
 PATCH_EMBEDDING_PARAMS = {
@@ -125,7 +125,7 @@ def test_encoder_and_classifier_from_pretraining_folder_take_the_student(tmp_pat
 
 
 class EATModelTester:
-    """Two clips in `tester_config()`'s sizes (tests/test_transformers_common.py runs transformers' own tests on
+    """Two clips in `small_tester_config()`'s sizes (tests/test_transformers_common.py runs transformers' own tests on
     them)."""
 
     batch_size = 2
@@ -133,7 +133,7 @@ class EATModelTester:
     num_hidden_layers = 2
 
     def get_config(self, **overrides) -> EATConfig:
-        return tester_config(**overrides)
+        return small_tester_config(**overrides)
 
     def prepare_inputs(self) -> torch.Tensor:
         return spectrogram(self.batch_size, self.num_frames)

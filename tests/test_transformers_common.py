@@ -15,7 +15,7 @@ from transformers.models.auto import modeling_auto
 
 from modeling_eat import EATConfig, EATForAudioClassification, EATForPreTraining, EATMaskGenerator, EATModel
 
-from eat_testing import NUM_MEL_BINS, tester_config
+from eat_testing import NUM_MEL_BINS, small_tester_config
 from transformers_common_tests import import_common_tests
 
 
@@ -50,7 +50,7 @@ class EATModelTester:
         self.num_masks = self.num_patches // 2
 
     def get_config(self) -> EATConfig:
-        return tester_config(
+        return small_tester_config(
             max_length=self.num_frames,
             max_time_patches=4,
             num_labels=self.num_labels,
