@@ -326,6 +326,24 @@ def eval_results_from_folder(folder) -> dict | None:
     return results
 
 
+def card_evaluation_data(folder) -> tuple[str, str | None] | None:
+    """The data set (and split) a folder's model card says the model was evaluated on: the first result of its
+    model-index, else the first of its `datasets`; None when the card names none that can be loaded from here (a
+    Hub id `owner/name`, or an existing folder: `write_model_card` keeps only the name of a local data set)."""
+    from huggingface_hub import ModelCard
+
+    readme = Path(folder) / "README.md"
+    if not readme.is_file():
+        return None
+    data = ModelCard.load(readme).data
+    candidates = [(result.dataset_type, result.dataset_split) for result in data.eval_results or []]
+    candidates += [(name, None) for name in data.datasets or []]
+    for name, split in candidates:
+        if name and ("/" in name and not Path(name).exists() or Path(name).is_dir()):
+            return name, split
+    return None
+
+
 def check_folder_for_hub(folder) -> list[str]:
     """Problems that would stop `folder` from loading with `trust_remote_code=True` from the Hub; empty when ready."""
     folder = Path(folder)

@@ -129,6 +129,29 @@ def cpus_busy_with_other_work(cpu_ids, seconds: float = CPU_SAMPLE_SECONDS) -> f
     return max(0.0, busy_cpus(before, after, cpu_ids) - own)
 
 
+# What decides how fast 8-bit matrix products run on an x86 CPU, best first: AMX tiles; VNNI, which multiplies uint8
+# by int8 and adds into int32 in one instruction (512- or 256-bit); without it AVX-512BW or AVX2 need two
+# (`vpmaddubsw` + `vpmaddwd`), whose 16-bit intermediate sums can saturate. ONNX Runtime's kernels pick by these flags.
+INT8_INSTRUCTION_SETS = ("amx_int8", "avx512_vnni", "avx_vnni", "avx512bw", "avx2")
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    """The instruction-set flags of the first CPU in /proc/cpuinfo (empty where there is no such file)."""
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def int8_instruction_set(flags: set[str] | None = None) -> str | None:
+    """The best of `INT8_INSTRUCTION_SETS` this CPU has (None: none of them, or not an x86 CPU under Linux)."""
+    flags = cpu_flags() if flags is None else flags
+    return next((name for name in INT8_INSTRUCTION_SETS if name in flags), None)
+
+
 # ---------------------------------------------------------------------------------------------------------- the rule
 
 
@@ -413,6 +436,7 @@ __all__ = [
     "LOG_DATE_FORMAT",
     "LOG_FORMAT",
     "CommandError",
+    "INT8_INSTRUCTION_SETS",
     "ThreadChoice",
     "add_num_threads_argument",
     "affinity_cpu_ids",
@@ -421,10 +445,12 @@ __all__ = [
     "choose_num_threads",
     "configure_logging",
     "configure_threads",
+    "cpu_flags",
     "cpus_busy_with_other_work",
     "decide_num_threads",
     "deepspeed_requested",
     "import_deepspeed_only_when_used",
+    "int8_instruction_set",
     "log_to_file",
     "one_line_errors",
     "one_thread_per_worker",

@@ -184,3 +184,55 @@ def refusal(main, arguments) -> str:
     message = str(error.value.code)
     assert message.startswith("error: ") and "\n" not in message, message
     return message
+
+
+TONE_CLASSES = {"low": 300.0, "mid": 1200.0, "high": 4000.0}
+
+
+def write_tone_audiofolder(folder: Path, clips_per_class: dict[str, int], seed: int = 0) -> Path:
+    """An audiofolder of `TONE_CLASSES` tones (0.3-0.6 s, random level and phase, a little noise): `split/*.wav` and
+    `split/metadata.csv` for each split of `clips_per_class`."""
+    rng = np.random.default_rng(seed)
+    for split, count in clips_per_class.items():
+        split_dir = Path(folder) / split
+        split_dir.mkdir(parents=True, exist_ok=True)
+        rows = ["file_name,label"]
+        for label, frequency in TONE_CLASSES.items():
+            for index in range(count):
+                seconds = rng.uniform(0.3, 0.6)
+                shift = rng.uniform(0, 1 / frequency)
+                waveform = tone(frequency, 16000, seconds + shift, amplitude=rng.uniform(0.05, 0.5))
+                waveform = waveform[int(shift * 16000):]
+                waveform = waveform + 0.005 * rng.standard_normal(waveform.shape).astype(np.float32)
+                write_wav(split_dir / f"{label}_{index}.wav", waveform.astype(np.float32), 16000)
+                rows.append(f"{label}_{index}.wav,{label}")
+        (split_dir / "metadata.csv").write_text("\n".join(rows) + "\n")
+    return Path(folder)
+
+
+def train_tiny_tone_classifier(folder: Path, data_dir: Path, steps: int = 40) -> EATForAudioClassification:
+    """A `tiny` classifier fine-tuned (from random weights, full batch, Adam) on the train split of a
+    `write_tone_audiofolder` set until it tells the tones apart, saved with its extractor to `folder`."""
+    id2label = dict(enumerate(TONE_CLASSES))
+    config = EATConfig.from_preset(
+        "tiny", max_length=64, id2label=id2label, label2id={v: k for k, v in id2label.items()}
+    )
+    torch.manual_seed(0)
+    model = EATForAudioClassification(config)
+    extractor = EATFeatureExtractor(max_length=64)
+    waveforms, labels = [], []
+    for path in sorted((Path(data_dir) / "train").glob("*.wav")):
+        waveforms.append(soundfile.read(path, dtype="float32")[0])
+        labels.append(config.label2id[path.stem.split("_")[0]])
+    inputs = extractor(waveforms, sampling_rate=16000, return_tensors="pt")["input_values"]
+    targets = torch.tensor(labels)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(inputs).logits, targets).backward()
+        optimizer.step()
+    model.eval()
+    model.save_pretrained(folder)
+    extractor.save_pretrained(folder)
+    return model

@@ -27,7 +27,7 @@ CORE = {
     "__init__", "audio_io_eat", "configuration_eat", "feature_extraction_eat", "loading_eat", "masking_eat",
     "modeling_eat", "pipeline_eat", "windowing_eat",
 }
-SHARED = {"audio", "hub", "optimization", "outputs", "plotting", "runtime", "synthetic_audio"}
+SHARED = {"audio", "hub", "metrics", "optimization", "outputs", "plotting", "runtime", "synthetic_audio"}
 WORKFLOWS = {"conversion", "deployment", "finetuning", "inference", "pretraining"}
 STUDIES = {"study"}
 ENTRY_POINTS = {"convert", "export", "extract", "finetune", "linear_probe", "pretrain", "quickstart", "ssl_study"}

@@ -298,3 +298,45 @@ def test_saved_folder_runs_the_pipeline_with_remote_code_only(classifier, audio,
     here = pipe(audio, chunk_length_s=0.64, stride_length_s=0.1, return_timeline=True, top_k=None)
     assert [s["start"] for s in child["result"]["timeline"]] == [s["start"] for s in here["timeline"]]
     np.testing.assert_allclose(scores_of(child["result"]["labels"]), scores_of(here["labels"]), atol=1e-6)
+
+
+def timeline_scores(result) -> np.ndarray:
+    return np.stack([scores_of(segment["labels"]) for segment in result["timeline"]])
+
+
+def test_exported_graphs_run_the_pipeline_in_place_of_the_model(classifier, audio, tmp_path):
+    from modeling_eat.deployment.export import export
+    from modeling_eat.deployment.graph_model import ExportedEATClassifier
+    from modeling_eat.deployment.quantization import quantize_graph
+
+    folder, _, pipe = classifier
+    export(folder, tmp_path / "graph", "onnx", check_seconds=())
+    quantize_graph(tmp_path / "graph" / "model.onnx", tmp_path / "graph" / "model_int8.onnx")
+    options = {"chunk_length_s": 0.64, "stride_length_s": 0.1, "return_timeline": True, "top_k": None,
+               "timeline_smoothing_s": 1.0, "batch_size": 4}
+    expected = pipe(audio, **options)
+    # Measured (2026-12-07): int8 moved the scores by up to 1.9e-3; fp32 by 6e-7.
+    for graph, tolerance in (("model.onnx", 1e-5), ("model_int8.onnx", 1e-2)):
+        model = ExportedEATClassifier.from_pretrained(tmp_path / "graph", graph=graph, num_threads=1)
+        result = pipeline("audio-classification", model=model, feature_extractor=model.feature_extractor)(
+            audio, **options
+        )
+        # The same windows, spans and aggregation: only the forward pass ran elsewhere.
+        assert [(s["start"], s["end"]) for s in result["timeline"]] == [
+            (s["start"], s["end"]) for s in expected["timeline"]
+        ]
+        np.testing.assert_allclose(timeline_scores(result), timeline_scores(expected), atol=tolerance)
+        np.testing.assert_allclose(scores_of(result["labels"]), scores_of(expected["labels"]), atol=tolerance)
+        assert result["labels"][0]["label"] == expected["labels"][0]["label"]
+    # int8 moved the scores, and the checks above would see a wrong window (the windows differ by more).
+    assert np.abs(timeline_scores(result) - timeline_scores(expected)).max() > 1e-5
+    assert np.ptp(timeline_scores(expected), axis=0).max() > 10 * tolerance  # 0.24
+
+
+def test_a_waveform_graph_is_refused_by_the_pipeline_stand_in(classifier, tmp_path):
+    from modeling_eat.deployment.export import export
+    from modeling_eat.deployment.graph_model import ExportedEATClassifier
+
+    export(classifier[0], tmp_path, "onnx", with_feature_extractor=True, check_seconds=())
+    with pytest.raises(ValueError, match="without --with_feature_extractor"):
+        ExportedEATClassifier.from_pretrained(tmp_path)

@@ -22,6 +22,7 @@ from ..feature_extraction_eat import EATFeatureExtractor, kaldi_num_samples, sec
 from ..hub import check_model_source
 from ..outputs import same_folder
 from .graphs import SpectrogramGraph, WaveformGraph, eager_outputs, output_names
+from .sessions import onnx_session
 
 
 FORMATS = ("onnx", "torch_export")
@@ -35,14 +36,18 @@ EXAMPLE_BATCH_SIZE = 2
 MIN_WAVEFORM_FRAMES = 2
 
 
+def holds_classifier(model_name_or_path: str) -> bool:
+    """Whether the folder's config names a classifier (else its encoder is what gets exported). A path that does not
+    exist, or a folder of another model, is refused in one line (`check_model_source`)."""
+    config = check_model_source(model_name_or_path)
+    return "EATForAudioClassification" in (config.get("architectures") or [])
+
+
 def load_exportable_model(model_name_or_path: str):
-    """The folder's classifier if it holds one, else its encoder, in float32 eval mode; and its feature extractor.
-    A path that does not exist, or a folder of another model, is refused in one line (`check_model_source`)."""
+    """The folder's classifier if it holds one, else its encoder, in float32 eval mode; and its feature extractor."""
     from transformers import AutoModel, AutoModelForAudioClassification
 
-    config = check_model_source(model_name_or_path)
-    is_classifier = "EATForAudioClassification" in (config.get("architectures") or [])
-    auto_class = AutoModelForAudioClassification if is_classifier else AutoModel
+    auto_class = AutoModelForAudioClassification if holds_classifier(model_name_or_path) else AutoModel
     model = auto_class.from_pretrained(model_name_or_path, dtype=torch.float32).eval()
     try:
         feature_extractor = EATFeatureExtractor.from_pretrained(model_name_or_path)
@@ -124,24 +129,11 @@ def _exporter_quiet():
 
 
 def load_graph(path, num_threads: int | None = None, spinning: bool = True):
-    """A function from an input array to the list of output arrays, for a saved `.onnx` (ONNX Runtime on the CPU)
-    or `.pt2` (torch.export) graph. `spinning=False` stops ONNX Runtime's idle threads from busy-waiting between
-    runs, which takes the cores from anything else the process does (e.g. an eager model timed in turns)."""
+    """A function from an input array to the list of output arrays, for a saved `.onnx` (ONNX Runtime on the CPU,
+    with the package's session options: `sessions.session_options`) or `.pt2` (torch.export) graph."""
     path = Path(path)
     if path.suffix == ".onnx":
-        try:
-            import onnxruntime
-        except ImportError as error:
-            raise ImportError(
-                "ONNX Runtime runs the exported .onnx graphs: `pip install modeling-eat[onnx]` (or onnxruntime)"
-            ) from error
-        options = onnxruntime.SessionOptions()
-        if num_threads is not None:
-            options.intra_op_num_threads = num_threads
-            options.inter_op_num_threads = 1
-        if not spinning:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = onnx_session(path, num_threads, spinning)
         name = session.get_inputs()[0].name
 
         def run_onnx(inputs):

@@ -7,24 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..metrics import accuracy, mean_average_precision
 from .data import decodable_rows
 from .labels import LabelSpec
 
 
 logger = logging.getLogger(__name__)
-
-
-def mean_average_precision(targets: np.ndarray, scores: np.ndarray) -> tuple[float, np.ndarray]:
-    """Macro mAP as EAT reports it: sklearn's average precision per class, NaN for classes without a positive,
-    then the mean over the others."""
-    from sklearn.metrics import average_precision_score
-
-    targets = np.asarray(targets) > 0.5
-    per_class = np.full(targets.shape[1], np.nan)
-    for index in np.flatnonzero(targets.any(axis=0)):
-        per_class[index] = average_precision_score(targets[:, index], scores[:, index])
-    mean = float(np.nanmean(per_class)) if not np.isnan(per_class).all() else float("nan")
-    return mean, per_class
 
 
 class ClassificationMetrics:
@@ -39,8 +27,6 @@ class ClassificationMetrics:
         self.last: dict[str, np.ndarray] = {}
 
     def __call__(self, eval_prediction) -> dict[str, float]:
-        from sklearn.metrics import accuracy_score
-
         logits = eval_prediction.predictions
         logits = logits[0] if isinstance(logits, tuple) else logits
         labels = np.asarray(eval_prediction.label_ids)
@@ -53,7 +39,7 @@ class ClassificationMetrics:
             return {"map": mean_ap}
         predictions = np.argmax(logits, axis=-1)
         self.last = {"y_true": labels, "y_pred": predictions}
-        return {"accuracy": float(accuracy_score(labels, predictions))}
+        return {"accuracy": accuracy(labels, logits)}
 
 
 def write_per_class_ap(path: str | Path, per_class_ap: np.ndarray, names: Sequence[str]) -> None:
