@@ -30,31 +30,7 @@ from modeling_eat import EATConfig, EATForPreTraining
 from modeling_eat.masking_eat import EATMaskGenerator
 from modeling_eat.runtime import affinity_cpu_ids, cpus_busy_with_other_work, decide_num_threads
 
-from common import benchmark_parser, machine_info, print_table, write_json
-
-
-BUSY_LOOP = """
-import time
-period, duty = 0.1, {duty}
-while True:
-    end = time.perf_counter() + period * duty
-    while time.perf_counter() < end:
-        pass
-    if duty < 1:
-        time.sleep(period * (1 - duty))
-"""
-
-
-def start_competitors(count: int, duty: float) -> list[subprocess.Popen]:
-    code = BUSY_LOOP.format(duty=duty)
-    return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(count)]
-
-
-def stop(processes: list[subprocess.Popen]) -> None:
-    for process in processes:
-        process.kill()
-    for process in processes:
-        process.wait()
+from common import benchmark_parser, machine_info, print_table, start_competitors, stop, write_json
 
 
 def build_step(config: EATConfig, batch: int, num_frames: int):

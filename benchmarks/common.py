@@ -12,6 +12,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +30,8 @@ SAMPLING_RATE = 16000
 # One 10 s clip as EAT and AST take it: 1024 Kaldi fbank frames of 128 mel bins.
 CLIP_FRAMES = 1024
 NUM_MEL_BINS = 128
+KERNEL_FLAGS = {"avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile",
+                "amx_int8", "amx_bf16"}
 
 
 def benchmark_parser(description: str) -> argparse.ArgumentParser:
@@ -62,11 +65,31 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_family_model() -> str | None:
+    """"family F model M stepping S" of the CPU: the generation behind a vague model name such as "AMD EPYC"."""
+    fields = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("cpu family", "model", "stepping") and key.strip() not in fields:
+                fields[key.strip()] = value.strip()
+            if not line.strip():
+                break
+    except OSError:
+        return None
+    if not fields:
+        return None
+    return f"family {fields.get('cpu family')} model {fields.get('model')} stepping {fields.get('stepping')}"
+
+
 def machine_info() -> dict:
     """Date, software versions, CPU, threads, load and GPU of this run."""
     import numpy
     import transformers
 
+    from modeling_eat.runtime import cpu_flags, int8_instruction_set
+
+    flags = cpu_flags()
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
@@ -74,8 +97,12 @@ def machine_info() -> dict:
         "transformers": transformers.__version__,
         "numpy": numpy.__version__,
         "cpu": cpu_model(),
+        "cpu_family_model": cpu_family_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        # The flags that decide which float and int8 kernels ONNX Runtime (MLAS) and oneDNN pick on this CPU.
+        "cpu_kernel_flags": sorted(flags & KERNEL_FLAGS),
+        "int8_instructions": int8_instruction_set(flags),
         **gpu_info(),
     }
     if hasattr(os, "getloadavg"):
@@ -101,6 +128,31 @@ def time_calls(run: Callable[[], object], repeats: int, warmup: int = 1, device=
         synchronize(device)
         seconds.append(time.perf_counter() - start)
     return {"median_s": statistics.median(seconds), "best_s": min(seconds), "all_s": seconds}
+
+
+BUSY_LOOP = """
+import time
+period, duty = 0.1, {duty}
+while True:
+    end = time.perf_counter() + period * duty
+    while time.perf_counter() < end:
+        pass
+    if duty < 1:
+        time.sleep(period * (1 - duty))
+"""
+
+
+def start_competitors(count: int, duty: float) -> list[subprocess.Popen]:
+    """`count` processes each busy `duty` of every 100 ms, standing in for other jobs on a shared machine."""
+    code = BUSY_LOOP.format(duty=duty)
+    return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(count)]
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        process.kill()
+    for process in processes:
+        process.wait()
 
 
 def _status_kib(field: str) -> int | None:

@@ -1,7 +1,7 @@
 """An exported classifier graph in the place of `EATForAudioClassification`, for `pipeline("audio-classification")`.
 
     from transformers import pipeline
-    from modeling_eat.deployment import ExportedEATClassifier
+    from modeling_eat.deployment.graph_model import ExportedEATClassifier
 
     model = ExportedEATClassifier.from_pretrained("eat-esc50-onnx")                 # model.onnx
     model = ExportedEATClassifier.from_pretrained("eat-esc50-onnx", graph="model_int8.onnx")
