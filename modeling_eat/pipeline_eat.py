@@ -64,6 +64,9 @@ class EATAudioClassificationPipeline(ChunkPipeline):
     """
     Audio classification with an EAT model, for clips and for long recordings.
 
+    The model is an `EATForAudioClassification`, or an exported graph standing in for one (`ExportedEATClassifier`
+    of `modeling_eat.deployment.graph_model`, fp32 or int8): only the forward pass then runs in ONNX Runtime.
+
     Inputs are those of transformers' `AudioClassificationPipeline`: a file path or URL (decoded by FFmpeg as a
     stream), the bytes of a file, a 1-D numpy array or tensor at the feature extractor's rate, or a dict with
     `"array"` (or `"raw"`) and `"sampling_rate"` (other rates are resampled here, without torchaudio).
