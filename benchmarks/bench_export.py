@@ -83,7 +83,10 @@ def session_variants(threads: int) -> dict:
     """ONNX Runtime settings other than the package's, for `--session_options`: name -> (threads, options edit)."""
     import onnxruntime
 
+    from modeling_eat.runtime import decide_num_threads
+
     levels = onnxruntime.GraphOptimizationLevel
+    rule = decide_num_threads(environ={})
 
     # Not the warning that an entry of the package's options is replaced: that is the point here.
     onnxruntime.set_default_logger_severity(3)
@@ -103,7 +106,7 @@ def session_variants(threads: int) -> dict:
         "no spinning (this benchmark before)": (threads, entries(**{"session.intra_op.allow_spinning": "0"})),
         "spinning, not stopped after a run": (threads, entries(**{"session.force_spinning_stop": "0"})),
         "1 thread": (1, None),
-        "threads by the package's rule (CPUs free now)": (None, None),
+        f"the package's thread rule ({rule.num_threads} now)": (rule.num_threads, None),
         "basic graph optimisations": (threads, level(levels.ORT_ENABLE_BASIC)),
         "no graph optimisations": (threads, level(levels.ORT_DISABLE_ALL)),
     }
