@@ -80,7 +80,8 @@ def build_folders(work: Path, size: str, seconds: float, smoke: bool):
 
 
 def session_variants(threads: int) -> dict:
-    """ONNX Runtime settings other than the package's, for `--session_options`: name -> (threads, options edit)."""
+    """ONNX Runtime settings other than the package's, for `--session_options`: (graph, name) -> (threads, options
+    edit), the graph being "fp32" or "int8 dynamic"."""
     import onnxruntime
 
     from modeling_eat.runtime import decide_num_threads
@@ -103,12 +104,16 @@ def session_variants(threads: int) -> dict:
         return edit
 
     return {
-        "no spinning (this benchmark before)": (threads, entries(**{"session.intra_op.allow_spinning": "0"})),
-        "spinning, not stopped after a run": (threads, entries(**{"session.force_spinning_stop": "0"})),
-        "1 thread": (1, None),
-        f"the package's thread rule ({rule.num_threads} now)": (rule.num_threads, None),
-        "basic graph optimisations": (threads, level(levels.ORT_ENABLE_BASIC)),
-        "no graph optimisations": (threads, level(levels.ORT_DISABLE_ALL)),
+        ("fp32", "no spinning (as this benchmark ran before)"): (
+            threads, entries(**{"session.intra_op.allow_spinning": "0"})
+        ),
+        ("fp32", "spinning, not stopped after a run"): (threads, entries(**{"session.force_spinning_stop": "0"})),
+        ("fp32", "1 thread"): (1, None),
+        ("fp32", f"the package's thread rule ({rule.num_threads} now)"): (rule.num_threads, None),
+        ("fp32", "basic graph optimisations"): (threads, level(levels.ORT_ENABLE_BASIC)),
+        ("fp32", "no graph optimisations"): (threads, level(levels.ORT_DISABLE_ALL)),
+        # The int8 MatMul fusions (quantize the input + integer MatMul + rescale in one kernel) are "extended".
+        ("int8 dynamic", "basic graph optimisations"): (threads, level(levels.ORT_ENABLE_BASIC)),
     }
 
 
@@ -237,10 +242,11 @@ def main(argv=None):
                 run, _ = open_graph(path, threads)
                 cases[graph_name, f"ONNX Runtime {engine}"] = (lambda run=run, array=array: run(array)[0], path)
         if args.session_options and not with_extractor:
-            for variant, (variant_threads, edit) in session_variants(threads).items():
-                run, _ = open_graph(graphs[False, "fp32"], variant_threads, edit)
-                cases[graph_name, f"ONNX Runtime fp32, {variant}"] = (lambda run=run, array=array: run(array)[0],
-                                                                     None)
+            for (engine, variant), (variant_threads, edit) in session_variants(threads).items():
+                run, _ = open_graph(graphs[False, engine], variant_threads, edit)
+                cases[graph_name, f"ONNX Runtime {engine}, {variant}"] = (
+                    lambda run=run, array=array: run(array)[0], None
+                )
 
     expected = {}
     for (graph_name, engine), (call, _) in cases.items():
