@@ -104,10 +104,12 @@ def session_variants(threads: int) -> dict:
         return edit
 
     return {
-        ("fp32", "no spinning (as this benchmark ran before)"): (
-            threads, entries(**{"session.intra_op.allow_spinning": "0"})
-        ),
-        ("fp32", "spinning, not stopped after a run"): (threads, entries(**{"session.force_spinning_stop": "0"})),
+        ("fp32", "spinning within a run (stopped after it)"): (threads, entries(**{
+            "session.intra_op.allow_spinning": "1", "session.force_spinning_stop": "1"
+        })),
+        ("fp32", "spinning (ONNX Runtime's default)"): (threads, entries(**{
+            "session.intra_op.allow_spinning": "1", "session.force_spinning_stop": "0"
+        })),
         ("fp32", "1 thread"): (1, None),
         ("fp32", f"the package's thread rule ({rule.num_threads} now)"): (rule.num_threads, None),
         ("fp32", "basic graph optimisations"): (threads, level(levels.ORT_ENABLE_BASIC)),

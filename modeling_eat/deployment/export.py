@@ -128,7 +128,7 @@ def _exporter_quiet():
         registration.setLevel(level)
 
 
-def load_graph(path, num_threads: int | None = None, spinning: bool = True):
+def load_graph(path, num_threads: int | None = None, spinning: bool = False):
     """A function from an input array to the list of output arrays, for a saved `.onnx` (ONNX Runtime on the CPU,
     with the package's session options: `sessions.session_options`) or `.pt2` (torch.export) graph."""
     path = Path(path)

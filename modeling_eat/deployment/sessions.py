@@ -1,17 +1,20 @@
 """How the package runs exported ONNX graphs in ONNX Runtime: the one place for the session options.
 
-The options, and why (measured in BENCHMARKS.md §7):
+The options, and why (measured on EAT-Base, 2 cores: BENCHMARKS.md §7):
 
 - intra-op threads: the CPUs free for this process (`modeling_eat.runtime.decide_num_threads`, the rule the scripts
-  use for torch), not ONNX Runtime's default of one thread per physical core pinned to it: like torch's OpenMP
-  threads, ONNX Runtime's wait for each other at the end of every parallel operator, so a thread on a core another
+  use for torch), not ONNX Runtime's default of one thread per physical core, pinned: like torch's OpenMP threads,
+  ONNX Runtime's wait for each other at the end of every parallel operator, so a thread on a core that another
   process holds stalls every operator;
+- worker threads block when they have nothing to do (`session.intra_op.allow_spinning=0`) instead of spinning:
+  as fast on an idle machine (240 against 241 ms), and 27% faster when another process wants the cores (1024
+  against 1409 ms), where spinning threads take the time the work needs;
 - one inter-op thread, operators in sequence: the encoder is a chain, with no branches to run side by side;
-- all graph optimisations (layer-norm, GELU and the int8 MatMul fusions);
-- worker threads spin between operators within a run, and stop spinning when the run returns
-  (`session.force_spinning_stop`): blocking between operators makes every operator wait for a thread to be woken,
-  which costs what the scheduler (on a virtual machine, the hypervisor) takes to wake one; spinning after the run
-  takes a core from whatever the process does next.
+- all graph optimisations, ONNX Runtime's default (fewer gained nothing measurable, fp32 or int8).
+
+What none of these options changes is the one thing that moved the fp32 graph's speed-up over eager PyTorch from
+one machine to another: ONNX Runtime's matrix products use AVX-512 where the CPU has it, and torch's (MKL) do not on
+AMD CPUs, so the speed-up is large on AMD CPUs with AVX-512 and small elsewhere (BENCHMARKS.md §7).
 """
 
 import logging
@@ -33,10 +36,11 @@ def import_onnxruntime():
     return onnxruntime
 
 
-def session_options(num_threads: int | None = None, spinning: bool = True):
+def session_options(num_threads: int | None = None, spinning: bool = False):
     """`onnxruntime.SessionOptions` for the CPU as described in this module's docstring. `num_threads=None` chooses
     the threads by the package's rule (the CPUs free right now, measured over half a second, or `OMP_NUM_THREADS`);
-    `spinning=False` makes idle worker threads block even within a run."""
+    `spinning=True` lets idle worker threads spin within a run (stopping when it returns), for a host where waking a
+    thread is slow and no other process wants the cores."""
     onnxruntime = import_onnxruntime()
     choice = decide_num_threads(num_threads)
     options = onnxruntime.SessionOptions()
@@ -51,7 +55,7 @@ def session_options(num_threads: int | None = None, spinning: bool = True):
     return options
 
 
-def onnx_session(path, num_threads: int | None = None, spinning: bool = True):
+def onnx_session(path, num_threads: int | None = None, spinning: bool = False):
     """An `onnxruntime.InferenceSession` of the graph at `path` on the CPU, with `session_options`."""
     onnxruntime = import_onnxruntime()
     options = session_options(num_threads, spinning)
