@@ -16,6 +16,7 @@ import numpy as np
 
 from ..audio import decode_audio, load_audio_dataset
 from ..metrics import accuracy, mean_average_precision
+from ..runtime import CommandError
 
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def eval_split_of(dataset_name: str, dataset_config_name: str | None = None) -> 
     splits = get_dataset_split_names(dataset_name, dataset_config_name)
     split = next((name for name in EVAL_SPLITS if name in splits), None)
     if split is None:
-        raise ValueError(f"{dataset_name} has neither a 'test' nor a 'validation' split (it has {splits}): pass the "
+        raise CommandError(f"{dataset_name} has neither a 'test' nor a 'validation' split (it has {splits}): pass the "
                          "split to score on (--eval_split).")
     return split
 
@@ -93,13 +94,13 @@ def load_labelled_clips(
     source: ClipSource, label2id: dict[str, int], multi_label: bool, sampling_rate: int = 16000, seed: int = 0
 ) -> LabelledClips:
     """Clips of `source` (split by default `eval_split_of`) with their labels mapped to the model's ids through the
-    label names. Raises ValueError for labels the model does not know, or a single/multi-label mismatch."""
+    label names. Raises CommandError for labels the model does not know, or a single/multi-label mismatch."""
     dataset, record = source.load(labelled=True, seed=seed)
     column, name = source.label_column, source.dataset_name
     feature = dataset.features[column]
     column_is_list = getattr(feature, "feature", None) is not None
     if column_is_list != multi_label:
-        raise ValueError(
+        raise CommandError(
             f"The label column {column!r} of {name} holds {'lists' if column_is_list else 'one label'} per clip, but "
             f"the model is {'multi' if multi_label else 'single'}-label: pass the column it was trained on "
             "(--label_column_name)."
@@ -108,7 +109,7 @@ def load_labelled_clips(
     known = set(label2id)
     unknown = sorted({label for row in names for label in (row if multi_label else [row])} - known)
     if unknown:
-        raise ValueError(
+        raise CommandError(
             f"{name} ({record['split']}) has labels the model does not know: {unknown[:10]}"
             f"{' ...' if len(unknown) > 10 else ''}; the model's labels are {sorted(known)[:10]}"
             f"{' ...' if len(known) > 10 else ''}. Score it on data labelled with the model's classes."

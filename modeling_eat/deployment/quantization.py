@@ -31,7 +31,7 @@ import numpy as np
 from ..configuration_eat import EATConfig
 from ..feature_extraction_eat import EATFeatureExtractor
 from ..hub import card_evaluation_data
-from ..runtime import int8_instruction_set
+from ..runtime import CommandError, int8_instruction_set
 from .accuracy import ClipSource, compare_logits, graph_inputs, load_labelled_clips, load_unlabelled_clips, logits_of
 from .export import REPORT_FILE, holds_classifier, load_graph
 
@@ -200,11 +200,11 @@ class QuantizationRequest:
 
 
 def own_evaluation_data(model_name_or_path: str) -> ClipSource:
-    """The labelled clips a model's own card names (`hub.card_evaluation_data`), or a ValueError saying to pass
+    """The labelled clips a model's own card names (`hub.card_evaluation_data`), or a CommandError saying to pass
     them."""
     found = card_evaluation_data(model_name_or_path) if Path(model_name_or_path).is_dir() else None
     if found is None:
-        raise ValueError(
+        raise CommandError(
             f"An int8 graph is checked by its accuracy on labelled clips, and the model card of {model_name_or_path} "
             "names no data set that can be loaded from here: pass --eval_dataset (an audiofolder with a test or "
             "validation split, or a Hub data set labelled with the model's classes)."
@@ -222,7 +222,7 @@ def settle_request(model_name_or_path: str, request: QuantizationRequest) -> Qua
     """What can be checked before the export's minutes: the model is a classifier, and the labelled clips are named
     (by default the ones its card names). Returns the request with `eval_data` filled in."""
     if not holds_classifier(model_name_or_path):
-        raise ValueError(ENCODER_REFUSED.format(what=f"{model_name_or_path} holds"))
+        raise CommandError(ENCODER_REFUSED.format(what=f"{model_name_or_path} holds"))
     if request.eval_data is None:
         return dataclasses.replace(request, eval_data=own_evaluation_data(model_name_or_path))
     return request
@@ -242,11 +242,13 @@ def quantize_export(output_dir, request: QuantizationRequest | None = None) -> d
     report_path = output_dir / REPORT_FILE
     report = json.loads(report_path.read_text())
     if report["format"] != "onnx":
-        raise ValueError("--quantize int8 works on ONNX graphs (ONNX Runtime's quantization tools): use --format onnx")
+        raise CommandError(
+            "--quantize int8 works on ONNX graphs (ONNX Runtime's quantization tools): use --format onnx"
+        )
     if report.get("id2label") is None:
-        raise ValueError(ENCODER_REFUSED.format(what="the folder's graph is"))
+        raise CommandError(ENCODER_REFUSED.format(what="the folder's graph is"))
     if request.max_accuracy_drop < 0:
-        raise ValueError(f"the largest accuracy drop allowed must be >= 0 points, got {request.max_accuracy_drop}")
+        raise CommandError(f"the largest accuracy drop allowed must be >= 0 points, got {request.max_accuracy_drop}")
     config = EATConfig.from_pretrained(output_dir)
     feature_extractor = EATFeatureExtractor.from_pretrained(output_dir)
     with_feature_extractor = report["with_feature_extractor"]
@@ -260,7 +262,7 @@ def quantize_export(output_dir, request: QuantizationRequest | None = None) -> d
     calibration_batches = None
     if request.method == "static":
         if request.calibration_data is None:
-            raise ValueError(
+            raise CommandError(
                 "Static quantization fixes each activation's range from calibration audio: pass "
                 "--calibration_dataset (a folder of audio files, an audiofolder or a Hub data set; by default its "
                 "train split), or use --quantization_method dynamic, which needs none."
