@@ -10,6 +10,8 @@ static graph is calibrated on random noise here, which is fine for timing only).
 
 `--session_options` adds rows for the fp32 spectrogram graph under other ONNX Runtime settings (spinning off, as this
 benchmark ran before; ONNX Runtime's default spinning; one thread; fewer graph optimisations), in the same turns.
+`--kernels` adds one float32 MatMul of an EAT-Base layer's size in torch (MKL), numpy and ONNX Runtime (MLAS):
+which library gets the faster kernels on this CPU, apart from the rest of the model.
 `--competing N --duty D` starts N busy processes before timing (a shared machine). Peak memory is measured in a
 fresh child process per row (load, then two runs), so that one row's freed memory does not hide the next one's.
 
@@ -178,6 +180,52 @@ def memory_probe(kind: str, path: str, threads: int, seconds: float) -> None:
     print(json.dumps({"peak_mib": round(memory.peak_mib, 1), "rise_mib": round(memory.rise_mib, 1)}))
 
 
+def kernel_rows(threads: int, repeats: int, smoke: bool) -> list[dict]:
+    """One float32 matrix product the size of an EAT-Base MLP layer on a 10 s clip ((512 x 768) @ (768 x 3072)),
+    in torch (MKL's sgemm), numpy (its BLAS) and an ONNX Runtime MatMul (MLAS), taking turns on the same threads:
+    which library's kernels this CPU gets, apart from everything else the model does."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rows_, inner, columns = (64, 64, 256) if smoke else (512, 768, 3072)
+    rng = np.random.default_rng(0)
+    left = rng.standard_normal((rows_, inner)).astype(np.float32)
+    weight = rng.standard_normal((inner, columns)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "matmul",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(left.shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [rows_, columns])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "matmul.onnx"
+        onnx.save(model, str(path))
+        run, _ = open_graph(path, threads)
+    left_tensor, weight_tensor = torch.from_numpy(left), torch.from_numpy(weight)
+    calls = {
+        "torch (MKL)": lambda: torch.mm(left_tensor, weight_tensor),
+        "numpy (" + np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"] + ")": lambda: left @ weight,
+        "ONNX Runtime (MLAS)": lambda: run(left),
+    }
+    timings = {name: [] for name in calls}
+    for call in calls.values():
+        call(), call()
+    for _ in range(max(3, 3 * repeats)):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            timings[name].append(time.perf_counter() - start)
+    flops = 2 * rows_ * inner * columns
+    torch_median = statistics.median(timings["torch (MKL)"])
+    return [
+        {"library": name, "median_ms": round(1000 * statistics.median(seconds), 2),
+         "best_ms": round(1000 * min(seconds), 2), "gflops_best": round(flops / min(seconds) / 1e9, 1),
+         "vs_torch": round(statistics.median(seconds) / torch_median, 3)}
+        for name, seconds in timings.items()
+    ]
+
+
 def cpu_use_by_others(before, after, own_before: float, own_after: float, elapsed: float) -> dict:
     """CPUs' worth of time other processes used, and the share the hypervisor took (steal), over the timing."""
     from modeling_eat.runtime import affinity_cpu_ids, busy_cpus
@@ -218,6 +266,8 @@ def main(argv=None):
     parser.add_argument("--session_options", action="store_true", help="also time other ONNX Runtime settings")
     parser.add_argument("--competing", type=int, default=0, help="busy processes to start for the measurement")
     parser.add_argument("--duty", type=float, default=1.0, help="share of the time each competitor is busy")
+    parser.add_argument("--kernels", action="store_true",
+                        help="also time one float32 MatMul in torch (MKL), numpy and ONNX Runtime (MLAS)")
     parser.add_argument("--memory_probe", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_probe:
@@ -228,7 +278,9 @@ def main(argv=None):
 
     from modeling_eat.runtime import int8_instruction_set, own_cpu_seconds
 
-    work = Path(tempfile.mkdtemp(prefix="bench_export_"))
+    # EAT-Base's graphs take 1.3 GB: the folder goes when the measurement ends.
+    scratch = tempfile.TemporaryDirectory(prefix="bench_export_")
+    work = Path(scratch.name)
     model, extractor, waveform, graphs, export_seconds = build_folders(work, args.size, args.seconds, args.smoke)
     input_values = extractor(waveform[0], sampling_rate=SAMPLING_RATE, return_tensors="pt")["input_values"]
 
@@ -314,13 +366,19 @@ def main(argv=None):
     print(f"\nload average {machine.get('load_average_1min')} at the start, {load_end:.2f} at the end; other "
           f"processes used {others['other_busy_cpus']} CPUs, steal {others['steal_share']}; int8 instructions: "
           f"{int8_instruction_set()}")
+    kernels = None
+    if args.kernels:
+        kernels = kernel_rows(threads, args.repeats, args.smoke)
+        print_table(kernels, ["library", "median_ms", "best_ms", "gflops_best", "vs_torch"],
+                    f"one float32 MatMul, {threads} threads (load {os.getloadavg()[0]:.2f})")
+    scratch.cleanup()
     import onnxruntime
 
     machine["onnxruntime"] = onnxruntime.__version__
     write_json(args.json, machine, {"size": args.size, "seconds": args.seconds, "threads": threads,
                                     "repeats": args.repeats, "competing": args.competing, "duty": args.duty},
                rows, export_seconds={"spectrogram": export_seconds[False], "waveform": export_seconds[True]},
-               load_average_end=load_end, **others)
+               load_average_end=load_end, kernels=kernels, **others)
 
 
 if __name__ == "__main__":

@@ -246,7 +246,7 @@ def test_long_audio_timeline_of_a_model_fine_tuned_with_our_script(tmp_path):
 
 
 def test_export_latency_smoke(tmp_path):
-    payload = run_smoke("bench_export", tmp_path, "--threads", "1")
+    payload = run_smoke("bench_export", tmp_path, "--threads", "1", "--kernels")
     check_machine(payload)
     rows = payload["results"]
     engines = ["eager PyTorch", "ONNX Runtime fp32", "ONNX Runtime int8 dynamic"]
@@ -262,6 +262,9 @@ def test_export_latency_smoke(tmp_path):
         if "int8" in row["engine"]:
             assert row["max_abs_difference_vs_eager"] > 1e-6 and row["file_vs_fp32"] < 1
     assert payload["machine"]["onnxruntime"] and "int8_instructions" in payload["machine"]
+    libraries = [row["library"] for row in payload["kernels"]]
+    assert libraries[0] == "torch (MKL)" and libraries[2] == "ONNX Runtime (MLAS)" and len(libraries) == 3
+    assert payload["kernels"][0]["vs_torch"] == 1.0 and all(row["gflops_best"] > 0 for row in payload["kernels"])
 
 
 def test_harness_cost_smoke(tmp_path):
