@@ -13,7 +13,12 @@ from modeling_eat import EATFeatureExtractor, EATForAudioClassification, EATMode
 from modeling_eat.deployment.accuracy import ClipSource
 from modeling_eat.deployment.cli import export_main as main
 from modeling_eat.deployment.export import export, load_graph
-from modeling_eat.deployment.quantization import QuantizationRequest, encoder_weight_matmuls, quantize_export
+from modeling_eat.deployment.quantization import (
+    QuantizationRequest,
+    encoder_weight_matmuls,
+    quantize_export,
+    quantize_graph,
+)
 
 from eat_testing import TONE_CLASSES, refusal, save_tiny_classifier, train_tiny_tone_classifier, write_tone_audiofolder
 
@@ -157,3 +162,25 @@ def test_quantize_refuses_without_labelled_clips_or_a_classifier(tone_classifier
     save_tiny_classifier(encoder, 64, {0: "a"}, EATModel)
     assert "needs a classifier" in refusal(main, quantize_command(encoder, tmp_path / "d", tones))
     assert not (tmp_path / "d" / "model.onnx").exists()
+
+
+def test_static_calibration_ranges_come_from_every_clip(tmp_path):
+    save_tiny_classifier(tmp_path / "model", 64, {0: "a", 1: "b"})
+    export(tmp_path / "model", tmp_path / "graph", "onnx", check_seconds=())
+    rng = np.random.default_rng(0)
+    quiet = [0.1 * rng.standard_normal((1, 64, 128)).astype(np.float32) for _ in range(7)]
+    loud = 10 * rng.standard_normal((1, 64, 128)).astype(np.float32)
+
+    def activation_scales(batches, name):
+        quantize_graph(tmp_path / "graph" / "model.onnx", tmp_path / name, "static", batches)
+        graph = onnx.load(str(tmp_path / name))
+        return {initializer.name: onnx.numpy_helper.to_array(initializer) for initializer in graph.graph.initializer
+                if initializer.name.endswith("_scale") and "weight" not in initializer.name}
+
+    # Min/max over all clips does not depend on their order: the loud clip widens the ranges first or last.
+    first, last = activation_scales([loud, *quiet], "first.onnx"), activation_scales([*quiet, loud], "last.onnx")
+    assert first.keys() == last.keys() and len(first) > 0
+    for name in first:
+        np.testing.assert_array_equal(first[name], last[name])
+    without = activation_scales(quiet, "quiet.onnx")
+    assert any(without[name].max() < first[name].max() for name in first)  # the loud clip did count

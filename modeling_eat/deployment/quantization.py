@@ -47,7 +47,6 @@ REJECTED_INT8_GRAPH_FILE = "model_int8.rejected.onnx"
 # Percentage points of accuracy (or mAP) the int8 graph may lose against the fp32 graph before it is refused.
 DEFAULT_MAX_ACCURACY_DROP = 1.0
 DEFAULT_CALIBRATION_SAMPLES = 100
-CALIBRATION_BATCHES_HELD = 4
 NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 # A module path inside one of the encoder's transformer layers: `model.eat.layers.3`, `model.layers.0`, ...
 ENCODER_LAYER_SCOPE = re.compile(r"(^|\.)layers\.\d+$")
@@ -152,9 +151,9 @@ def quantize_graph(
             quantization.quantize_dynamic(str(source), str(target), **common)
         activations = "uint8, range from each tensor at run time"
     else:
-        # The calibrator keeps every quantized MatMul's input of each batch until it reduces them to ranges: for
-        # EAT-Base ~120 MB a clip, so it reduces every few batches rather than once at the end.
-        common["extra_options"] = {**common["extra_options"], "CalibMaxIntermediateOutputs": CALIBRATION_BATCHES_HELD}
+        # The calibrator keeps only each batch's min and max of every quantized MatMul's input (a few numbers), so
+        # all batches are reduced at once. Not `CalibMaxIntermediateOutputs`: ONNX Runtime 1.32 drops the batches it
+        # holds when that many are reached, instead of reducing them, so the ranges came from the last few clips only.
         with quiet_root_logger():
             quantization.quantize_static(
                 str(source),
