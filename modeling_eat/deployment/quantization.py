@@ -14,7 +14,7 @@ Two methods (`QUANTIZATION_METHODS`):
 - static: int8 weights and uint8 activations whose ranges are fixed beforehand from calibration audio (min/max over
   the calibration clips), in ONNX's QDQ form.
 
-Why dynamic is the default is measured in BENCHMARKS.md §9 (latency and accuracy of both).
+Why dynamic is the default is measured in BENCHMARKS.md §10 (latency and accuracy of both).
 """
 
 import ast

@@ -20,7 +20,7 @@ AMD CPUs, so the speed-up is large on AMD CPUs with AVX-512 and small elsewhere 
 import logging
 from pathlib import Path
 
-from ..runtime import decide_num_threads
+from ..runtime import FILE_ONLY, decide_num_threads
 
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ def session_options(num_threads: int | None = None, spinning: bool = False):
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.add_session_config_entry("session.force_spinning_stop", "1")
     if num_threads is None:
-        logger.info(f"ONNX Runtime runs {choice}")
+        # In the command's log file: a command opens several sessions, and its console keeps to its results.
+        logger.info(f"ONNX Runtime runs {choice}", extra=FILE_ONLY)
     return options
 
 
