@@ -7,14 +7,14 @@ The options, and why (measured on EAT-Base, 2 cores: BENCHMARKS.md §7):
   ONNX Runtime's wait for each other at the end of every parallel operator, so a thread on a core that another
   process holds stalls every operator;
 - worker threads block when they have nothing to do (`session.intra_op.allow_spinning=0`) instead of spinning:
-  as fast on an idle machine (240 against 241 ms), and 27% faster when another process wants the cores (1024
-  against 1409 ms), where spinning threads take the time the work needs;
+  10-14% faster when other processes want the cores (1455 against 1594-1652 ms), where spinning threads take the
+  time the work needs;
 - one inter-op thread, operators in sequence: the encoder is a chain, with no branches to run side by side;
-- all graph optimisations, ONNX Runtime's default (fewer gained nothing measurable, fp32 or int8).
+- all graph optimisations, ONNX Runtime's default (fewer gained nothing measurable for fp32, and lose the fused
+  int8 MatMul: 1.18x slower).
 
-What none of these options changes is the one thing that moved the fp32 graph's speed-up over eager PyTorch from
-one machine to another: ONNX Runtime's matrix products use AVX-512 where the CPU has it, and torch's (MKL) do not on
-AMD CPUs, so the speed-up is large on AMD CPUs with AVX-512 and small elsewhere (BENCHMARKS.md §7).
+What none of these options changes is what mostly sets the fp32 graph's speed-up over eager PyTorch: the CPU's
+kernels. On an AMD CPU with AVX-512, ONNX Runtime's MatMul (MLAS) ran 3x faster than torch's (MKL).
 """
 
 import logging
