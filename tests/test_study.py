@@ -21,7 +21,9 @@ from modeling_eat.study.cli import check_study_folder, parse_study_args
 from modeling_eat.study.data import DRUM_TEST_KITS, DRUM_TRAIN_KITS, build_drum_hits, drum_class
 from modeling_eat.study.diagnostics import gradient_agreement, student_gradient, term_shares
 from modeling_eat.study.protocol import (
+    SLOW_FIXED,
     VARIANTS,
+    VARIANTS_BY_NAME,
     Evaluation,
     Job,
     Run,
@@ -53,6 +55,19 @@ def test_rows_change_only_what_their_ablation_names():
     assert (maskspec["pretraining_objective"], maskspec["mask_strategy"], maskspec["clone_batch"]) == (
         "maskspec", "random", 1)
     assert variant_config("tiny", VARIANT["random_init"]) == base
+
+
+def test_candidate_rows_change_the_ema_the_utterance_reduction_or_both():
+    base = variant_config("tiny", VARIANT["eat"])
+
+    def changed(name):
+        return {key: value for key, value in variant_config("tiny", VARIANTS_BY_NAME[name]).items()
+                if base.get(key) != value}
+
+    slow_ema = {"ema_scale_with_run": False, **SLOW_FIXED}
+    assert changed("ema_slow_fixed") == slow_ema
+    assert changed("mean_utterance") == {"utterance_loss_reduction": "mean"}
+    assert changed("ema_slow_fixed_mean_utterance") == {**slow_ema, "utterance_loss_reduction": "mean"}
 
 
 def test_runs_span_presets_lengths_and_seeds_with_one_random_init_per_preset_and_seed():

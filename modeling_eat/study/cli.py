@@ -50,7 +50,8 @@ def parse_study_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namesp
     parser.add_argument("--output_dir", default="ssl-study")
     parser.add_argument("--rows", nargs="*", default=list(VARIANT_NAMES),
                         choices=[variant.name for variant in ALL_VARIANTS],
-                        help="the study's rows (default: the six of the study; the ema_* rows chose the defaults)")
+                        help="the study's rows (default: the six of the study; the others chose the short-run "
+                             "defaults or test a change to them)")
     parser.add_argument("--validation_speaker", default=None,
                         help="run on a fold of the train split instead: this speaker's clips are the test split, the "
                              "other speakers' the rest (to choose settings without touching the test split)")

@@ -35,11 +35,15 @@ VARIANTS = (
     Variant("one_clone", "EAT with 1 mask per clip instead of 16", {"clone_batch": 1}),
     Variant("maskspec", "MaskSpec: random masks, spectrogram reconstruction", {"pretraining_objective": "maskspec"}),
 )
-# Rows that chose the short-run defaults, run on speaker folds of the train split (`--validation_speaker`).
+# Rows that chose the short-run defaults (on speaker folds of the train split, `--validation_speaker`) or test a
+# change to them on the learning curve. `ema_slow_fixed` and `mean_utterance` each change one of the defaults,
+# `ema_slow_fixed_mean_utterance` both, so that a difference on the curve can be traced to one of them.
 VALIDATION_VARIANTS = (
     Variant("ema_official_proportions", "the official EMA schedule's proportions at 600 updates (a fast teacher)",
             {"ema_scale_with_run": False, **OFFICIAL_PROPORTIONS_AT_600}),
     Variant("ema_slow_fixed", "EMA 0.999 -> 0.9999 over 1,000 updates", {"ema_scale_with_run": False, **SLOW_FIXED}),
+    Variant("mean_utterance", "the utterance loss averaged over rows, the preset's EMA fitted to the run",
+            {"utterance_loss_reduction": "mean"}),
     Variant("ema_slow_fixed_mean_utterance", "the slow fixed EMA with the utterance loss averaged over rows",
             {"ema_scale_with_run": False, **SLOW_FIXED, "utterance_loss_reduction": "mean"}),
 )
