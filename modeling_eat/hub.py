@@ -10,7 +10,6 @@ seconds instead of after training. `write_model_card` renders the package's `mod
 it. Not shipped with saved folders: this module may use huggingface_hub freely.
 """
 
-import difflib
 import json
 import string
 from pathlib import Path
@@ -22,7 +21,7 @@ from .audio import first_line
 from .configuration_eat import AUTO_MAP, SIZE_PRESETS, EATConfig
 from .feature_extraction_eat import frames_to_seconds
 from .loading_eat import TASK_PARTS
-from .runtime import CommandError
+from .runtime import CommandError, refuse_unknown_preset
 
 
 MODEL_CARD_TEMPLATE = Path(__file__).with_name("model_card.md")
@@ -162,14 +161,10 @@ def check_config_source(name, option: str = "--config_name", **hub_kwargs) -> No
     name = "" if name is None else str(name)
     if name in SIZE_PRESETS or Path(name).is_file():
         return
-    presets = ", ".join(SIZE_PRESETS)
-    close = difflib.get_close_matches(name, list(SIZE_PRESETS), n=1)
-    if close or not (Path(name).is_dir() or is_hub_id(name)):
-        guess = f"did you mean {close[0]!r}? " if close else ""
-        raise CommandError(
-            f"{option} {name!r} is neither a size preset ({guess}the presets are {presets}) nor a config JSON file "
-            "or an EAT folder: pass one of those."
-        )
+    refuse_unknown_preset(
+        option, name, SIZE_PRESETS, "size preset", "a config JSON file or an EAT folder",
+        found_elsewhere=Path(name).is_dir() or is_hub_id(name),
+    )
     check_model_source(name, option, **hub_kwargs)
 
 

@@ -13,6 +13,7 @@ is using right now.
 
 import collections
 import contextlib
+import difflib
 import functools
 import logging
 import math
@@ -196,7 +197,9 @@ def decide_num_threads(
     over this process's affinity, cgroup quota, the other work measured now and the processes of this run here."""
     if num_threads is not None:
         if num_threads < 1:
-            raise ValueError(f"--num_threads must be >= 1, got {num_threads}")
+            raise CommandError(
+                f"--num_threads must be >= 1, got {num_threads}: pass a positive count, or leave it out."
+            )
         return ThreadChoice(num_threads, "--num_threads")
     preset = _int_from_environment(environ, THREAD_VARIABLES)
     if preset is not None:
@@ -240,9 +243,28 @@ class CommandError(ValueError):
     line and exits with status 1 (`one_line_errors`)."""
 
 
+def refuse_unknown_preset(option: str, name: str, presets, kind: str, others: str, found_elsewhere: bool) -> None:
+    """One rule for a name that is not one of `presets` (size presets, normalization presets): a near miss of one
+    (`tinyy`) is refused as such, naming the preset meant, rather than looked up as a folder or on the Hub; any other
+    name is refused too unless `found_elsewhere` (it is a folder, a file or a Hub id, which the caller then reads)."""
+    close = difflib.get_close_matches(name, list(presets), n=1)
+    if close or not found_elsewhere:
+        guess = f"did you mean {close[0]!r}? " if close else ""
+        raise CommandError(
+            f"{option} {name!r} is neither a {kind} ({guess}the presets are {', '.join(presets)}) nor {others}: "
+            "pass one of those."
+        )
+
+
+# The exit status of a process ended by SIGINT, as shells report it (128 + 2).
+INTERRUPTED_EXIT_STATUS = 130
+
+
 def one_line_errors(main: Callable) -> Callable:
     """Wraps a command's `main`: a `CommandError` ends the process with `error: <message>` and exit status 1, as
-    argparse does for a bad flag, instead of a traceback."""
+    argparse does for a bad flag, instead of a traceback; Ctrl-C ends it with `interrupted` and status 130, not with
+    a traceback into whatever torch was computing (what the command had saved stays, and its rerun says how to
+    continue)."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -250,6 +272,9 @@ def one_line_errors(main: Callable) -> Callable:
             return main(*args, **kwargs)
         except CommandError as error:
             raise SystemExit(f"error: {error}") from None
+        except KeyboardInterrupt:
+            print("\ninterrupted (Ctrl-C)", file=sys.stderr, flush=True)
+            raise SystemExit(INTERRUPTED_EXIT_STATUS) from None
 
     return wrapper
 
@@ -297,9 +322,10 @@ _RUN_LOG = _RunLog()
 
 def configure_logging(level: int = logging.INFO) -> None:
     """One log set-up for every command: `LOG_FORMAT` on stderr for this package's messages (at `level`) and all
-    warnings; every library's INFO records kept for `log_to_file`. transformers' and datasets' loggers are routed
-    through it (instead of their own handlers), and their loading/saving progress bars, which flash by for every
-    local folder, are switched off (the Hub's download bars stay). Calling it again replaces what it installed."""
+    warnings; every library's INFO records kept for `log_to_file`. transformers', datasets' and huggingface_hub's
+    loggers are routed through it (instead of their own handlers, which printed each warning a second time), and
+    their loading/saving progress bars, which flash by for every local folder, are switched off (the Hub's download
+    bars stay). Calling it again replaces what it installed."""
     root = logging.getLogger()
     for handler in (_RUN_LOG.console, _RUN_LOG.buffer, _RUN_LOG.file):
         if handler is not None:
@@ -315,7 +341,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.addHandler(buffer)
     root.setLevel(min(level, logging.INFO))
     logging.getLogger("modeling_eat").setLevel(level)
-    for library in ("transformers", "datasets"):
+    for library in ("transformers", "datasets", "huggingface_hub"):
         try:
             library_logging = __import__(f"{library}.utils.logging", fromlist=["logging"])
         except ImportError:
@@ -433,6 +459,7 @@ def deepspeed_requested(environ: Mapping[str, str] = os.environ) -> bool:
 
 __all__ = [
     "FILE_ONLY",
+    "INTERRUPTED_EXIT_STATUS",
     "LOG_DATE_FORMAT",
     "LOG_FORMAT",
     "CommandError",
@@ -453,6 +480,7 @@ __all__ = [
     "int8_instruction_set",
     "log_to_file",
     "one_line_errors",
+    "refuse_unknown_preset",
     "one_thread_per_worker",
     "pin_memory_helps",
     "progress_interval",

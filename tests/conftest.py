@@ -59,7 +59,7 @@ def logging_restored():
 
     from modeling_eat import runtime
 
-    loggers = [logging.getLogger(name) for name in ("transformers", "datasets", "modeling_eat")]
+    loggers = [logging.getLogger(name) for name in ("transformers", "datasets", "huggingface_hub", "modeling_eat")]
     saved = [(list(logger.handlers), logger.level, logger.propagate) for logger in loggers]
     root_level = logging.getLogger().level
     progress_bars = transformers.utils.logging.is_progress_bar_enabled()

@@ -190,3 +190,38 @@ def test_deepspeed_is_imported_only_by_runs_that_use_it():
     assert "deepspeed imported: True" in shown
     if not torch.cuda.is_available():
         assert "unable to detect" in shown
+
+
+def test_a_command_ends_in_one_line_on_a_mistake_and_on_ctrl_c(capsys):
+    @runtime.one_line_errors
+    def threads(count):
+        runtime.configure_threads(count)
+
+    with pytest.raises(SystemExit) as error:
+        threads(0)
+    assert error.value.code == (
+        "error: --num_threads must be >= 1, got 0: pass a positive count, or leave it out."
+    )
+
+    @runtime.one_line_errors
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as error:
+        interrupted()
+    assert error.value.code == runtime.INTERRUPTED_EXIT_STATUS == 130
+    assert capsys.readouterr().err == "\ninterrupted (Ctrl-C)\n"
+
+
+def test_a_hub_warning_reaches_the_console_once(capfd):
+    """huggingface_hub's own stderr handler printed each of its warnings (a retry, an unreachable Hub) a second time,
+    without the log format, beside the console's line."""
+    import logging
+
+    hub_logger = logging.getLogger("huggingface_hub")
+    assert hub_logger.handlers  # its own, installed when it was imported
+    runtime.configure_logging()
+    assert hub_logger.handlers == [] and hub_logger.propagate
+    logging.getLogger("huggingface_hub.utils._http").warning("Retrying in 1s [Retry 1/5].")
+    lines = [line for line in capfd.readouterr().err.splitlines() if "Retrying" in line]
+    assert len(lines) == 1 and lines[0].endswith("WARNING huggingface_hub.utils._http: Retrying in 1s [Retry 1/5].")
