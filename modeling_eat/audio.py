@@ -10,6 +10,7 @@ import csv
 import io
 import logging
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,8 +19,14 @@ import torch
 
 # The resampler and the frame geometry ship with saved folders (the pipeline needs them); they live there.
 from .audio_io_eat import resample
-from .feature_extraction_eat import EATFeatureExtractor, kaldi_num_frames, kaldi_num_samples, patch_aligned
-from .runtime import CommandError, quiet_progress_bars
+from .feature_extraction_eat import (
+    NORMALIZATION_PRESETS,
+    EATFeatureExtractor,
+    kaldi_num_frames,
+    kaldi_num_samples,
+    patch_aligned,
+)
+from .runtime import CommandError, quiet_progress_bars, refuse_unknown_preset
 
 
 logger = logging.getLogger(__name__)
@@ -38,15 +45,26 @@ def seconds_to_samples(seconds: float, sampling_rate: int = SAMPLING_RATE) -> in
     return int(round(seconds * sampling_rate))
 
 
-def crop_num_frames(max_length_seconds: float, patch_size: int = 16, sampling_rate: int = SAMPLING_RATE) -> int:
-    """Fbank frames of a random crop of `max_length_seconds`, rounded down to whole patches (10 s: 998 -> 992)."""
+def crop_num_frames(
+    max_length_seconds: float, patch_size: int = 16, sampling_rate: int = SAMPLING_RATE, max_frames: int | None = None
+) -> int:
+    """Fbank frames of a random crop of `max_length_seconds`, rounded down to whole patches (10 s: 998 -> 992).
+    A crop shorter than one patch, or longer than `max_frames` (the model's longest input, `config.max_input_frames`),
+    is refused in one line before any audio is read: a huge one would otherwise allocate its batch until the process
+    is killed."""
     num_frames = patch_aligned(
         kaldi_num_frames(seconds_to_samples(max_length_seconds, sampling_rate), sampling_rate), patch_size
     )
     if num_frames < patch_size:
-        raise ValueError(
+        raise CommandError(
             f"--max_length_seconds {max_length_seconds} gives fewer fbank frames than one patch ({patch_size} frames, "
             f"{kaldi_num_samples(patch_size, sampling_rate) / sampling_rate:.3f} s): use a longer crop."
+        )
+    if max_frames is not None and num_frames > max_frames:
+        raise CommandError(
+            f"--max_length_seconds {max_length_seconds} ({num_frames} frames) is longer than the model takes "
+            f"({max_frames} frames, {kaldi_num_samples(max_frames, sampling_rate) / sampling_rate:.2f} s: "
+            "config.max_input_frames): use a shorter crop."
         )
     return num_frames
 
@@ -179,10 +197,20 @@ class SeededEpochSampler(torch.utils.data.Sampler):
         return torch.Generator().manual_seed(self.seed + self.epoch)
 
 
+# datasets' message for a split a data set does not have.
+UNKNOWN_SPLIT = re.compile(r'Unknown split "(.*)"\. Should be one of \[(.*)\]')
 AUDIOFOLDER_HINT = (
     "an audiofolder (train/ and test/ folders holding the audio and a metadata.csv with file_name,label) or a Hub "
     "data set id"
 )
+
+
+def labels_hint(column: str, split: str, option: str = "--label_column_name") -> str:
+    """Where an audiofolder's labels come from, for a data set without (or with an empty) label column."""
+    return (
+        f"an audiofolder takes them from a metadata.csv beside the audio (columns file_name,{column}) or from class "
+        f"folders ({split}/<label>/clip.wav); add one, or name the label column with {option}"
+    )
 
 
 def check_dataset_name(name, option: str = "--dataset_name") -> None:
@@ -227,14 +255,28 @@ def open_dataset(
         with quiet_progress_bars() if local else contextlib.nullcontext():
             return load_dataset(*arguments, **kwargs)
     except (FileNotFoundError, ConnectionError, DatasetNotFoundError) as error:
-        where = "the folder" if local else "the Hub data set"
+        if local:
+            raise CommandError(
+                f"{option} {name}: the folder could not be read ({first_line(error)}): pass {AUDIOFOLDER_HINT}."
+            ) from None
         raise CommandError(
-            f"{option} {name}: {where} could not be read ({first_line(error)}): pass {AUDIOFOLDER_HINT}."
+            f"{option} {name} is no folder here, and the Hub data set of that id could not be read "
+            f"({first_line(error)}): check the path, or the id and the connection."
         ) from None
     except ValueError as error:
-        if "split" not in str(error).lower():
+        unknown_split = UNKNOWN_SPLIT.search(str(error))
+        if unknown_split is not None:
+            split, splits = unknown_split.group(1), unknown_split.group(2).replace("'", "")
+            raise CommandError(
+                f"{split_option} {split}: {name} has no such split (it has {splits}): pass one of those."
+            ) from None
+        if not local:
             raise
-        raise CommandError(f"{split_option}: {name} {first_line(error)}: pass one of its splits.") from None
+        # datasets' own reading of the folder failed (train/ and test/ metadata.csv with other columns, ...).
+        raise CommandError(
+            f"{option} {name}: the folder could not be read as an audio data set ({first_line(error)}): fix that, "
+            f"or pass {AUDIOFOLDER_HINT}."
+        ) from None
 
 
 def first_line(error: BaseException) -> str:
@@ -250,9 +292,8 @@ def check_label_values(values: Sequence, column: str, dataset_name: str, split: 
     missing = sum(value is None for value in values)
     if values and missing == len(values):
         raise CommandError(
-            f"{dataset_name} ({split} split) has no labels in its {column!r} column: an audiofolder takes them from a "
-            f"metadata.csv beside the audio (columns file_name,{column}) or from class folders ({split}/<label>/"
-            f"clip.wav); add one, or name the label column with {option}."
+            f"{dataset_name} ({split} split) has no labels in its {column!r} column: "
+            f"{labels_hint(column, split, option)}."
         )
     if missing:
         raise CommandError(
@@ -269,19 +310,26 @@ def load_audio_dataset(
     label_column_name: str | None = None,
     streaming: bool = False,
     max_samples: int | None = None,
+    split_option: str = "--split_name",
 ):
     """`load_dataset` (a Hub id or a local folder) reduced to the audio (and label) column, audio left undecoded:
-    our own decoding then skips broken files instead of failing the whole run."""
+    our own decoding then skips broken files instead of failing the whole run. `split_option` is the command's
+    name for `split`, for its messages."""
     from datasets import Audio
 
-    dataset = open_dataset(dataset_name, dataset_config_name, split=split, streaming=streaming)
+    dataset = open_dataset(
+        dataset_name, dataset_config_name, split=split, streaming=streaming, split_option=split_option
+    )
     options = {audio_column_name: "--audio_column_name", label_column_name: "--label_column_name"}
     column_names = dataset.column_names
     for column, option in options.items():
         if column is not None and column_names is not None and column not in column_names:
-            raise ValueError(
-                f"{option} {column!r} is not a column of {dataset_name} (split {split}); its columns are "
-                f"{column_names}. Pass the right name with {option}."
+            fix = f"pass the right name with {option}"
+            if column == label_column_name:
+                fix = labels_hint(column, split, option)
+            raise CommandError(
+                f"{option} {column!r} is not a column of {dataset_name} ({split} split; its columns are "
+                f"{', '.join(column_names)}): {fix}."
             )
     dataset = dataset.select_columns([column for column in options if column is not None])
     dataset = dataset.cast_column(audio_column_name, Audio(decode=False))
@@ -404,6 +452,25 @@ def write_parquet_shards(
 
 
 
+def _named_feature_extractor(name: str, **kwargs) -> EATFeatureExtractor:
+    """`--feature_extractor_name`: a preset, a folder or a Hub id, or a one-line `CommandError` (a near miss of a
+    preset, `audiosett`, is named as such rather than looked up on the Hub)."""
+    from .hub import is_hub_id
+
+    if name not in NORMALIZATION_PRESETS and not Path(name).exists():
+        refuse_unknown_preset(
+            "--feature_extractor_name", name, NORMALIZATION_PRESETS, "preset", "a folder or a Hub id",
+            found_elsewhere=is_hub_id(name),
+        )
+    try:
+        return EATFeatureExtractor.from_name_or_path(name, **kwargs)
+    except OSError as error:
+        raise CommandError(
+            f"--feature_extractor_name {name}: no feature extractor could be read there ({first_line(error)}): pass "
+            f"a preset ({', '.join(NORMALIZATION_PRESETS)}), or a folder or Hub id holding a preprocessor_config.json."
+        ) from None
+
+
 def load_feature_extractor(
     feature_extractor_name: str | None = None, model_name_or_path: str | None = None, **kwargs
 ) -> EATFeatureExtractor:
@@ -411,7 +478,7 @@ def load_feature_extractor(
     extractor) when given; else the model's own (from its folder or Hub id) when it has one; else the AudioSet
     preset EAT pre-trains with. `kwargs` (e.g. `cache_dir`, `token`) go to `from_pretrained`."""
     if feature_extractor_name is not None:
-        return EATFeatureExtractor.from_name_or_path(feature_extractor_name, **kwargs)
+        return _named_feature_extractor(str(feature_extractor_name), **kwargs)
     if model_name_or_path is not None:
         try:
             return EATFeatureExtractor.from_pretrained(model_name_or_path, **kwargs)
@@ -434,6 +501,7 @@ __all__ = [
     "crop_num_frames",
     "decode_audio",
     "first_line",
+    "labels_hint",
     "load_audio_dataset",
     "labelled_subset",
     "load_feature_extractor",

@@ -353,4 +353,32 @@ def test_mistakes_fail_before_the_run_in_one_line(audio_folder, tmp_path, no_hub
         "--max_train_samples) holds 16: pre-training uses whole batches only, so lower the batch size or use more "
         "data."
     )
+    # Each of these was a traceback, once the model had been built (or, for the huge crop, a process killed for
+    # memory while it padded its first batch to 100000 s).
+    assert refusal(main, arguments("--audio_column_name", "sound")).startswith(
+        f"error: --audio_column_name 'sound' is not a column of {audio_folder} (train split; its columns are audio, "
+    )
+    assert refusal(main, arguments("--train_split_name", "validation")) == (
+        f"error: --train_split_name validation: {audio_folder} has no such split (it has train): pass one of those."
+    )
+    assert "gives fewer fbank frames than one patch" in refusal(main, arguments("--max_length_seconds", "0"))
+    assert refusal(main, arguments("--max_length_seconds", "100000")).startswith(
+        "error: --max_length_seconds 100000.0 (9999984 frames) is longer than the model takes (12288 frames, "
+    )
+    assert refusal(main, arguments("--num_threads", "0")).startswith("error: --num_threads must be >= 1, got 0")
+    assert refusal(main, arguments("--feature_extractor_name", "audiosett")).startswith(
+        "error: --feature_extractor_name 'audiosett' is neither a preset (did you mean 'audioset'? "
+    )
+    # A checkpoint that already reached the run's last step would be trained for nothing and saved as the result.
+    done = tmp_path / "elsewhere" / "step_4"
+    done.mkdir(parents=True)
+    (done / "training_progress.json").write_text('{"completed_steps": 4}')
+    assert refusal(main, arguments("--resume_from_checkpoint", str(done))) == (
+        f"error: --resume_from_checkpoint {done} has done 4 steps, and this run ends at step 1 (--max_train_steps, "
+        "or --num_train_epochs): to continue it, raise --max_train_steps above 4."
+    )
     assert not output_dir.exists()
+    for option in ("--max_train_steps", "--num_train_epochs"):
+        with pytest.raises(SystemExit) as error:
+            pretraining_cli.parse_pretrain_args(arguments(option, "0"))
+        assert error.value.code == 2  # argparse's usage error, before anything else

@@ -18,6 +18,7 @@ from modeling_eat.pretraining.data import (
     StreamPosition,
     split_stream_by_process,
 )
+from modeling_eat.runtime import CommandError
 
 from eat_testing import tone, write_wav
 
@@ -37,7 +38,8 @@ def test_dataset_skips_bad_examples_and_counts_them(tmp_path):
     assert replaced["num_skipped"] == 2 and replaced["key"] == (0, 1)
     np.testing.assert_allclose(replaced["waveform"], decode_audio(good[1]))
 
-    with pytest.raises(RuntimeError, match="could not be decoded: check --audio_column_name"):
+    # A data set with nothing decodable ends the command in one line (CommandError), not a traceback.
+    with pytest.raises(CommandError, match="could not be decoded: check --audio_column_name"):
         PretrainingAudioDataset([{"audio": b} for b in bad])[0]
 
 

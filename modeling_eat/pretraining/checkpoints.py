@@ -243,6 +243,17 @@ def check_checkpoint_fits(model, path) -> None:
     )
 
 
+def check_steps_left(path, max_train_steps: int) -> None:
+    """Refuses to resume a checkpoint that has already reached the run's last step: the run would train nothing and
+    write the checkpoint's model again as the final one, under a log saying it pre-trained."""
+    completed = TrainingProgress.load(Path(path) / PROGRESS_FILE).completed_steps
+    if completed >= max_train_steps:
+        raise CommandError(
+            f"--resume_from_checkpoint {path} has done {completed} steps, and this run ends at step {max_train_steps} "
+            f"(--max_train_steps, or --num_train_epochs): to continue it, raise --max_train_steps above {completed}."
+        )
+
+
 def load_checkpoint(accelerator, path) -> TrainingProgress:
     accelerator.load_state(str(path))
     return TrainingProgress.load(Path(path) / PROGRESS_FILE)
@@ -270,6 +281,7 @@ __all__ = [
     "TrainingProgress",
     "check_checkpoint_fits",
     "check_run_folder",
+    "check_steps_left",
     "checkpoint_dir",
     "checkpoint_step",
     "checkpoints_mixed_with",

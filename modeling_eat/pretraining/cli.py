@@ -48,6 +48,7 @@ from .checkpoints import (
     TrainingProgress,
     check_checkpoint_fits,
     check_run_folder,
+    check_steps_left,
     load_checkpoint,
     load_stream_position,
     resolve_checkpoint,
@@ -163,18 +164,22 @@ def parse_pretrain_args(argv=None):
     for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1")
-    for name in ("checkpointing_steps", "checkpoints_total_limit"):
+    for name in ("checkpointing_steps", "checkpoints_total_limit", "max_train_steps"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1")
+    if args.num_train_epochs < 1:
+        parser.error("--num_train_epochs must be >= 1")
     return args
 
 
 def build_dataloader(args, config, feature_extractor, process_index: int = 0, num_processes: int = 1):
+    num_frames = crop_num_frames(
+        args.max_length_seconds, config.patch_size, feature_extractor.sampling_rate, config.max_input_frames
+    )
     dataset = load_audio_dataset(
         args.dataset_name, args.dataset_config_name, args.train_split_name, args.audio_column_name,
-        streaming=args.streaming, max_samples=args.max_train_samples,
+        streaming=args.streaming, max_samples=args.max_train_samples, split_option="--train_split_name",
     )
-    num_frames = crop_num_frames(args.max_length_seconds, config.patch_size, feature_extractor.sampling_rate)
     collator = EATPretrainingCollator(
         feature_extractor, EATMaskGenerator(config), num_frames, config.patch_size, seed=args.seed
     )
@@ -280,6 +285,12 @@ def pretrain_main(argv=None):
         train_dataloader, sampler, num_frames = build_dataloader(
             args, config, feature_extractor, accelerator.process_index, accelerator.num_processes
         )
+    if args.max_train_steps is None:
+        batches_per_process = len(train_dataloader) / accelerator.num_processes
+        updates_per_epoch = math.ceil(batches_per_process / args.gradient_accumulation_steps)
+        args.max_train_steps = args.num_train_epochs * updates_per_epoch
+    if resume_checkpoint is not None:
+        check_steps_left(resume_checkpoint, args.max_train_steps)
     # Only now, with the data and the model ready, does the run touch its folder.
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -295,10 +306,6 @@ def pretrain_main(argv=None):
         betas=(args.adam_beta1, args.adam_beta2),
         eps=args.adam_epsilon,
     )
-    if args.max_train_steps is None:
-        batches_per_process = len(train_dataloader) / accelerator.num_processes
-        updates_per_epoch = math.ceil(batches_per_process / args.gradient_accumulation_steps)
-        args.max_train_steps = args.num_train_epochs * updates_per_epoch
     if model.teacher is not None:
         model.teacher.fit_schedule_to_run(args.max_train_steps)
     if accelerator.is_main_process and (warning := teacher_horizon_warning(model.teacher, args.max_train_steps)):

@@ -32,6 +32,7 @@ from ..audio import (
 )
 from ..feature_extraction_eat import EATFeatureExtractor
 from ..masking_eat import EATMaskGenerator
+from ..runtime import CommandError
 
 
 logger = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ class PretrainingAudioDataset(_CroppedAudioSource, torch.utils.data.Dataset):
                 self.log_skip(error)
                 continue
             return self.cropped_example(waveform, num_skipped, (epoch, index))
-        raise RuntimeError(
+        raise CommandError(
             f"{max_attempts} consecutive examples from index {index} of the '{self.audio_column_name}' column could "
             "not be decoded: check --audio_column_name and the files (the warnings above name them)."
         )
