@@ -333,7 +333,7 @@ def test_resuming_with_another_preset_is_refused_naming_both(audio_folder, unint
     assert "size mismatch" not in result.stderr and not output_dir.exists()
 
 
-def test_mistakes_fail_before_the_run_in_one_line(audio_folder, tmp_path, no_hub_token):
+def test_mistakes_fail_before_the_run_in_one_line(audio_folder, tmp_path, no_hub_token, capsys):
     output_dir = tmp_path / "run"
     common = ["--dataset_name", str(audio_folder), "--config_name", "tiny", "--max_length_seconds", "1",
               "--max_train_steps", "1", "--num_threads", "1"]
@@ -378,7 +378,17 @@ def test_mistakes_fail_before_the_run_in_one_line(audio_folder, tmp_path, no_hub
         "or --num_train_epochs): to continue it, raise --max_train_steps above 4."
     )
     assert not output_dir.exists()
-    for option in ("--max_train_steps", "--num_train_epochs"):
+    # argparse's usage error, before anything else (a bad learning rate was AdamW's traceback after the model built).
+    for option, value, message in (
+        ("--max_train_steps", "0", "--max_train_steps must be >= 1"),
+        ("--num_train_epochs", "0", "--num_train_epochs must be >= 1"),
+        ("--dataloader_num_workers", "-1", "--dataloader_num_workers must be >= 0"),
+        ("--learning_rate", "-1", "--learning_rate must be a number > 0, got -1.0"),
+        ("--learning_rate", "nan", "--learning_rate must be a number > 0, got nan"),
+        ("--adam_beta2", "1", "--adam_beta2 must be a number in [0, 1), got 1.0"),
+        ("--weight_decay", "-0.1", "--weight_decay must be a number >= 0, got -0.1"),
+    ):
         with pytest.raises(SystemExit) as error:
-            pretraining_cli.parse_pretrain_args(arguments(option, "0"))
-        assert error.value.code == 2  # argparse's usage error, before anything else
+            pretraining_cli.parse_pretrain_args(arguments(option, value))
+        assert error.value.code == 2
+        assert capsys.readouterr().err.strip().endswith(f"error: {message}")

@@ -169,6 +169,23 @@ def parse_pretrain_args(argv=None):
             parser.error(f"--{name} must be >= 1")
     if args.num_train_epochs < 1:
         parser.error("--num_train_epochs must be >= 1")
+    if args.dataloader_num_workers < 0:
+        parser.error("--dataloader_num_workers must be >= 0")
+    # torch's AdamW and the schedulers would refuse these in a traceback once the model is built; nan passes every
+    # comparison, hence the finiteness test.
+    for name, allowed, fits in (
+        ("learning_rate", "> 0", lambda value: value > 0),
+        ("adam_epsilon", "> 0", lambda value: value > 0),
+        ("max_grad_norm", "> 0", lambda value: value > 0),
+        ("weight_decay", ">= 0", lambda value: value >= 0),
+        ("min_learning_rate", ">= 0", lambda value: value >= 0),
+        ("num_warmup_steps", ">= 0", lambda value: value >= 0),
+        ("adam_beta1", "in [0, 1)", lambda value: 0 <= value < 1),
+        ("adam_beta2", "in [0, 1)", lambda value: 0 <= value < 1),
+    ):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and fits(value)):
+            parser.error(f"--{name} must be a number {allowed}, got {value}")
     return args
 
 
