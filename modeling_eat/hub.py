@@ -138,10 +138,36 @@ def _read_config(name: str, option: str, what: str, **hub_kwargs) -> dict:
     return config
 
 
-def check_model_source(name_or_path, option: str = "--model_name_or_path", **hub_kwargs) -> dict:
+def _check_local_weights(folder: Path, option: str) -> None:
+    """A local model folder's weights, present and readable: a copy that left them behind, or a download cut short,
+    would otherwise end in transformers' or safetensors' traceback once the data is loaded."""
+    from safetensors import SafetensorError
+    from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
+
+    names = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
+    if not any((folder / name).is_file() for name in names):
+        raise CommandError(
+            f"{option} {folder} holds a config.json but no weights (none of {', '.join(names)}): pass the whole "
+            "folder `save_pretrained` wrote (a copy may have left them behind)."
+        )
+    for weights in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(weights), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as error:
+            raise CommandError(
+                f"{option} {folder}: {weights.name} cannot be read ({first_line(error)}): it is damaged or "
+                "incomplete; save or download the model again."
+            ) from None
+
+
+def check_model_source(
+    name_or_path, option: str = "--model_name_or_path", weights: bool = True, **hub_kwargs
+) -> dict:
     """The config.json (as a dict) of an EAT folder or Hub id, read before anything is loaded or written; a
-    `CommandError` in one line for an empty name, a missing folder, a name the Hub does not serve, or a model of
-    another type (an AST or a wav2vec2 folder would otherwise load through the Auto classes and fail much later)."""
+    `CommandError` in one line for an empty name, a missing folder, a name the Hub does not serve, a model of
+    another type (an AST or a wav2vec2 folder would otherwise load through the Auto classes and fail much later),
+    or (with `weights`, for a local folder) weights missing or unreadable."""
     name = "" if name_or_path is None else str(name_or_path)
     config = _read_config(name, option, "an EAT model folder or Hub id", **hub_kwargs)
     model_type = config.get("model_type")
@@ -152,6 +178,8 @@ def check_model_source(name_or_path, option: str = "--model_name_or_path", **hub
             f"{option} {name} holds {kind}{f' ({architectures})' if architectures else ''}, not EAT: pass an EAT "
             f"folder or Hub id ({CONVERT_HINT})."
         )
+    if weights and Path(name).is_dir():
+        _check_local_weights(Path(name), option)
     return config
 
 
@@ -165,7 +193,7 @@ def check_config_source(name, option: str = "--config_name", **hub_kwargs) -> No
         option, name, SIZE_PRESETS, "size preset", "a config JSON file or an EAT folder",
         found_elsewhere=Path(name).is_dir() or is_hub_id(name),
     )
-    check_model_source(name, option, **hub_kwargs)
+    check_model_source(name, option, weights=False, **hub_kwargs)
 
 
 def check_hub_access(token: str | None = None, option: str = "--push_to_hub", token_option: str = "--hub_token"):

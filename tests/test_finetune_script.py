@@ -13,6 +13,7 @@ import soundfile
 
 from modeling_eat.finetuning import cli as finetuning_cli
 from modeling_eat.finetuning.recipes import resolve_recipe
+from modeling_eat.runtime import CommandError
 
 from eat_testing import read_only_folder, refusal, save_tiny_ast, save_tiny_classifier
 
@@ -147,7 +148,7 @@ def test_model_from_a_pretraining_folder_takes_the_student_and_a_new_head(finetu
     assert model.config.drop_path_rate == 0.1 and model.config.max_length == 128
     assert model.eat.layers[-1].drop_path.drop_prob == pytest.approx(0.1)
 
-    with pytest.raises(ValueError, match="--model_name_or_path .* or --config_name"):
+    with pytest.raises(CommandError, match="neither --model_name_or_path nor --config_name is given: pass"):
         finetune_script.build_model(finetune_script.ModelArguments(), label_spec, FinetuningRecipe())
 
 

@@ -17,8 +17,10 @@ from modeling_eat import EATConfig, EATFeatureExtractor, EATForAudioClassificati
 from modeling_eat.conversion.cli import convert_main
 from modeling_eat.hub import (
     CODE_FILES,
+    check_config_source,
     check_folder_for_hub,
     check_hub_access,
+    check_model_source,
     eval_results_from_folder,
     publish_folder,
     write_model_card,
@@ -279,3 +281,22 @@ def test_an_offline_machine_is_named_before_the_work(no_hub_token):
     # The suite runs offline (conftest): huggingface_hub refuses the request itself.
     with pytest.raises(CommandError, match="^--push_to_hub: HF_HUB_OFFLINE is set, so the upload at the end would"):
         check_hub_access("hf_fake_token")
+
+
+def test_a_model_folder_without_readable_weights_is_refused_before_the_run(classifier_folder, tmp_path):
+    """A copy that left the weights behind, or a download cut short, was transformers' OSError or safetensors'
+    "header too large" traceback once the data had been loaded."""
+    assert check_model_source(classifier_folder)["model_type"] == "eat"
+    folder = shutil.copytree(classifier_folder, tmp_path / "copy", ignore=shutil.ignore_patterns("*.safetensors"))
+    with pytest.raises(CommandError) as error:
+        check_model_source(folder)
+    assert str(error.value) == (
+        f"--model_name_or_path {folder} holds a config.json but no weights (none of model.safetensors, "
+        "model.safetensors.index.json, pytorch_model.bin, pytorch_model.bin.index.json): pass the whole folder "
+        "`save_pretrained` wrote (a copy may have left them behind)."
+    )
+    check_config_source(folder)  # a config is all --config_name reads
+    (folder / "model.safetensors").write_bytes(b"cut short")
+    with pytest.raises(CommandError, match=r"--model_name_or_path .*copy: model.safetensors cannot be read \(.*\): it "
+                       "is damaged or incomplete; save or download the model again."):
+        check_model_source(folder)

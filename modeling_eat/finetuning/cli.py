@@ -114,6 +114,14 @@ def hub_options(model_args: ModelArguments) -> dict:
     return {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision, "token": model_args.token}
 
 
+def check_model_given(model_args: ModelArguments) -> None:
+    if model_args.config_name is None and model_args.model_name_or_path is None:
+        raise CommandError(
+            "neither --model_name_or_path nor --config_name is given: pass --model_name_or_path (a checkpoint to "
+            "fine-tune) or --config_name (a size preset such as tiny or base, to train from scratch)."
+        )
+
+
 def build_model(model_args: ModelArguments, label_spec, recipe) -> EATForAudioClassification:
     head = {
         "num_labels": label_spec.num_labels,
@@ -125,10 +133,7 @@ def build_model(model_args: ModelArguments, label_spec, recipe) -> EATForAudioCl
         "max_length": recipe.target_length,
     }
     hub = hub_options(model_args)
-    if model_args.config_name is None and model_args.model_name_or_path is None:
-        raise ValueError(
-            "Give --model_name_or_path (a checkpoint to fine-tune) or --config_name (to train from scratch)."
-        )
+    check_model_given(model_args)
     if model_args.config_name is not None:
         config = EATConfig.from_name_or_path(model_args.config_name)
     else:
@@ -187,6 +192,7 @@ def check_before_training(model_args, data_args, training_args, runtime_args, pu
     `--overwrite_output_dir` or `--resume_from_checkpoint`, writable) and the Hub token for `--push_to_hub`. Returns
     the old run's files that `--overwrite_output_dir` deletes once training is ready to start."""
     check_dataset_name(data_args.dataset_name)
+    check_model_given(model_args)
     hub = hub_options(model_args)
     if model_args.config_name is not None:
         check_config_source(model_args.config_name, **hub)
