@@ -20,6 +20,26 @@ def warmup_steps_of(warmup: float, num_training_steps: int) -> int:
     return int(warmup) if warmup >= 1 else math.ceil(num_training_steps * warmup)
 
 
+# AdamW's numbers and the values they may take: torch refuses others only once the model is built, in a traceback.
+ADAMW_NUMBER_RULES = (
+    ("learning_rate", "> 0", lambda value: value > 0),
+    ("adam_epsilon", "> 0", lambda value: value > 0),
+    ("weight_decay", ">= 0", lambda value: value >= 0),
+    ("adam_beta1", "in [0, 1)", lambda value: 0 <= value < 1),
+    ("adam_beta2", "in [0, 1)", lambda value: 0 <= value < 1),
+)
+
+
+def bad_number(args, rules=ADAMW_NUMBER_RULES) -> str | None:
+    """`--name must be a number ..., got ...` for the first of `rules` that `args` (attributes named as the flags)
+    breaks, else None; nan passes every comparison, hence the finiteness test."""
+    for name, allowed, fits in rules:
+        value = getattr(args, name, None)
+        if value is not None and not (math.isfinite(value) and fits(value)):
+            return f"--{name} must be a number {allowed}, got {value}"
+    return None
+
+
 def takes_weight_decay(name: str, parameter: nn.Parameter) -> bool:
     """EAT's rule, in pre-training and fine-tuning alike: decay matrices and kernels, not biases or 1-D parameters
     (LayerNorms)."""
@@ -66,6 +86,8 @@ def layer_decay_parameter_groups(
 
 
 __all__ = [
+    "ADAMW_NUMBER_RULES",
+    "bad_number",
     "PRETRAINING_WARMUP_FRACTION",
     "layer_decay_parameter_groups",
     "optimizer_param_groups",

@@ -216,6 +216,20 @@ def test_mistakes_are_named_in_one_line_before_anything_is_written(fsdd_dir, tmp
     assert "--push_to_hub needs a Hub token and none is set: run `hf auth login`" in refusal(
         main, [*arguments(), "--push_to_hub"]
     )
+    # Each was a traceback once the data and the model were loaded: torch's DataLoader, AdamW, the random crop.
+    assert refusal(main, [*arguments(), "--per_device_train_batch_size", "0"]) == (
+        "error: --per_device_train_batch_size must be >= 1, got 0: pass a positive count."
+    )
+    assert refusal(main, [*arguments(), "--learning_rate", "nan"]) == (
+        "error: --learning_rate must be a number > 0, got nan: pass a number in that range."
+    )
+    assert refusal(main, [*arguments(), "--max_length_seconds", "0"]).startswith(
+        "error: --max_length_seconds 0.0 gives fewer fbank frames than one patch (16 frames, "
+    )
+    assert refusal(main, arguments(**{"--config_name": None})) == (
+        "error: neither --model_name_or_path nor --config_name is given: pass --model_name_or_path (a checkpoint to "
+        "fine-tune) or --config_name (a size preset such as tiny or base, to train from scratch)."
+    )
     # An audiofolder without metadata.csv: its label column holds None for every clip (once KeyError: None after
     # training had started).
     assert "unlabelled (train split) has no labels in its 'label' column: an audiofolder takes them from a " \

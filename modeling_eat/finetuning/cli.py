@@ -39,6 +39,7 @@ from ..configuration_eat import SIZE_PRESETS, EATConfig
 from ..hub import check_config_source, check_hub_access, check_model_source, publish_folder, write_model_card
 from ..loading_eat import task_part_of
 from ..modeling_eat import EATForAudioClassification
+from ..optimization import bad_number
 from ..outputs import COMMAND_LOG_FILE, check_output_folder, check_writable, remove_run_files, same_folder
 from ..runtime import (
     FILE_ONLY,
@@ -122,6 +123,16 @@ def check_model_given(model_args: ModelArguments) -> None:
         )
 
 
+def check_training_numbers(training_args: TrainingArguments) -> None:
+    """Numbers the Trainer takes as they are and that end in a traceback from its DataLoader or AdamW once the data
+    and the model are loaded."""
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        if getattr(training_args, name) < 1:
+            raise CommandError(f"--{name} must be >= 1, got {getattr(training_args, name)}: pass a positive count.")
+    if problem := bad_number(training_args):
+        raise CommandError(f"{problem}: pass a number in that range.")
+
+
 def build_model(model_args: ModelArguments, label_spec, recipe) -> EATForAudioClassification:
     head = {
         "num_labels": label_spec.num_labels,
@@ -193,6 +204,7 @@ def check_before_training(model_args, data_args, training_args, runtime_args, pu
     the old run's files that `--overwrite_output_dir` deletes once training is ready to start."""
     check_dataset_name(data_args.dataset_name)
     check_model_given(model_args)
+    check_training_numbers(training_args)
     hub = hub_options(model_args)
     if model_args.config_name is not None:
         check_config_source(model_args.config_name, **hub)

@@ -4,7 +4,7 @@ and how a run's recipe is resolved."""
 
 import dataclasses
 
-from ..audio import seconds_to_samples
+from ..audio import crop_num_frames, seconds_to_samples
 from ..feature_extraction_eat import NORMALIZATION_PRESETS, kaldi_num_frames, patch_aligned
 from ..runtime import CommandError
 
@@ -184,6 +184,8 @@ def resolve_recipe(
     values = {name: getattr(recipe, name) for name in RECIPE_FIELDS}
     values.update({name: getattr(args, name) for name in RECIPE_FIELDS if getattr(args, name, None) is not None})
 
+    if max_length_seconds is not None:
+        crop_num_frames(max_length_seconds, PATCH_SIZE, sampling_rate)  # refuses a crop shorter than one patch
     if values["target_length"] is None:
         if max_length_seconds is not None:
             frames = kaldi_num_frames(seconds_to_samples(max_length_seconds, sampling_rate), sampling_rate)

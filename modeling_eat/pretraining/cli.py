@@ -29,7 +29,13 @@ from ..audio import check_dataset_name, crop_num_frames, load_audio_dataset, loa
 from ..hub import check_config_source, check_hub_access, check_model_source
 from ..masking_eat import EATMaskGenerator
 from ..modeling_eat import EATForPreTraining
-from ..optimization import PRETRAINING_WARMUP_FRACTION, optimizer_param_groups, warmup_steps_of
+from ..optimization import (
+    ADAMW_NUMBER_RULES,
+    PRETRAINING_WARMUP_FRACTION,
+    bad_number,
+    optimizer_param_groups,
+    warmup_steps_of,
+)
 from ..outputs import COMMAND_LOG_FILE, check_writable, remove_run_files
 from ..runtime import (
     FILE_ONLY,
@@ -171,21 +177,14 @@ def parse_pretrain_args(argv=None):
         parser.error("--num_train_epochs must be >= 1")
     if args.dataloader_num_workers < 0:
         parser.error("--dataloader_num_workers must be >= 0")
-    # torch's AdamW and the schedulers would refuse these in a traceback once the model is built; nan passes every
-    # comparison, hence the finiteness test.
-    for name, allowed, fits in (
-        ("learning_rate", "> 0", lambda value: value > 0),
-        ("adam_epsilon", "> 0", lambda value: value > 0),
+    # Beyond AdamW's, the schedule's and the clipping's: each a traceback once the model was built.
+    schedule_rules = (
         ("max_grad_norm", "> 0", lambda value: value > 0),
-        ("weight_decay", ">= 0", lambda value: value >= 0),
         ("min_learning_rate", ">= 0", lambda value: value >= 0),
         ("num_warmup_steps", ">= 0", lambda value: value >= 0),
-        ("adam_beta1", "in [0, 1)", lambda value: 0 <= value < 1),
-        ("adam_beta2", "in [0, 1)", lambda value: 0 <= value < 1),
-    ):
-        value = getattr(args, name)
-        if not (math.isfinite(value) and fits(value)):
-            parser.error(f"--{name} must be a number {allowed}, got {value}")
+    )
+    if problem := bad_number(args, ADAMW_NUMBER_RULES + schedule_rules):
+        parser.error(problem)
     return args
 
 
