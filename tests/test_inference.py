@@ -286,6 +286,22 @@ def test_other_models_and_unlabelled_folders_are_named_in_one_line(tmp_path, sav
         extract_main(["--model_name_or_path", str(ast), "--output", str(tmp_path / "f.safetensors"), str(folder)])
     with pytest.raises(SystemExit, match=not_eat):
         probe_main(["--model_name_or_path", str(ast), "--dataset_name", str(folder)])
+    # A mistyped input, named before the model loads; inputs none of which decode (once save_features' traceback).
+    with pytest.raises(SystemExit) as error:
+        extract_main(["--model_name_or_path", str(saved_model), "--output", str(tmp_path / "f.safetensors"),
+                      str(tmp_path / "clipz")])
+    assert error.value.code == (
+        f"error: {tmp_path / 'clipz'} is neither a file nor a folder: check the path, and pass audio files or "
+        "folders holding them."
+    )
+    (tmp_path / "notes.txt").write_text("not audio")
+    with pytest.raises(SystemExit) as error:
+        extract_main(["--model_name_or_path", str(saved_model), "--output", str(tmp_path / "f.safetensors"),
+                      str(tmp_path / "notes.txt")])
+    assert error.value.code == (
+        "error: nothing was written: none of the 1 inputs could be decoded (the warnings above say why): pass audio "
+        "files (a clip of at least 25 ms that FFmpeg or soundfile reads)."
+    )
     assert not (tmp_path / "f.safetensors").exists()
 
     # An audiofolder without metadata.csv has a label column of None values.

@@ -101,6 +101,12 @@ def extract_main(argv: Sequence[str] | None = None) -> Path:
     args = parse_extract_args(argv)
     check_extract_output(args.output, args.overwrite)
     configure_threads(args.num_threads)  # logs its choice
+    if not args.dataset_name:
+        # A mistyped input path, named before the model loads.
+        try:
+            sources = [str(path) for path in find_audio_files(args.inputs)][: args.max_samples]
+        except (FileNotFoundError, ValueError) as error:
+            raise CommandError(f"{error}: check the path, and pass audio files or folders holding them.") from None
     # Nothing is written before the model has loaded and every clip is encoded: the new output then replaces the
     # old one in one rename.
     model = load_encoder(args.model_name_or_path, args.device, args.dtype)
@@ -111,8 +117,6 @@ def extract_main(argv: Sequence[str] | None = None) -> Path:
             max_samples=args.max_samples,
         )
         sources = dataset[args.audio_column_name]
-    else:
-        sources = [str(path) for path in find_audio_files(args.inputs)][: args.max_samples]
     skipped = [] if args.on_undecodable == "skip" else None
     clips = ClipsUntilFailure(decoded_clips(sources, feature_extractor.sampling_rate, args.num_workers, skipped))
     metadata = feature_metadata(args, model)
@@ -133,6 +137,11 @@ def extract_main(argv: Sequence[str] | None = None) -> Path:
     except BaseException as error:
         save_finished_clips(features, args, {**metadata, "complete": False, "stopped_by": repr(error)})
         raise
+    if not features:
+        raise CommandError(
+            f"nothing was written: none of the {len(sources)} inputs could be decoded (the warnings above say why): "
+            "pass audio files (a clip of at least 25 ms that FFmpeg or soundfile reads)."
+        )
     if skipped:
         metadata["skipped_undecodable"] = skipped
         logger.warning(skipped_audio_message(skipped, len(sources)))

@@ -29,7 +29,7 @@ def find_audio_files(paths: Sequence[str | Path]) -> list[Path]:
         elif path.is_file():
             files.append(path)
         else:
-            raise FileNotFoundError(f"{path} is neither a file nor a folder: check the input path")
+            raise FileNotFoundError(f"{path} is neither a file nor a folder")
     return files
 
 
