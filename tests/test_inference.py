@@ -266,7 +266,7 @@ def test_overwrite_never_deletes_what_the_extraction_did_not_write(tmp_path, sav
     # A run that stops half-way leaves the old features whole: the new ones are written beside and moved in only
     # once complete.
     (folder / "b_corrupt.wav").write_bytes(os.urandom(2000))
-    with pytest.raises(ValueError, match="b_corrupt.wav"):
+    with pytest.raises(SystemExit, match=r"^error: stopped at a file that cannot be decoded .*b_corrupt.wav"):
         extract_main([*common, "--output", str(good), "--overwrite", "--on_undecodable", "fail"])
     assert good.read_bytes() == before
     # Finished, it replaces them; nothing half-written is left beside.
@@ -302,6 +302,17 @@ def test_other_models_and_unlabelled_folders_are_named_in_one_line(tmp_path, sav
         "error: nothing was written: none of the 1 inputs could be decoded (the warnings above say why): pass audio "
         "files (a clip of at least 25 ms that FFmpeg or soundfile reads)."
     )
+    for option, value, message in (
+        ("--layer", "99", "error: layer=99 does not exist: the model has "),
+        ("--window_seconds", "1000", "error: window_seconds=1000.0 (100000 frames) is longer than the model takes"),
+    ):
+        with pytest.raises(SystemExit) as error:
+            extract_main(["--model_name_or_path", str(saved_model), "--output", str(tmp_path / "f.safetensors"),
+                          option, value, str(folder)])
+        assert error.value.code.startswith(message)
+        with pytest.raises(SystemExit) as error:
+            probe_main(["--model_name_or_path", str(saved_model), "--dataset_name", str(folder), option, value])
+        assert error.value.code.startswith(message)
     assert not (tmp_path / "f.safetensors").exists()
 
     # An audiofolder without metadata.csv has a label column of None values.
@@ -333,8 +344,13 @@ def test_an_undecodable_file_in_the_middle_loses_no_finished_work(tmp_path, save
 
     # Asked to stop at it, the run fails, and the clips before it (still waiting for a full batch) are kept.
     stopped = tmp_path / "stopped.safetensors"
-    with pytest.raises(ValueError, match="b_corrupt.wav"):
+    with pytest.raises(SystemExit) as error:
         extract_main([*common, "--output", str(stopped), "--on_undecodable", "fail"])
+    assert error.value.code.startswith(
+        f"error: stopped at a file that cannot be decoded (--on_undecodable fail): {corrupt}: "
+    ) and error.value.code.endswith(
+        "Fix or remove the file. Or pass --on_undecodable skip to leave such files out and list them."
+    )
     assert not stopped.exists()
     kept, metadata = load_features(tmp_path / "stopped.partial.safetensors")
     assert [clip.name for clip in kept] == [str(sorted(paths)[0])]

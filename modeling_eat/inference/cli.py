@@ -7,7 +7,12 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..audio import load_audio_dataset, load_feature_extractor, skipped_audio_message
+from ..audio import (
+    AudioDecodingError,
+    load_audio_dataset,
+    load_feature_extractor,
+    skipped_audio_message,
+)
 from ..feature_extraction_eat import frames_to_seconds
 from ..outputs import check_writable
 from ..runtime import CommandError, add_num_threads_argument, configure_logging, configure_threads, one_line_errors
@@ -38,6 +43,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--always_window", action="store_true", help="window every clip longer than the window")
     parser.add_argument("--num_workers", type=int, default=0, help="audio decoding processes (one thread each)")
     add_num_threads_argument(parser)
+
+
+def check_model_options(args, model) -> None:
+    """`--layer` and `--window_seconds` against the loaded model, in one line (the rules' messages name the fix)."""
+    try:
+        resolve_layer(args.layer, model.config.num_hidden_layers)
+        window_num_frames(model.config, args.window_seconds)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
 
 
 def feature_metadata(args, model) -> dict:
@@ -110,6 +124,7 @@ def extract_main(argv: Sequence[str] | None = None) -> Path:
     # Nothing is written before the model has loaded and every clip is encoded: the new output then replaces the
     # old one in one rename.
     model = load_encoder(args.model_name_or_path, args.device, args.dtype)
+    check_model_options(args, model)
     feature_extractor = load_feature_extractor(args.feature_extractor_name, args.model_name_or_path)
     if args.dataset_name:
         dataset = load_audio_dataset(
@@ -136,6 +151,11 @@ def extract_main(argv: Sequence[str] | None = None) -> Path:
             raise clips.failure
     except BaseException as error:
         save_finished_clips(features, args, {**metadata, "complete": False, "stopped_by": repr(error)})
+        if isinstance(error, AudioDecodingError):
+            raise CommandError(
+                f"stopped at a file that cannot be decoded (--on_undecodable fail): {str(error).splitlines()[0]} "
+                "Or pass --on_undecodable skip to leave such files out and list them."
+            ) from None
         raise
     if not features:
         raise CommandError(
@@ -212,6 +232,7 @@ def probe_main(argv: Sequence[str] | None = None) -> dict:
             check_writable(path, option, is_file=True)
     configure_threads(args.num_threads)  # logs its choice
     model = load_encoder(args.model_name_or_path, args.device, args.dtype)
+    check_model_options(args, model)
     feature_extractor = load_feature_extractor(args.feature_extractor_name, args.model_name_or_path)
 
     def split_features(split: str, max_samples: int | None):
