@@ -315,6 +315,30 @@ def test_other_models_and_unlabelled_folders_are_named_in_one_line(tmp_path, sav
         assert error.value.code.startswith(message)
     assert not (tmp_path / "f.safetensors").exists()
 
+    # One class to probe (once a traceback after every clip was encoded), a split the data set lacks (named by the
+    # probe's own option), and a regularization sklearn refuses.
+    single = tmp_path / "single"
+    for split in ("train", "test"):
+        (single / split).mkdir(parents=True)
+        for index, audio in enumerate(clips[:2]):
+            soundfile.write(single / split / f"clip{index}.wav", audio, SAMPLING_RATE)
+        (single / split / "metadata.csv").write_text("file_name,label\nclip0.wav,dog\nclip1.wav,dog\n")
+    with pytest.raises(SystemExit) as error:
+        probe_main(["--model_name_or_path", str(saved_model), "--dataset_name", str(single)])
+    assert error.value.code == (
+        f"error: {single} (train split): the training labels hold 1 class (dog); a probe needs at least two: label "
+        "clips of two classes or more."
+    )
+    with pytest.raises(SystemExit) as error:
+        probe_main(["--model_name_or_path", str(saved_model), "--dataset_name", str(single), "--eval_split_name",
+                    "validation"])
+    assert error.value.code == (
+        f"error: --eval_split_name validation: {single} has no such split (it has train, test): pass one of those."
+    )
+    with pytest.raises(SystemExit) as error:
+        parse_probe_args(["--model_name_or_path", "m", "--dataset_name", "d", "--regularization", "-1"])
+    assert error.value.code == 2
+
     # An audiofolder without metadata.csv has a label column of None values.
     for split in ("train", "test"):
         (tmp_path / "unlabelled" / split).mkdir(parents=True)
@@ -393,7 +417,7 @@ def test_linear_probe_separable_and_random():
     assert results["chance"] == pytest.approx(np.mean(random_labels[600:] == 0))
     assert abs(results["accuracy"] - results["chance"]) < 0.08
 
-    with pytest.raises(ValueError, match="single class"):
+    with pytest.raises(ValueError, match="1 class"):
         linear_probe(features[:10], np.zeros(10), features[10:20], np.zeros(10))
     with pytest.raises(ValueError, match="same dim"):
         linear_probe(features, labels, features[:, :3], labels)

@@ -4,6 +4,7 @@
 import argparse
 import json
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from ..feature_extraction_eat import frames_to_seconds
 from ..outputs import check_writable
 from ..runtime import CommandError, add_num_threads_argument, configure_logging, configure_threads, one_line_errors
 from .features import frame_hop_seconds, iter_features, load_encoder, resolve_layer, window_num_frames
-from .probe import POOLINGS, linear_probe, pooled_features
+from .probe import POOLINGS, check_probe_labels, linear_probe, pooled_features
 from .sources import decoded_clips, find_audio_files
 from .storage import FORMATS, is_features_output, partial_output_path, save_features
 
@@ -218,7 +219,10 @@ def parse_probe_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--regularization", type=float, default=1.0, help="inverse L2 strength C")
     parser.add_argument("--confusion_matrix", default=None, help="write the test confusion matrix to this PNG")
     parser.add_argument("--output_json", default=None, help="write the results to this JSON file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not (math.isfinite(args.regularization) and args.regularization > 0):
+        parser.error(f"--regularization must be a number > 0 (the inverse L2 strength), got {args.regularization}")
+    return args
 
 
 @one_line_errors
@@ -235,11 +239,23 @@ def probe_main(argv: Sequence[str] | None = None) -> dict:
     check_model_options(args, model)
     feature_extractor = load_feature_extractor(args.feature_extractor_name, args.model_name_or_path)
 
-    def split_features(split: str, max_samples: int | None):
-        dataset = load_audio_dataset(
+    # Both splits and the labels are read (and checked) before any clip is encoded.
+    splits = {}
+    for split, max_samples, split_option in (
+        (args.train_split_name, args.max_train_samples, "--train_split_name"),
+        (args.eval_split_name, args.max_eval_samples, "--eval_split_name"),
+    ):
+        splits[split_option] = load_audio_dataset(
             args.dataset_name, args.dataset_config_name, split, args.audio_column_name, args.label_column_name,
-            max_samples=max_samples,
+            max_samples=max_samples, split_option=split_option,
         )
+    try:
+        check_probe_labels(splits["--train_split_name"][args.label_column_name])
+    except ValueError as error:
+        raise CommandError(f"{args.dataset_name} ({args.train_split_name} split): {error}.") from None
+
+    def split_features(split: str, split_option: str):
+        dataset = splits[split_option]
         clips = decoded_clips(dataset[args.audio_column_name], feature_extractor.sampling_rate, args.num_workers)
         features = iter_features(
             model, feature_extractor, clips, args.per_device_eval_batch_size, args.layer, args.window_seconds,
@@ -248,8 +264,8 @@ def probe_main(argv: Sequence[str] | None = None) -> dict:
         features = list(tqdm(features, total=len(dataset), desc=f"{split} features", unit="clip"))
         return pooled_features(features, args.pooling), list(dataset[args.label_column_name])
 
-    train_features, train_labels = split_features(args.train_split_name, args.max_train_samples)
-    test_features, test_labels = split_features(args.eval_split_name, args.max_eval_samples)
+    train_features, train_labels = split_features(args.train_split_name, "--train_split_name")
+    test_features, test_labels = split_features(args.eval_split_name, "--eval_split_name")
     results = linear_probe(train_features, train_labels, test_features, test_labels, args.regularization)
     predictions = results.pop("predictions")
     results.update(model_name_or_path=args.model_name_or_path, pooling=args.pooling, layer=args.layer)

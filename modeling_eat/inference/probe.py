@@ -11,6 +11,16 @@ from collections.abc import Sequence
 import numpy as np
 
 
+def check_probe_labels(train_labels) -> None:
+    """A probe separates classes: training labels of one class (or none) give it nothing to fit."""
+    classes = np.unique(np.asarray(train_labels))
+    if len(classes) < 2:
+        raise ValueError(
+            f"the training labels hold {len(classes)} class{'' if len(classes) == 1 else 'es'} "
+            f"({', '.join(map(str, classes))}); a probe needs at least two: label clips of two classes or more"
+        )
+
+
 def linear_probe(
     train_features: np.ndarray,
     train_labels: Sequence,
@@ -40,9 +50,7 @@ def linear_probe(
             f"got {len(train_features)} train features for {len(train_labels)} labels and {len(test_features)} test "
             f"features for {len(test_labels)} labels"
         )
-    classes = np.unique(train_labels)
-    if len(classes) < 2:
-        raise ValueError(f"the training labels hold a single class ({classes}); a probe needs at least two")
+    check_probe_labels(train_labels)
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=regularization, max_iter=max_iter))
     probe.fit(train_features, train_labels)
     predictions = probe.predict(test_features)
@@ -52,7 +60,7 @@ def linear_probe(
         "chance": float(np.mean(test_labels == majority_label)),
         "num_train": len(train_labels),
         "num_test": len(test_labels),
-        "num_classes": len(classes),
+        "num_classes": len(np.unique(train_labels)),
         "predictions": predictions,
     }
 
