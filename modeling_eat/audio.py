@@ -343,8 +343,9 @@ def load_audio_dataset(
 def _read_metadata(split_dir: Path) -> list[dict]:
     metadata = Path(split_dir) / "metadata.csv"
     if not metadata.is_file():
-        raise FileNotFoundError(
-            f"{split_dir.parent} is not an audiofolder with a {split_dir.name} split: {metadata} is missing"
+        raise CommandError(
+            f"{split_dir.parent} is not an audiofolder with a {split_dir.name} split ({metadata} is missing): pass "
+            f"{AUDIOFOLDER_HINT.split(' or a Hub')[0]}."
         )
     with metadata.open(newline="") as handle:
         return list(csv.DictReader(handle))

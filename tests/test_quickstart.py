@@ -52,3 +52,25 @@ def test_quickstart_runs_end_to_end(tmp_path):
     # One timestamp format: every log line starts with the date the way LOG_FORMAT writes it.
     stamped = [line for line in result.stderr.splitlines() if re.match(r"^\d", line)]
     assert stamped and all(re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (INFO|WARNING) ", line) for line in stamped)
+
+
+def test_mistakes_end_the_quickstart_and_the_study_in_one_line(tmp_path):
+    """A missing data set or a preset typo was a CalledProcessError traceback from the pre-training step (or a
+    FileNotFoundError traceback in the study); now one line, before any step starts."""
+    from modeling_eat.study.cli import study_main
+    from modeling_eat.study.quickstart import quickstart_main
+
+    from eat_testing import refusal
+
+    missing = tmp_path / "nosuch"
+    assert refusal(quickstart_main, ["--output_dir", str(tmp_path / "out"), "--dataset_name", str(missing)]) == (
+        f"error: --dataset_name {missing}: no such folder (and not a Hub id): check the path."
+    )
+    assert "did you mean 'tiny'?" in refusal(quickstart_main, ["--output_dir", str(tmp_path / "out"),
+                                                                "--config_name", "tinyy"])
+    assert not (tmp_path / "out").exists()
+    assert refusal(study_main, ["--dataset_name", str(missing), "--output_dir", str(tmp_path / "study")]) == (
+        f"error: {missing} is not an audiofolder with a train split ({missing / 'train' / 'metadata.csv'} is "
+        "missing): pass an audiofolder (train/ and test/ folders holding the audio and a metadata.csv with "
+        "file_name,label)."
+    )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..audio import labelled_subset, merge_train_splits, speaker_fold
 from ..configuration_eat import SIZE_PRESETS
+from ..runtime import one_line_errors
 from ..synthetic_audio import write_audiofolder
 from .protocol import (
     ALL_VARIANTS,
@@ -134,6 +135,7 @@ def check_study_folder(output_dir: Path, recorded: dict) -> dict:
     return recorded
 
 
+@one_line_errors
 def study_main(argv: Sequence[str] | None = None) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args, settings = parse_study_args(argv)

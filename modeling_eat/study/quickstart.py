@@ -16,8 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from ..audio import labelled_subset
-from ..runtime import add_num_threads_argument, configure_logging, configure_threads
+from ..audio import check_dataset_name, labelled_subset
+from ..hub import check_config_source
+from ..runtime import CommandError, add_num_threads_argument, configure_logging, configure_threads, one_line_errors
 from ..synthetic_audio import write_audiofolder
 
 
@@ -56,7 +57,13 @@ def parse_quickstart_args(argv=None):
 def run_step(title: str, command: list[str]) -> float:
     print(f"\n=== {title}\n$ {' '.join(command)}", flush=True)
     start = time.perf_counter()
-    subprocess.run(command, check=True)
+    status = subprocess.run(command).returncode
+    if status != 0:
+        # The step has said what went wrong, in its own last line above.
+        raise CommandError(
+            f"the step '{title}' failed (exit status {status}; its message is above): fix what it names, then rerun "
+            "the quickstart."
+        )
     return time.perf_counter() - start
 
 
@@ -99,9 +106,14 @@ def first_test_clip(dataset, label_column_name: str) -> tuple[Path, str] | None:
     return metadata.parent / row["file_name"], row[label_column_name]
 
 
+@one_line_errors
 def quickstart_main(argv=None):
     configure_logging()
     args = parse_quickstart_args(argv)
+    # What the steps would refuse minutes in, refused now.
+    if args.dataset_name is not None:
+        check_dataset_name(args.dataset_name)
+    check_config_source(args.config_name)
     output_dir = Path(args.output_dir)
     started = time.perf_counter()
     configure_threads(args.num_threads)  # logs its choice
