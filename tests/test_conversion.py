@@ -285,6 +285,12 @@ def test_id2label_file_and_count_check(eat_reference, tmp_path):
         assert config.label2id["digit 3"] == 3
     with pytest.raises(ConversionError, match="names 9 classes .* the head has 10 outputs"):
         config_for(source, "classification", id2label=names[:9])
+    # Names given on the command line instead of a file were FileNotFoundError's traceback.
+    (tmp_path / "broken.json").write_text("{0: 'zero'")
+    for given in ("zero,one", tmp_path / "broken.json"):
+        with pytest.raises(ConversionError, match=rf"^--id2label {given} cannot be read as a JSON file \((FileNot"
+                                                  r"FoundError|JSONDecodeError): .*\): pass a JSON file holding"):
+            config_for(source, "classification", id2label=given)
 
 
 def test_refuses_requests_the_checkpoint_cannot_serve(eat_reference):

@@ -435,3 +435,20 @@ def test_pooled_features(model, feature_extractor, clips):
         pooled_features(features, "max")
     with pytest.raises(ValueError, match="got 'mean\\+cls'"):
         pooled_size("mean+cls", 64)
+
+
+def test_batch_workers_and_device_are_checked_when_parsed(capsys):
+    """Each was a traceback once the model had loaded (torch's DataLoader, or "Torch not compiled with CUDA")."""
+    common = ["--model_name_or_path", "m", "--output", "f.safetensors", "clips"]
+    cases = [
+        (["--batch_size", "0"], "--per_device_eval_batch_size must be >= 1, got 0"),
+        (["--num_workers", "-1"], "--num_workers must be >= 0, got -1"),
+        (["--device", "gpu"], "--device gpu is not a device torch knows: pass auto, cpu, cuda or cuda:N"),
+    ]
+    if not torch.cuda.is_available():
+        no_cuda = "--device cuda: this torch sees no CUDA device: pass --device cpu (or auto)"
+        cases.append((["--device", "cuda"], no_cuda))
+    for extra, message in cases:
+        with pytest.raises(SystemExit) as error:
+            parse_extract_args([*common, *extra])
+        assert error.value.code == 2 and capsys.readouterr().err.strip().endswith(f"error: {message}")

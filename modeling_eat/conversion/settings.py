@@ -116,7 +116,13 @@ def settings_from_fairseq_cfg(cfg: dict, target: str) -> dict:
 def read_id2label(id2label: str | Path | dict | list, num_labels: int) -> dict[int, str]:
     """Accepts a JSON file (or object) holding a `{"0": "name", ...}` map or a list of names."""
     if isinstance(id2label, (str, Path)):
-        id2label = json.loads(Path(id2label).read_text(encoding="utf-8"))
+        try:
+            id2label = json.loads(Path(id2label).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ConversionError(
+                f"--id2label {id2label} cannot be read as a JSON file ({type(error).__name__}: {error}): pass a "
+                "JSON file holding {\"0\": \"name\", ...} or a list of names"
+            ) from None
     if isinstance(id2label, list):
         id2label = dict(enumerate(id2label))
     if not isinstance(id2label, dict):

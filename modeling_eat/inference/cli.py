@@ -8,6 +8,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
 from ..audio import (
     AudioDecodingError,
     load_audio_dataset,
@@ -17,7 +19,14 @@ from ..audio import (
 from ..feature_extraction_eat import frames_to_seconds
 from ..outputs import check_writable
 from ..runtime import CommandError, add_num_threads_argument, configure_logging, configure_threads, one_line_errors
-from .features import frame_hop_seconds, iter_features, load_encoder, resolve_layer, window_num_frames
+from .features import (
+    frame_hop_seconds,
+    iter_features,
+    load_encoder,
+    resolve_device,
+    resolve_layer,
+    window_num_frames,
+)
 from .probe import POOLINGS, check_probe_labels, linear_probe, pooled_features
 from .sources import decoded_clips, find_audio_files
 from .storage import FORMATS, is_features_output, partial_output_path, save_features
@@ -44,6 +53,20 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--always_window", action="store_true", help="window every clip longer than the window")
     parser.add_argument("--num_workers", type=int, default=0, help="audio decoding processes (one thread each)")
     add_num_threads_argument(parser)
+
+
+def check_model_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What `add_model_arguments` takes that only fails once the model is loaded or the clips are batched."""
+    if args.per_device_eval_batch_size < 1:
+        parser.error(f"--per_device_eval_batch_size must be >= 1, got {args.per_device_eval_batch_size}")
+    if args.num_workers < 0:
+        parser.error(f"--num_workers must be >= 0, got {args.num_workers}")
+    try:
+        device = resolve_device(args.device)
+    except RuntimeError:
+        parser.error(f"--device {args.device} is not a device torch knows: pass auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: this torch sees no CUDA device: pass --device cpu (or auto)")
 
 
 def check_model_options(args, model) -> None:
@@ -88,6 +111,7 @@ def parse_extract_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip_undecodable", dest="on_undecodable", action="store_const", const="skip",
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    check_model_arguments(parser, args)
     if bool(args.inputs) == bool(args.dataset_name):
         parser.error("pass audio files/folders or --dataset_name (exactly one of the two)")
     return args
@@ -220,6 +244,7 @@ def parse_probe_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--confusion_matrix", default=None, help="write the test confusion matrix to this PNG")
     parser.add_argument("--output_json", default=None, help="write the results to this JSON file")
     args = parser.parse_args(argv)
+    check_model_arguments(parser, args)
     if not (math.isfinite(args.regularization) and args.regularization > 0):
         parser.error(f"--regularization must be a number > 0 (the inverse L2 strength), got {args.regularization}")
     return args
