@@ -226,6 +226,12 @@ def test_mistakes_are_named_in_one_line_before_anything_is_written(fsdd_dir, tmp
     assert refusal(main, [*arguments(), "--max_length_seconds", "0"]).startswith(
         "error: --max_length_seconds 0.0 gives fewer fbank frames than one patch (16 frames, "
     )
+    for checkpoint in (tmp_path / "nosuch", pretrained):
+        assert refusal(main, [*arguments(), "--resume_from_checkpoint", str(checkpoint)]) == (
+            f"error: --resume_from_checkpoint {checkpoint} is not a checkpoint of a fine-tuning run (no "
+            "trainer_state.json there): pass a checkpoint-N folder this command wrote in its --output_dir "
+            "(--save_strategy steps)."
+        )
     assert refusal(main, arguments(**{"--config_name": None})) == (
         "error: neither --model_name_or_path nor --config_name is given: pass --model_name_or_path (a checkpoint to "
         "fine-tune) or --config_name (a size preset such as tiny or base, to train from scratch)."

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers.trainer import TRAINER_STATE_NAME
 
 from ..audio import check_dataset_name, load_feature_extractor, skipped_audio_message
 from ..configuration_eat import SIZE_PRESETS, EATConfig
@@ -215,6 +216,12 @@ def check_before_training(model_args, data_args, training_args, runtime_args, pu
                 f"--output_dir {training_args.output_dir} is the folder of --model_name_or_path: the fine-tuned model "
                 "would replace the one it starts from; choose another --output_dir."
             )
+    resume = training_args.resume_from_checkpoint
+    if resume is not None and not (Path(resume) / TRAINER_STATE_NAME).is_file():
+        raise CommandError(
+            f"--resume_from_checkpoint {resume} is not a checkpoint of a fine-tuning run (no {TRAINER_STATE_NAME} "
+            "there): pass a checkpoint-N folder this command wrote in its --output_dir (--save_strategy steps)."
+        )
     stale = []
     if training_args.resume_from_checkpoint is None:
         stale = check_output_folder(
