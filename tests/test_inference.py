@@ -1,6 +1,7 @@
 """The inference workflow (modeling_eat/inference/): embedding extraction (`python -m modeling_eat.extract`) and the
 linear probe (`python -m modeling_eat.linear_probe`)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,13 @@ import torch
 
 from modeling_eat import EATConfig, EATFeatureExtractor, EATModel
 from modeling_eat.audio import load_audio_dataset
-from modeling_eat.inference.cli import extract_main, parse_extract_args, parse_probe_args, probe_main
+from modeling_eat.inference.cli import (
+    extract_main,
+    is_probe_results,
+    parse_extract_args,
+    parse_probe_args,
+    probe_main,
+)
 from modeling_eat.inference.features import extract_features
 from modeling_eat.inference.probe import linear_probe, pooled_features, pooled_size
 from modeling_eat.inference.sources import decoded_clips, find_audio_files
@@ -338,6 +345,21 @@ def test_other_models_and_unlabelled_folders_are_named_in_one_line(tmp_path, sav
     with pytest.raises(SystemExit) as error:
         parse_probe_args(["--model_name_or_path", "m", "--dataset_name", "d", "--regularization", "-1"])
     assert error.value.code == 2
+    # A file of the user's named as --output_json stays as it was (it was replaced).
+    mine = tmp_path / "mine.json"
+    mine.write_text('{"mine": 1}')
+    with pytest.raises(SystemExit) as error:
+        probe_main(["--model_name_or_path", str(saved_model), "--dataset_name", str(single), "--output_json",
+                    str(mine)])
+    assert error.value.code == (
+        f"error: --output_json {mine} exists and holds no linear probe's results, which are all this command "
+        "replaces: choose another file."
+    )
+    assert mine.read_text() == '{"mine": 1}'
+    # An earlier probe's results are what a rerun replaces.
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"accuracy": 0.5, "chance": 0.5, "num_classes": 2, "pooling": "cls"}))
+    assert is_probe_results(earlier) and not is_probe_results(mine) and not is_probe_results(tmp_path / "none.json")
 
     # An audiofolder without metadata.csv has a label column of None values.
     for split in ("train", "test"):

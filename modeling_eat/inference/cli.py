@@ -250,6 +250,15 @@ def parse_probe_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def is_probe_results(path) -> bool:
+    """Whether `path` is a JSON file an earlier probe wrote (a rerun may replace it; any other file is the user's)."""
+    try:
+        results = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(results, dict) and {"accuracy", "chance", "num_classes", "pooling"} <= results.keys()
+
+
 @one_line_errors
 def probe_main(argv: Sequence[str] | None = None) -> dict:
     from tqdm.auto import tqdm
@@ -259,6 +268,11 @@ def probe_main(argv: Sequence[str] | None = None) -> dict:
     for path, option in ((args.output_json, "--output_json"), (args.confusion_matrix, "--confusion_matrix")):
         if path is not None:
             check_writable(path, option, is_file=True)
+    if args.output_json is not None and Path(args.output_json).exists() and not is_probe_results(args.output_json):
+        raise CommandError(
+            f"--output_json {args.output_json} exists and holds no linear probe's results, which are all this command "
+            "replaces: choose another file."
+        )
     configure_threads(args.num_threads)  # logs its choice
     model = load_encoder(args.model_name_or_path, args.device, args.dtype)
     check_model_options(args, model)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..audio import check_dataset_name, labelled_subset
 from ..hub import check_config_source
+from ..outputs import check_writable
 from ..runtime import CommandError, add_num_threads_argument, configure_logging, configure_threads, one_line_errors
 from ..synthetic_audio import write_audiofolder
 
@@ -114,6 +115,7 @@ def quickstart_main(argv=None):
     if args.dataset_name is not None:
         check_dataset_name(args.dataset_name)
     check_config_source(args.config_name)
+    check_writable(args.output_dir)
     output_dir = Path(args.output_dir)
     started = time.perf_counter()
     configure_threads(args.num_threads)  # logs its choice
