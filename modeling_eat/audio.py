@@ -466,10 +466,11 @@ def _named_feature_extractor(name: str, **kwargs) -> EATFeatureExtractor:
     try:
         return EATFeatureExtractor.from_name_or_path(name, **kwargs)
     except OSError as error:
-        raise CommandError(
-            f"--feature_extractor_name {name}: no feature extractor could be read there ({first_line(error)}): pass "
-            f"a preset ({', '.join(NORMALIZATION_PRESETS)}), or a folder or Hub id holding a preprocessor_config.json."
-        ) from None
+        problem = first_line(error)
+    raise CommandError(
+        f"--feature_extractor_name {name}: no feature extractor could be read there ({problem}): pass a preset "
+        f"({', '.join(NORMALIZATION_PRESETS)}), or a folder or Hub id holding a preprocessor_config.json."
+    )
 
 
 def load_feature_extractor(

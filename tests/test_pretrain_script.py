@@ -379,16 +379,17 @@ def test_mistakes_fail_before_the_run_in_one_line(audio_folder, tmp_path, no_hub
     )
     assert not output_dir.exists()
     # argparse's usage error, before anything else (a bad learning rate was AdamW's traceback after the model built).
-    for option, value, message in (
-        ("--max_train_steps", "0", "--max_train_steps must be >= 1"),
-        ("--num_train_epochs", "0", "--num_train_epochs must be >= 1"),
-        ("--dataloader_num_workers", "-1", "--dataloader_num_workers must be >= 0"),
-        ("--learning_rate", "-1", "--learning_rate must be a number > 0, got -1.0"),
-        ("--learning_rate", "nan", "--learning_rate must be a number > 0, got nan"),
-        ("--adam_beta2", "1", "--adam_beta2 must be a number in [0, 1), got 1.0"),
-        ("--weight_decay", "-0.1", "--weight_decay must be a number >= 0, got -0.1"),
-    ):
+    usage_errors = {
+        "--max_train_steps 0": "--max_train_steps must be >= 1",
+        "--num_train_epochs 0": "--num_train_epochs must be >= 1",
+        "--dataloader_num_workers -1": "--dataloader_num_workers must be >= 0",
+        "--learning_rate -1": "--learning_rate must be a number > 0, got -1.0",
+        "--learning_rate nan": "--learning_rate must be a number > 0, got nan",
+        "--adam_beta2 1": "--adam_beta2 must be a number in [0, 1), got 1.0",
+        "--weight_decay -0.1": "--weight_decay must be a number >= 0, got -0.1",
+    }
+    for flag, message in usage_errors.items():
         with pytest.raises(SystemExit) as error:
-            pretraining_cli.parse_pretrain_args(arguments(option, value))
+            pretraining_cli.parse_pretrain_args(arguments(*flag.split()))
         assert error.value.code == 2
         assert capsys.readouterr().err.strip().endswith(f"error: {message}")
