@@ -299,6 +299,10 @@ def test_label_errors_name_the_problem():
         build_label_spec(Value("float32"), [0.5, 1.5], "score")
     with pytest.raises(ValueError, match="missing"):
         build_label_spec(Value("string"), ["cat", None])
+    # A one-class data set trained without a word (its loss is 0 from the first step).
+    with pytest.raises(ValueError, match=r"^The label column 'label' holds a single class \('cat'\): a classifier "
+                                         "needs at least two. Label clips of two classes or more"):
+        build_label_spec(Value("string"), ["cat", "cat"])
 
 
 # ---------------------------------------------------------------------------------------------------- metrics

@@ -88,6 +88,12 @@ def build_label_spec(feature, values: Sequence, column: str = "label") -> LabelS
         raise CommandError(f"The label column {column!r} is empty.")
     if kinds <= {int, np.int64, np.int32, bool} or kinds <= {str}:
         unique = sorted(set(items))
+        if len(unique) < 2 and not multi_label:
+            # One softmax output is always right: the loss is 0 from the first step and nothing is learnt.
+            raise CommandError(
+                f"The label column {column!r} holds a single class ({unique[0]!r}): a classifier needs at least two. "
+                "Label clips of two classes or more (or give lists of labels, for multi-label tagging)."
+            )
     else:
         raise CommandError(
             f"The label column {column!r} holds {sorted(k.__name__ for k in kinds)} values; labels must be strings, "
