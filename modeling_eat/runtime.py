@@ -15,6 +15,7 @@ import collections
 import contextlib
 import difflib
 import functools
+import gc
 import logging
 import math
 import os
@@ -273,8 +274,12 @@ def one_line_errors(main: Callable) -> Callable:
         except CommandError as error:
             raise SystemExit(f"error: {error}") from None
         except KeyboardInterrupt:
-            print("\ninterrupted (Ctrl-C)", file=sys.stderr, flush=True)
-            raise SystemExit(INTERRUPTED_EXIT_STATUS) from None
+            pass
+        # Out of the handler, the interrupted frames are released, and with them the progress bars they held, which
+        # print their last state as they close: collected now, so that the line below stays the last one.
+        gc.collect()
+        print("\ninterrupted (Ctrl-C)", file=sys.stderr, flush=True)
+        raise SystemExit(INTERRUPTED_EXIT_STATUS)
 
     return wrapper
 

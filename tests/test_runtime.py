@@ -203,14 +203,24 @@ def test_a_command_ends_in_one_line_on_a_mistake_and_on_ctrl_c(capsys):
         "error: --num_threads must be >= 1, got 0: pass a positive count, or leave it out."
     )
 
+    class ProgressBar:
+        """Prints its last state when it is closed, as tqdm does."""
+
+        def __init__(self):
+            self.cycle = self  # held by a reference cycle, as a generator's frame holds its bar
+
+        def __del__(self):
+            print("pre-training: 38/20000", file=sys.stderr)
+
     @runtime.one_line_errors
     def interrupted():
+        bar = ProgressBar()  # noqa: F841
         raise KeyboardInterrupt
 
     with pytest.raises(SystemExit) as error:
         interrupted()
     assert error.value.code == runtime.INTERRUPTED_EXIT_STATUS == 130
-    assert capsys.readouterr().err == "\ninterrupted (Ctrl-C)\n"
+    assert capsys.readouterr().err == "pre-training: 38/20000\n\ninterrupted (Ctrl-C)\n"
 
 
 def test_a_hub_warning_reaches_the_console_once(capfd):
