@@ -184,7 +184,7 @@ def finetune_arguments(data, output_dir, *extra) -> list[str]:
     ]
 
 
-def test_mistakes_are_named_in_one_line_before_anything_is_written(fsdd_dir, tmp_path, no_hub_token):
+def test_mistakes_are_named_in_one_line_before_anything_is_written(fsdd_dir, tmp_path, no_hub_token, capsys):
     data = small_audiofolder(fsdd_dir, tmp_path / "data")
     output_dir = tmp_path / "out"
     unlabelled = tmp_path / "unlabelled"
@@ -232,6 +232,11 @@ def test_mistakes_are_named_in_one_line_before_anything_is_written(fsdd_dir, tmp
             "trainer_state.json there): pass a checkpoint-N folder this command wrote in its --output_dir "
             "(--save_strategy steps)."
         )
+    with pytest.raises(SystemExit):
+        finetuning_cli.parse_finetune_arguments(["--output_dir", str(output_dir), "--recipe", "bogus"])
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        "python -m modeling_eat.finetune: error: argument --recipe: invalid choice: 'bogus'"
+    )
     assert refusal(main, arguments(**{"--config_name": None})) == (
         "error: neither --model_name_or_path nor --config_name is given: pass --model_name_or_path (a checkpoint to "
         "fine-tune) or --config_name (a size preset such as tiny or base, to train from scratch)."

@@ -98,8 +98,10 @@ class RuntimeArguments:
 
 
 def parse_finetune_arguments(argv: list[str]):
+    # Named as the other commands name themselves (argparse would take the name of whichever file started Python).
     parser = HfArgumentParser(
-        (ModelArguments, DataTrainingArguments, FinetuningArguments, TrainingArguments, RuntimeArguments)
+        (ModelArguments, DataTrainingArguments, FinetuningArguments, TrainingArguments, RuntimeArguments),
+        prog="python -m modeling_eat.finetune",
     )
     if len(argv) == 1 and argv[0].endswith(".json"):
         values = json.loads(Path(argv[0]).read_text())
