@@ -380,7 +380,7 @@ def test_mistakes_fail_before_the_run_in_one_line(audio_folder, tmp_path, no_hub
     assert not output_dir.exists()
     # argparse's usage error, before anything else (a bad learning rate was AdamW's traceback after the model built).
     usage_errors = {
-        "--max_train_steps 0": "--max_train_steps must be >= 1",
+        "--max_train_steps -1": "--max_train_steps must be >= 0",
         "--num_train_epochs 0": "--num_train_epochs must be >= 1",
         "--dataloader_num_workers -1": "--dataloader_num_workers must be >= 0",
         "--learning_rate -1": "--learning_rate must be a number > 0, got -1.0",

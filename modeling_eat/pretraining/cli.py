@@ -170,9 +170,12 @@ def parse_pretrain_args(argv=None):
     for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1")
-    for name in ("checkpointing_steps", "checkpoints_total_limit", "max_train_steps"):
+    for name in ("checkpointing_steps", "checkpoints_total_limit"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1")
+    # 0 saves the initial model (a study's random-init row); below that nothing is meant.
+    if args.max_train_steps is not None and args.max_train_steps < 0:
+        parser.error("--max_train_steps must be >= 0")
     if args.num_train_epochs < 1:
         parser.error("--num_train_epochs must be >= 1")
     if args.dataloader_num_workers < 0:
