@@ -29,6 +29,7 @@ from .feature_extraction_eat import (
     seconds_to_frames,
 )
 from .masking_eat import EATMaskGenerator
+from .runtime import CommandError
 
 
 # The masked-patch fill: a neutral grey, which no pixel of the viridis spectrogram (chroma >= 0.27) can be.
@@ -43,11 +44,36 @@ def _as_numpy(values) -> np.ndarray:
     return np.asarray(values)
 
 
+# Every figure carries this PNG text chunk, so that a rerun can tell its own earlier figure (which it may replace) from
+# a file of the user's at the same path (which it must not).
+FIGURE_MARK = ("Software", "modeling_eat")
+
+
 def _save(figure: Figure, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
+    figure.savefig(path, format="png", metadata=dict([FIGURE_MARK]))
     return path
+
+
+def is_own_figure(path) -> bool:
+    """Whether `path` is a PNG this module wrote."""
+    key, value = FIGURE_MARK
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4096)  # matplotlib writes its text chunks before the image data
+    except OSError:
+        return False
+    return head.startswith(b"\x89PNG") and b"tEXt" + key.encode() + b"\x00" + value.encode() in head
+
+
+def check_replaceable_figure(path, option: str) -> None:
+    """Refuses, before any work, a figure path that holds a file this module did not write."""
+    if path is not None and Path(path).exists() and not is_own_figure(path):
+        raise CommandError(
+            f"{option} {path} exists and is no figure of this package's, which are all a rerun replaces: choose "
+            "another file."
+        )
 
 
 def _draw_spectrogram(axes, spectrogram: np.ndarray, num_valid_frames: int):
@@ -428,6 +454,10 @@ def main(argv: Sequence[str] | None = None) -> Path:
     mask.add_argument("--seed", type=int, default=0)
     mask.add_argument("--max_seconds", type=float, default=None, help="crop; defaults to config.max_length frames")
     args = parser.parse_args(argv)
+    try:
+        check_replaceable_figure(args.output, "--output")
+    except CommandError as error:
+        parser.error(str(error))
     config = EATConfig.from_name_or_path(args.config_name)
     output = mask_figure_from_audio(args.audio, config, args.output, args.clone, args.seed, args.max_seconds)
     print(f"wrote {output}")

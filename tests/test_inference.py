@@ -360,6 +360,17 @@ def test_other_models_and_unlabelled_folders_are_named_in_one_line(tmp_path, sav
     earlier = tmp_path / "earlier.json"
     earlier.write_text(json.dumps({"accuracy": 0.5, "chance": 0.5, "num_classes": 2, "pooling": "cls"}))
     assert is_probe_results(earlier) and not is_probe_results(mine) and not is_probe_results(tmp_path / "none.json")
+    # So is a picture of the user's named as --confusion_matrix.
+    picture = tmp_path / "holiday.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n not a figure of ours")
+    with pytest.raises(SystemExit) as error:
+        probe_main(["--model_name_or_path", str(saved_model), "--dataset_name", str(single), "--confusion_matrix",
+                    str(picture)])
+    assert error.value.code == (
+        f"error: --confusion_matrix {picture} exists and is no figure of this package's, which are all a rerun "
+        "replaces: choose another file."
+    )
+    assert picture.read_bytes() == b"\x89PNG\r\n\x1a\n not a figure of ours"
 
     # An audiofolder without metadata.csv has a label column of None values.
     for split in ("train", "test"):

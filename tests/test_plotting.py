@@ -8,7 +8,9 @@ from matplotlib.image import imread
 from modeling_eat import EATConfig, EATMaskGenerator
 from modeling_eat.plotting import (
     MASK_COLOR,
+    check_replaceable_figure,
     confusion_matrix,
+    is_own_figure,
     main,
     plot_average_precision,
     plot_confusion_matrix,
@@ -93,3 +95,29 @@ def test_mask_command_on_a_real_clip(tmp_path, fsdd_dir):
     image = imread(output)
     assert image.shape == (560, 1000, 4)
     assert masked_fraction_of_spectrogram(image[280:]) > 0.5  # EAT masks 80% of the student's patches
+
+
+def test_a_rerun_replaces_its_own_figures_and_no_other_file(tmp_path, fsdd_dir):
+    own = plot_confusion_matrix(["a", "b"], ["a", "a"], ["a", "b"], tmp_path / "cm.png", dpi=40)
+    check_replaceable_figure(own, "--confusion_matrix")  # an earlier figure of ours: replaceable
+    check_replaceable_figure(tmp_path / "new.png", "--confusion_matrix")  # nothing there yet
+    # A PNG of someone else's (matplotlib's own mark) and a text file are the user's.
+    foreign = plot_confusion_matrix(["a"], ["a"], ["a"], tmp_path / "photo.png", dpi=40)
+    foreign.write_bytes(foreign.read_bytes().replace(b"Software\x00modeling_eat", b"Software\x00matplotlibX"))
+    notes = tmp_path / "notes.png"
+    notes.write_text("my notes")
+    assert is_own_figure(own)
+    for path in (foreign, notes):
+        before = path.read_bytes()
+        assert not is_own_figure(path)
+        with pytest.raises(ValueError) as error:
+            check_replaceable_figure(path, "--confusion_matrix")
+        assert str(error.value) == (
+            f"--confusion_matrix {path} exists and is no figure of this package's, which are all a rerun replaces: "
+            "choose another file."
+        )
+        assert path.read_bytes() == before
+    audio = sorted((fsdd_dir / "test").glob("*.wav"))[0]
+    with pytest.raises(SystemExit) as error:
+        main(["mask", "--config_name", "tiny", "--audio", str(audio), "--output", str(notes)])
+    assert error.value.code == 2 and notes.read_text() == "my notes"

@@ -273,6 +273,10 @@ def probe_main(argv: Sequence[str] | None = None) -> dict:
             f"--output_json {args.output_json} exists and holds no linear probe's results, which are all this command "
             "replaces: choose another file."
         )
+    if args.confusion_matrix is not None:
+        from ..plotting import check_replaceable_figure
+
+        check_replaceable_figure(args.confusion_matrix, "--confusion_matrix")
     configure_threads(args.num_threads)  # logs its choice
     model = load_encoder(args.model_name_or_path, args.device, args.dtype)
     check_model_options(args, model)
