@@ -345,32 +345,24 @@ def test_other_models_and_unlabelled_folders_are_named_in_one_line(tmp_path, sav
     with pytest.raises(SystemExit) as error:
         parse_probe_args(["--model_name_or_path", "m", "--dataset_name", "d", "--regularization", "-1"])
     assert error.value.code == 2
-    # A file of the user's named as --output_json stays as it was (it was replaced).
+    # A file of the user's named as --output_json or --confusion_matrix stays as it was (each was replaced).
     mine = tmp_path / "mine.json"
-    mine.write_text('{"mine": 1}')
-    with pytest.raises(SystemExit) as error:
-        probe_main(["--model_name_or_path", str(saved_model), "--dataset_name", str(single), "--output_json",
-                    str(mine)])
-    assert error.value.code == (
-        f"error: --output_json {mine} exists and holds no linear probe's results, which are all this command "
-        "replaces: choose another file."
-    )
-    assert mine.read_text() == '{"mine": 1}'
+    picture = tmp_path / "holiday.png"
+    refusals = {
+        mine: "holds no linear probe's results, which are all this command replaces",
+        picture: "is no figure of this package's, which are all a rerun replaces",
+    }
+    for path, option, content in ((mine, "--output_json", b'{"mine": 1}'),
+                                  (picture, "--confusion_matrix", b"\x89PNG\r\n\x1a\n not a figure of ours")):
+        path.write_bytes(content)
+        with pytest.raises(SystemExit) as error:
+            probe_main(["--model_name_or_path", str(saved_model), "--dataset_name", str(single), option, str(path)])
+        assert error.value.code == f"error: {option} {path} exists and {refusals[path]}: choose another file."
+        assert path.read_bytes() == content
     # An earlier probe's results are what a rerun replaces.
     earlier = tmp_path / "earlier.json"
     earlier.write_text(json.dumps({"accuracy": 0.5, "chance": 0.5, "num_classes": 2, "pooling": "cls"}))
     assert is_probe_results(earlier) and not is_probe_results(mine) and not is_probe_results(tmp_path / "none.json")
-    # So is a picture of the user's named as --confusion_matrix.
-    picture = tmp_path / "holiday.png"
-    picture.write_bytes(b"\x89PNG\r\n\x1a\n not a figure of ours")
-    with pytest.raises(SystemExit) as error:
-        probe_main(["--model_name_or_path", str(saved_model), "--dataset_name", str(single), "--confusion_matrix",
-                    str(picture)])
-    assert error.value.code == (
-        f"error: --confusion_matrix {picture} exists and is no figure of this package's, which are all a rerun "
-        "replaces: choose another file."
-    )
-    assert picture.read_bytes() == b"\x89PNG\r\n\x1a\n not a figure of ours"
 
     # An audiofolder without metadata.csv has a label column of None values.
     for split in ("train", "test"):
