@@ -5,6 +5,8 @@
 - `staging_path` / `move_into_place`: a new file or folder is written beside its destination under a hidden name and
   renamed into place once complete, so that the destination is always absent, the old one or the new one; a run cut
   short never leaves a half-written output, and never destroys the one it was to replace.
+- `check_replaceable`: an output file that exists is replaced only when this package wrote it; anything else at that
+  path (an input WAV, the user's own JSON or picture) is the user's, and the command refuses before any work.
 - `RUN_FILE_PATTERNS` / `check_output_folder`: the files a model folder or a run of this package's commands leaves;
   a command refuses a folder holding another run's unless told to overwrite it, and then deletes exactly those (so
   that nothing stale, an old `eval_results.json` beside a new model, survives), never anything else.
@@ -14,7 +16,7 @@ import fnmatch
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .hub import CODE_FILES
@@ -86,6 +88,13 @@ def check_writable(path, option: str = "--output_dir", is_file: bool = False) ->
             f"{option} {path} cannot be written ({error.strerror or error} in {folder}): choose a folder you can "
             "write to, or give yourself write permission on it."
         ) from None
+
+
+def check_replaceable(path, is_ours: Callable[[Path], bool], refusal: str) -> None:
+    """Raises `CommandError(refusal)` when `path` exists and `is_ours(path)` says this package did not write it."""
+    path = Path(path)
+    if (path.exists() or path.is_symlink()) and not is_ours(path):
+        raise CommandError(refusal)
 
 
 def staging_path(final) -> Path:
@@ -169,6 +178,7 @@ __all__ = [
     "PRETRAINING_LOG_FILE",
     "RUN_FILE_PATTERNS",
     "check_output_folder",
+    "check_replaceable",
     "check_writable",
     "move_into_place",
     "remove_path",

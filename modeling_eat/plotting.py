@@ -29,6 +29,7 @@ from .feature_extraction_eat import (
     seconds_to_frames,
 )
 from .masking_eat import EATMaskGenerator
+from .outputs import check_replaceable
 from .runtime import CommandError
 
 
@@ -69,11 +70,11 @@ def is_own_figure(path) -> bool:
 
 def check_replaceable_figure(path, option: str) -> None:
     """Refuses, before any work, a figure path that holds a file this module did not write."""
-    if path is not None and Path(path).exists() and not is_own_figure(path):
-        raise CommandError(
-            f"{option} {path} exists and is no figure of this package's, which are all a rerun replaces: choose "
-            "another file."
-        )
+    check_replaceable(
+        path, is_own_figure,
+        f"{option} {path} exists and is no figure of this package's, which are all a rerun replaces: choose another "
+        "file.",
+    )
 
 
 def _draw_spectrogram(axes, spectrogram: np.ndarray, num_valid_frames: int):

@@ -17,7 +17,7 @@ from ..audio import (
     skipped_audio_message,
 )
 from ..feature_extraction_eat import frames_to_seconds
-from ..outputs import check_writable
+from ..outputs import check_replaceable, check_writable
 from ..runtime import CommandError, add_num_threads_argument, configure_logging, configure_threads, one_line_errors
 from .features import (
     frame_hop_seconds,
@@ -124,11 +124,11 @@ def check_extract_output(output, overwrite: bool) -> None:
     if output.exists() or output.is_symlink():
         if not overwrite:
             raise CommandError(f"--output {output} exists: pass --overwrite to replace it, or another --output.")
-        if not is_features_output(output):
-            raise CommandError(
-                f"--output {output} is not features written by modeling_eat.extract, and --overwrite only replaces "
-                "those: choose another --output."
-            )
+        check_replaceable(
+            output, is_features_output,
+            f"--output {output} is not features written by modeling_eat.extract, and --overwrite only replaces "
+            "those: choose another --output.",
+        )
     check_writable(output, "--output", is_file=True)
 
 
@@ -268,10 +268,11 @@ def probe_main(argv: Sequence[str] | None = None) -> dict:
     for path, option in ((args.output_json, "--output_json"), (args.confusion_matrix, "--confusion_matrix")):
         if path is not None:
             check_writable(path, option, is_file=True)
-    if args.output_json is not None and Path(args.output_json).exists() and not is_probe_results(args.output_json):
-        raise CommandError(
+    if args.output_json is not None:
+        check_replaceable(
+            args.output_json, is_probe_results,
             f"--output_json {args.output_json} exists and holds no linear probe's results, which are all this command "
-            "replaces: choose another file."
+            "replaces: choose another file.",
         )
     if args.confusion_matrix is not None:
         from ..plotting import check_replaceable_figure
